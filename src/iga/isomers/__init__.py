@@ -1,0 +1,1 @@
+"""iga.isomers"""

@@ -1,0 +1,1 @@
+"""Small shared helpers (I/O, hashing, provenance). No heavy imports here."""
