@@ -1,1 +1,1 @@
-"""iga.experiments"""
+"""Orchestration on top of the library: evaluating runs, result files, the demo, sweeps and reports."""

@@ -13,7 +13,7 @@ GENERATOR_VERSION: Final = "isobench-1"
 #: Answer types understood by :mod:`iga.isomers.answers`.
 #: ``int``: integer; ``fraction``: exact rational ``a/b`` in lowest terms (integers written plainly);
 #: ``bool``: ``yes``/``no``; ``tri``: ``true``/``false``/``unknown``; ``label``: one word/phrase from the record's
-#: ``label_space``; ``entity``: one name from the record's ``entities``.
+#: ``label_space``; ``entity``: one name from the record's ``label_space``.
 ANSWER_TYPES: Final = ("int", "fraction", "bool", "tri", "label", "entity")
 
 #: Splits, in the order they are written. ``stress`` holds the stress surfaces (symbolic, counterfactual).

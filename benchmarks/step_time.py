@@ -1,0 +1,255 @@
+"""Step time and memory of the IGA core against ERM and against the K-backward references (DESIGN §8).
+
+One run, side by side, on a Llama-style model built from a config (no download) with LoRA on every linear
+layer, K = 4 domains, a domain-major batch:
+
+* ``erm_step``            forward + backward + AdamW step (no capture);
+* ``iga_step``            the same under ``capture.domains`` with ``IGAOptimizer`` (default ``IGAConfig``);
+* ``hooks_{full,factor}`` per-domain gradients via hooks (forward + backward; full space hands each layer's
+  (K, m, n) tensor to a consumer that drops it, factor space keeps the LoRA-sized sums);
+* ``kseparate_{...}``     K separate forward+backward passes on each domain's rows;
+* ``kbackward_{...}``     one forward, K ``autograd.grad(L_k, retain_graph=True)`` calls.
+
+Times are the median of ``repeats`` runs after ``warmup`` runs. Memory: (1) the bytes of the extra tensors the
+IGA path allocates, counted from their shapes inside the consumer (the largest (K, m, n) block, the stored
+factor gradients); (2) the peak resident set size (``ru_maxrss``) of a fresh child process running ERM or IGA
+steps — a whole-process number that includes the Python/torch baseline, so only the difference is meaningful.
+
+Usage: ``python benchmarks/step_time.py --preset ci --out runs/bench/step_time.json``. The last three lines
+are the ratios that DESIGN §8 sets targets for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+PRESETS: dict[str, dict[str, int]] = {
+    "ci": {"hidden": 128, "intermediate": 344, "layers": 2, "vocab": 512, "rows_per_domain": 4, "seq": 64,
+           "rank": 8, "warmup": 2, "repeats": 7, "memory_steps": 3},
+    "default": {"hidden": 256, "intermediate": 688, "layers": 4, "vocab": 512, "rows_per_domain": 4, "seq": 128,
+                "rank": 8, "warmup": 2, "repeats": 7, "memory_steps": 3},
+}  # fmt: skip
+K = 4
+
+
+def _setup(preset: dict[str, int]):
+    import torch
+
+    from iga.gradients import per_domain_token_loss
+    from iga.gradients.testing import domain_major_batch, tiny_lora_llama
+
+    model = tiny_lora_llama(
+        hidden_size=preset["hidden"],
+        intermediate_size=preset["intermediate"],
+        num_layers=preset["layers"],
+        vocab_size=preset["vocab"],
+        rank=preset["rank"],
+        lora_alpha=2 * preset["rank"],
+        dtype=torch.float32,
+        seed=0,
+    )
+    model.train()
+    batch = domain_major_batch(
+        num_domains=K,
+        rows_per_domain=preset["rows_per_domain"],
+        seq_len=preset["seq"],
+        vocab_size=preset["vocab"],
+        prompt_len=preset["seq"] // 4,
+        seed=0,
+    )
+
+    def losses(rows: Any = slice(None), num_domains: int = K):
+        out = model(input_ids=batch["input_ids"][rows], attention_mask=batch["attention_mask"][rows])
+        ids = batch["domain_ids"][rows] if num_domains == K else torch.zeros(out.logits.shape[0], dtype=torch.long)
+        return per_domain_token_loss(out.logits, batch["labels"][rows], ids, num_domains)
+
+    return model, batch, losses
+
+
+def _variants(model, batch, losses) -> dict[str, Callable[[], None]]:
+    import torch
+
+    from iga import create_iga_optimizer
+    from iga.gradients import DomainGradCapture
+    from iga.gradients.reference import per_domain_grads_kbackward, per_domain_grads_shared_forward
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    erm_opt = torch.optim.AdamW(params, lr=1e-4)
+    iga_opt: Any = None  # built lazily: its capture's hooks must not be attached during the other variants
+    ids = batch["domain_ids"]
+    rows = [torch.nonzero(ids == k).flatten() for k in range(K)]
+
+    def erm_step() -> None:
+        erm_opt.zero_grad(set_to_none=True)
+        losses().mean().backward()
+        erm_opt.step()
+
+    def iga_step() -> None:
+        iga_opt.zero_grad(set_to_none=True)
+        with iga_opt.capture.domains(ids, num_domains=K):
+            losses().mean().backward()
+        iga_opt.step()
+
+    def hooks(space: str) -> Callable[[], None]:
+        def run() -> None:
+            model.zero_grad(set_to_none=True)
+            with DomainGradCapture(model, space=space) as cap:
+                if space == "full":
+                    cap.set_consumer(lambda layer, grads: None)
+                with cap.domains(ids, num_domains=K):
+                    losses().mean().backward()
+
+        return run
+
+    def kseparate(space: str) -> Callable[[], None]:
+        return lambda: per_domain_grads_kbackward(model, lambda k: losses(rows[k], 1)[0], K, space=space)
+
+    def kbackward(space: str) -> Callable[[], None]:
+        return lambda: per_domain_grads_shared_forward(model, losses, space=space)
+
+    def with_iga(fn: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            nonlocal iga_opt
+            if iga_opt is None:
+                iga_opt = create_iga_optimizer(model, lr=1e-4)
+            fn()
+
+        return run
+
+    return {
+        "erm_step": erm_step,
+        "hooks_full": hooks("full"),
+        "kseparate_full": kseparate("full"),
+        "kbackward_full": kbackward("full"),
+        "hooks_factor": hooks("factor"),
+        "kseparate_factor": kseparate("factor"),
+        "kbackward_factor": kbackward("factor"),
+        "iga_step": with_iga(iga_step),
+    }
+
+
+def _time(fn: Callable[[], None], warmup: int, repeats: int) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _counted_bytes(model) -> dict[str, int]:
+    """Bytes of the extra tensors of the IGA path, from the shapes the consumer actually receives."""
+    from iga.gradients import DomainGradCapture
+
+    with DomainGradCapture(model) as cap:
+        largest = max(K * m * n * 4 for m, n in (layer.shape for layer in cap.layers))
+        all_layers = sum(K * m * n * 4 for m, n in (layer.shape for layer in cap.layers))
+        factors = sum(p.numel() * p.element_size() for layer in cap.layers for p in layer.parameters())
+    return {
+        "largest_layer_domain_grads": largest,
+        "consumer_temporaries_largest_layer": 4 * largest // K,  # Ḡ, V, V̂/M, G̃: four m×n fp32 at most
+        "stored_factor_grads": factors,
+        "accumulation_buffers_all_layers": all_layers,
+    }
+
+
+def _memory_child(variant: str, preset_name: str) -> None:
+    preset = PRESETS[preset_name]
+    model, batch, losses = _setup(preset)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    fn = _variants(model, batch, losses)[variant]
+    for _ in range(preset["memory_steps"]):
+        fn()
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"maxrss_kib": after, "maxrss_before_steps_kib": before}))
+
+
+def _peak_rss(variant: str, preset_name: str) -> dict[str, int]:
+    cmd = [sys.executable, __file__, "--preset", preset_name, "--_memory-child", variant]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _environment() -> dict[str, Any]:
+    import peft
+    import torch
+    import transformers
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "peft": peft.__version__,
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": "cpu",
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="ci")
+    parser.add_argument("--out", help="write the results as JSON to this path")
+    parser.add_argument("--no-memory", action="store_true", help="skip the two child processes measuring peak RSS")
+    parser.add_argument("--_memory-child", dest="memory_child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.memory_child:
+        _memory_child(args.memory_child, args.preset)
+        return {}
+
+    preset = PRESETS[args.preset]
+    model, batch, losses = _setup(preset)
+    n_params = sum(p.numel() for p in model.parameters())
+    n_lora = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    medians: dict[str, float] = {}
+    for name, fn in _variants(model, batch, losses).items():
+        times = _time(fn, preset["warmup"], preset["repeats"])
+        medians[name] = statistics.median(times)
+        print(f"{name:18s} median {1000 * medians[name]:8.1f} ms  (min {1000 * min(times):.1f}, max {1000 * max(times):.1f})")
+    result: dict[str, Any] = {
+        "preset": args.preset,
+        "config": {**preset, "num_domains": K, "params": n_params, "trainable_params": n_lora},
+        "median_seconds": medians,
+        "ratios": {
+            "iga_step/erm_step": medians["iga_step"] / medians["erm_step"],
+            "kseparate/hooks (full)": medians["kseparate_full"] / medians["hooks_full"],
+            "kbackward/hooks (full)": medians["kbackward_full"] / medians["hooks_full"],
+            "kseparate/hooks (factor)": medians["kseparate_factor"] / medians["hooks_factor"],
+            "kbackward/hooks (factor)": medians["kbackward_factor"] / medians["hooks_factor"],
+        },
+        "counted_bytes": _counted_bytes(model),
+        "environment": _environment(),
+    }
+    if not args.no_memory:
+        result["peak_rss_kib"] = {v: _peak_rss(v, args.preset) for v in ("erm_step", "iga_step")}
+        extra = result["peak_rss_kib"]["iga_step"]["maxrss_kib"] - result["peak_rss_kib"]["erm_step"]["maxrss_kib"]
+        print(f"peak RSS iga - erm: {extra / 1024:.1f} MiB; counted extra buffers: {result['counted_bytes']}")
+    if args.out:
+        from iga.utils.io import atomic_write_json
+
+        atomic_write_json(args.out, result)
+    ratios = result["ratios"]
+    print(f"ratio iga_step/erm_step = {ratios['iga_step/erm_step']:.3f}")
+    print(f"ratio kseparate/hooks = {ratios['kseparate/hooks (full)']:.3f}")
+    print(f"ratio kbackward/hooks = {ratios['kbackward/hooks (full)']:.3f}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

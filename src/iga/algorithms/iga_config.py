@@ -1,0 +1,100 @@
+"""Hyper-parameters of IGA (every option of DESIGN §3), validated on construction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from iga.algorithms.lora_map import LORA_MAPS
+from iga.algorithms.mask import VARIANCE_NORMS
+from iga.algorithms.projection import DEFAULT_EXACT_MAX_NUMEL
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+@dataclass
+class IGAConfig:
+    """IGA options (defaults are the design of record).
+
+    Attributes:
+        tau: mask temperature τ ≥ 0 in ``M = exp(−τ·V̂)``; 0 reproduces ERM.
+        tau_warmup_steps: linear warm-up of τ: ``τ_t = τ·min(1, t / tau_warmup_steps)`` at optimizer step t
+            (0-based); 0 = no warm-up.
+        variance_norm: ``"relative"`` ``V/(Ḡ²+V+ε)`` | ``"layer"`` ``V/(mean V+ε)`` | ``"none"``.
+        ema_beta: EMA factor β ∈ [0, 1) over optimizer steps for ``V`` and ``Ḡ²`` (bias-corrected like Adam);
+            0 = off. Costs ``2·Σ_ℓ m_ℓ n_ℓ`` fp32 of persistent state.
+        rescale: rescale ``G̃`` so that ``‖G̃‖ = ‖Ḡ‖`` per layer.
+        svd_rank: rank of the truncated SVD of ``G̃``: ``"lora"`` = the layer's LoRA rank, an int, or None (skip).
+            Plain (non-LoRA) Linear layers are never projected.
+        svd_exact_max_numel: exact ``torch.linalg.svd`` up to this many entries, randomized SVD (q = r + 8,
+            2 power iterations, seeded) above.
+        svd_seed: seed of the randomized SVD; the generator is re-seeded from (seed, step, layer), so a resumed run
+            draws the same projections.
+        lora_map: ``"chain"`` | ``"lora_pro"``.
+        damping: ``pinv(M + damping·I)`` for the ``lora_pro`` inverses of ``BᵀB`` and ``AAᵀ``.
+        eps: ε of the variance normalisations and of ``rescale``.
+        max_grad_norm: clip the total gradient norm to this value AFTER the rewrite (None = off). Turn the
+            trainer's own clipping off: it would clip the unmasked mean gradient before the rewrite.
+    """
+
+    tau: float = 10.0
+    tau_warmup_steps: int = 0
+    variance_norm: str = "relative"
+    ema_beta: float = 0.0
+    rescale: bool = False
+    svd_rank: int | str | None = "lora"
+    svd_exact_max_numel: int = DEFAULT_EXACT_MAX_NUMEL
+    svd_seed: int = 0
+    lora_map: str = "chain"
+    damping: float = 1e-6
+    eps: float = 1e-12
+    max_grad_norm: float | None = None
+
+    def __post_init__(self) -> None:
+        if not _is_number(self.tau) or self.tau < 0:
+            raise ValueError(f"IGAConfig.tau must be a number >= 0, got {self.tau!r}")
+        if not _is_int(self.tau_warmup_steps) or self.tau_warmup_steps < 0:
+            raise ValueError(f"IGAConfig.tau_warmup_steps must be an int >= 0, got {self.tau_warmup_steps!r}")
+        if self.variance_norm not in VARIANCE_NORMS:
+            raise ValueError(
+                f"IGAConfig.variance_norm must be one of {VARIANCE_NORMS}, got {self.variance_norm!r}"
+            )
+        if not _is_number(self.ema_beta) or not 0 <= self.ema_beta < 1:
+            raise ValueError(f"IGAConfig.ema_beta must be in [0, 1) (0 = off), got {self.ema_beta!r}")
+        if not isinstance(self.rescale, bool):
+            raise ValueError(f"IGAConfig.rescale must be true or false, got {self.rescale!r}")
+        if not (
+            self.svd_rank is None
+            or self.svd_rank == "lora"
+            or (_is_int(self.svd_rank) and self.svd_rank >= 1)
+        ):
+            raise ValueError(
+                f"IGAConfig.svd_rank must be 'lora', a positive int or None (skip), got {self.svd_rank!r}"
+            )
+        if not _is_int(self.svd_exact_max_numel) or self.svd_exact_max_numel < 0:
+            raise ValueError(
+                f"IGAConfig.svd_exact_max_numel must be an int >= 0, got {self.svd_exact_max_numel!r}"
+            )
+        if not _is_int(self.svd_seed):
+            raise ValueError(f"IGAConfig.svd_seed must be an int, got {self.svd_seed!r}")
+        if self.lora_map not in LORA_MAPS:
+            raise ValueError(f"IGAConfig.lora_map must be one of {LORA_MAPS}, got {self.lora_map!r}")
+        if not _is_number(self.damping) or self.damping < 0:
+            raise ValueError(f"IGAConfig.damping must be a number >= 0, got {self.damping!r}")
+        if not _is_number(self.eps) or self.eps <= 0:
+            raise ValueError(f"IGAConfig.eps must be a number > 0, got {self.eps!r}")
+        if self.max_grad_norm is not None and (not _is_number(self.max_grad_norm) or self.max_grad_norm <= 0):
+            raise ValueError(
+                f"IGAConfig.max_grad_norm must be a number > 0 or None (off), got {self.max_grad_norm!r}"
+            )
+
+    def tau_at(self, step: int) -> float:
+        """τ at 0-based optimizer step ``step`` (linear warm-up from 0)."""
+        if self.tau_warmup_steps == 0:
+            return float(self.tau)
+        return float(self.tau) * min(1.0, step / self.tau_warmup_steps)

@@ -1,0 +1,65 @@
+"""The Continuous Gradient Conflict Mask ``M = exp(−τ·V̂)`` (DESIGN §3, steps 2–4)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+VARIANCE_NORMS = ("relative", "layer", "none")
+
+
+def _check_norm(variance_norm: str) -> None:
+    if variance_norm not in VARIANCE_NORMS:
+        raise ValueError(f"variance_norm must be one of {VARIANCE_NORMS}, got {variance_norm!r}")
+
+
+def domain_statistics(domain_grads: Tensor) -> tuple[Tensor, Tensor]:
+    """``(Ḡ, V)``: mean over domains and population variance over domains (clamped ≥ 0), in at least fp32.
+
+    ``domain_grads`` is (K, ...) with K ≥ 2.
+    """
+    if domain_grads.dim() < 1 or domain_grads.shape[0] < 2:
+        raise ValueError(
+            f"domain_grads must be (K, ...) with K >= 2 domains, got shape {tuple(domain_grads.shape)}"
+        )
+    g = domain_grads.to(torch.promote_types(domain_grads.dtype, torch.float32))
+    var, mean = torch.var_mean(g, dim=0, correction=0)
+    return mean, var.clamp_(min=0)
+
+
+def normalised_variance(
+    var: Tensor, mean_sq: Tensor, variance_norm: str = "relative", eps: float = 1e-12
+) -> Tensor:
+    """``V̂`` from the variance ``V`` and the squared mean ``Ḡ²`` (both possibly EMA-smoothed).
+
+    * ``relative``: ``V / (Ḡ² + V + ε)`` ∈ [0, 1) — the share of the second moment that is disagreement;
+    * ``layer``: ``V / (mean(V) + ε)`` — variance relative to the layer's average variance;
+    * ``none``: ``V``.
+    """
+    _check_norm(variance_norm)
+    if variance_norm == "relative":
+        return var / (mean_sq + var + eps)
+    if variance_norm == "layer":
+        return var / (var.mean() + eps)
+    return var
+
+
+def conflict_mask(
+    domain_grads: Tensor, tau: float, variance_norm: str = "relative", eps: float = 1e-12
+) -> Tensor:
+    """The mask ``M = exp(−τ·V̂)`` over the coordinates of one gradient, from (K, ...) per-domain gradients.
+
+    ``Ḡ = mean_k G_k``, ``V = mean_k (G_k − Ḡ)²`` (population variance, fp32 or wider, clamped ≥ 0), ``V̂`` as
+    in :func:`normalised_variance`. Identical domain gradients give ``M = 1``; exactly opposing ones (``Ḡ = 0``)
+    give ``V̂ → 1`` under ``relative`` and hence ``M → e^{−τ}``.
+
+    Example:
+        >>> import torch
+        >>> g = torch.tensor([[1.0, 2.0], [1.0, -2.0]])      # coordinate 0 agrees, coordinate 1 cancels
+        >>> conflict_mask(g, tau=3.0)
+        tensor([1.0000, 0.0498])
+    """
+    if tau < 0:
+        raise ValueError(f"tau must be >= 0, got {tau}")
+    mean, var = domain_statistics(domain_grads)
+    return torch.exp(-tau * normalised_variance(var, mean * mean, variance_norm, eps))

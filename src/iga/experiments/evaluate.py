@@ -1,0 +1,106 @@
+"""``iga eval --run DIR``: generate, score and measure consistency for a trained run; write it into result.json."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from iga.config import TrainConfig, build_config
+from iga.experiments.results import update_result
+from iga.utils.io import read_jsonl
+
+DEFAULT_EVAL_SPLITS = ("id_test", "ood_surface", "ood_depth")
+LCS_SPLITS = ("id_test", "ood_surface")
+
+
+def limit_instances(records: Sequence[Mapping], per_skeleton: int | None) -> list[Mapping]:
+    """Keep the first ``per_skeleton`` isomer sets of each skeleton (all members of a kept set stay)."""
+    if per_skeleton is None:
+        return list(records)
+    kept: dict[str, list[str]] = defaultdict(list)
+    out = []
+    for rec in records:
+        ids = kept[rec.get("skeleton", "")]
+        if rec["instance_id"] not in ids:
+            if len(ids) >= per_skeleton:
+                continue
+            ids.append(rec["instance_id"])
+        out.append(rec)
+    return out
+
+
+def load_run(run_dir: str | Path) -> tuple[TrainConfig, Any, Any]:
+    """(config, model with the run's adapter, tokenizer) of a finished run."""
+    from peft import PeftModel
+
+    from iga.models.pretrain import load_base
+
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.json"
+    if not cfg_path.exists():
+        raise FileNotFoundError(f"{run_dir} is not a run folder (no config.json)")
+    cfg = build_config(TrainConfig, json.loads(cfg_path.read_text()), source=str(cfg_path))
+    if not (run_dir / "adapter").exists():
+        raise FileNotFoundError(f"{run_dir} has no trained adapter yet (training did not finish)")
+    base, tokenizer = load_base(cfg.base_dir)
+    model = PeftModel.from_pretrained(base, str(run_dir / "adapter"))
+    model.eval()
+    return cfg, model, tokenizer
+
+
+def evaluate_model(model: Any, tokenizer: Any, data_dir: str | Path, *, train_domains: Sequence[str],
+                   splits: Sequence[str] = DEFAULT_EVAL_SPLITS, per_skeleton: int | None = None,
+                   max_new_tokens: int = 160, batch_size: int = 32, progress: bool = True) -> dict[str, Any]:
+    """Accuracy (strict/flexible, per split/domain/skeleton/family), behaviour and LCS of ``model``."""
+    from iga.evaluation import collect_anchor_states, compute_lcs_report, evaluate_records, summarise
+
+    data_dir = Path(data_dir)
+    records: list[Mapping] = []
+    for split in splits:
+        path = data_dir / f"{split}.jsonl"
+        if not path.exists():
+            raise FileNotFoundError(f"evaluation split not found: {path}")
+        split_records = limit_instances(read_jsonl(path), per_skeleton)
+        if not split_records:
+            raise ValueError(f"{path}: the split is empty")
+        records.extend(split_records)
+    t0 = time.perf_counter()
+    scores = evaluate_records(model, tokenizer, records, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                              progress=progress)
+    gen_seconds = time.perf_counter() - t0
+    heldout = sorted({r["domain"] for r in records} - set(train_domains))
+    summary = summarise(records, scores, list(train_domains), heldout)
+    lcs_records = [r for r in records if r.get("split") in LCS_SPLITS]
+    lcs = None
+    if lcs_records:
+        states = collect_anchor_states(model, tokenizer, lcs_records, batch_size=batch_size)
+        report = compute_lcs_report(
+            states, [r["instance_id"] for r in lcs_records], domains=[r["domain"] for r in lcs_records],
+            train_domains=list(train_domains), extra_settings={"pooling": states.pooling,
+                                                               "n_fallback": states.n_fallback})
+        lcs = report.to_dict()
+    return {
+        "summary": summary,
+        "lcs": lcs,
+        "n_records": len(records),
+        "generation_seconds": round(gen_seconds, 2),
+        "completions": [{"id": s.id, "completion": s.completion, "strict": s.strict.correct,
+                         "flexible": s.flexible.correct} for s in scores],
+    }
+
+
+def evaluate_run(run_dir: str | Path, *, splits: Sequence[str] = DEFAULT_EVAL_SPLITS,
+                 per_skeleton: int | None = None, progress: bool = True, **kwargs: Any) -> dict[str, Any]:
+    """Evaluate a finished run and merge the metrics into its ``result.json`` (completions go to a JSONL)."""
+    from iga.utils.io import atomic_write_jsonl
+
+    cfg, model, tokenizer = load_run(run_dir)
+    ev = evaluate_model(model, tokenizer, cfg.data_dir, train_domains=cfg.train_domains, splits=splits,
+                        per_skeleton=per_skeleton, progress=progress, **kwargs)
+    atomic_write_jsonl(Path(run_dir) / "completions.jsonl", ev.pop("completions"))
+    update_result(run_dir, eval=ev)
+    return ev

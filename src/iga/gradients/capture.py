@@ -1,0 +1,477 @@
+"""Per-domain gradients from ONE backward, through module hooks (DESIGN §3.1, anchors §5).
+
+For every hooked linear map, a forward hook keeps the detached input ``x`` and registers a tensor hook on the
+output; that hook receives ``δ = ∂L/∂y`` and splits ``Σ_t δ_t x_tᵀ`` by domain (one matmul per domain). Because
+the tensor hook is registered only when grad is enabled and the output requires grad, both styles of gradient
+checkpointing work: under reentrant checkpointing the no-grad first forward registers nothing and the
+recomputation registers the hook; under non-reentrant checkpointing the original forward registers it and the
+recomputed outputs are never back-propagated.
+
+Convention (pinned by the tests): the trainer back-propagates ``L = (1/K) Σ_k L_k`` (optionally divided by the
+number of accumulation steps), so each δ carries a factor 1/K; the capture multiplies the pieces by K and reports
+``G_k = ∂L_k/∂W`` exactly. Hence ``(1/K) Σ_k G_k`` equals the ordinary autograd gradient of ``L``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from iga.gradients.partition import DomainPartition, check_not_packed
+
+CaptureSpace = Literal["full", "factor"]
+CAPTURE_SPACES = ("full", "factor")
+
+
+class CapturedLayer:
+    """One adapted linear map ``W = W0 + s·B·A`` (LoRA) or a plain trainable ``nn.Linear`` (``W`` itself).
+
+    Attributes:
+        name: qualified module name in the model.
+        module: the PEFT LoRA wrapper (``peft.tuners.lora.Linear``) or the plain ``nn.Linear``.
+        lora_A, lora_B: the LoRA factor weights (``r×n`` and ``m×r``), or None for a plain Linear.
+        weight: the plain Linear's weight (None for LoRA layers, whose ``W0`` stays frozen).
+        bias: a trainable bias of a plain Linear whose per-domain gradients are captured too, else None.
+        shape: ``(m, n)`` = (out_features, in_features) of ``W``.
+        domain_grads: (K, m, n) per-domain gradients of the last sync backward when no consumer is registered.
+        bias_domain_grads: (K, m) companion of ``domain_grads`` for ``bias``; during a consumer call it holds the
+            bias pieces of that call.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        module: nn.Module,
+        *,
+        adapter: str | None,
+        shape: tuple[int, int],
+        lora_A: nn.Parameter | None = None,
+        lora_B: nn.Parameter | None = None,
+        weight: nn.Parameter | None = None,
+        bias: nn.Parameter | None = None,
+    ) -> None:
+        self.name, self.module, self.adapter, self.shape = name, module, adapter, shape
+        self.lora_A, self.lora_B, self.weight, self.bias = lora_A, lora_B, weight, bias
+        self.domain_grads: Tensor | None = None
+        self.bias_domain_grads: Tensor | None = None
+        # Per-domain sums of earlier micro-batches (gradient accumulation), kept until the sync micro-batch.
+        self._acc: Tensor | None = None
+        self._bias_acc: Tensor | None = None
+
+    @property
+    def is_lora(self) -> bool:
+        """True for a LoRA wrapper, False for a plain trainable Linear."""
+        return self.adapter is not None
+
+    @property
+    def scaling(self) -> float:
+        """The LoRA scale ``s`` (``lora_alpha / r``, or ``/ sqrt(r)`` with rsLoRA); 1.0 for a plain Linear."""
+        return float(self.module.scaling[self.adapter]) if self.adapter is not None else 1.0
+
+    @property
+    def rank(self) -> int | None:
+        """The LoRA rank r, or None for a plain Linear."""
+        return None if self.lora_A is None else int(self.lora_A.shape[0])
+
+    def parameters(self) -> list[nn.Parameter]:
+        """The trainable parameters whose update this layer's per-domain gradients determine."""
+        return [p for p in (self.lora_A, self.lora_B, self.weight, self.bias) if p is not None]
+
+    def __repr__(self) -> str:
+        kind = f"lora r={self.rank} s={self.scaling:g}" if self.is_lora else "linear"
+        return f"CapturedLayer({self.name!r}, {kind}, shape={self.shape})"
+
+
+@dataclass(eq=False)
+class _FactorTarget:
+    """A small Linear hooked in factor space (``lora_A``, ``lora_B`` or a plain trainable Linear)."""
+
+    name: str
+    module: nn.Module
+    weight: nn.Parameter
+    bias: nn.Parameter | None
+
+
+@dataclass(eq=False)
+class _Context:
+    partition: DomainPartition
+    sync: bool
+    dispatched: set[int] = field(default_factory=set)
+
+
+Consumer = Callable[[CapturedLayer, Tensor], None]
+
+
+def _is_lora_wrapper(module: nn.Module) -> bool:
+    # Duck-typed so that no peft import is needed to inspect a plain model.
+    return hasattr(module, "base_layer") and isinstance(getattr(module, "lora_A", None), nn.ModuleDict)
+
+
+def _lora_layer(name: str, module: nn.Module) -> CapturedLayer | None:
+    adapters = [a for a in module.active_adapters if a in module.lora_A]
+    trainable_lora = [n for n, p in module.named_parameters() if p.requires_grad and "lora" in n]
+    if not adapters:
+        if trainable_lora:
+            raise ValueError(
+                f"unsupported LoRA layer {type(module).__name__!r} at {name!r} (trainable {trainable_lora[0]!r}): "
+                "DomainGradCapture supports LoRA on Linear layers only; restrict target_modules to Linear layers"
+            )
+        return None
+    if len(adapters) > 1:
+        raise ValueError(f"layer {name!r} has several active LoRA adapters {adapters}; activate exactly one")
+    adapter = adapters[0]
+    mod_a, mod_b = module.lora_A[adapter], module.lora_B[adapter]
+    if not (isinstance(mod_a, nn.Linear) and isinstance(mod_b, nn.Linear)):
+        raise ValueError(
+            f"unsupported LoRA layer at {name!r}: factors are {type(mod_a).__name__}/{type(mod_b).__name__}, "
+            "DomainGradCapture supports LoRA on Linear layers only"
+        )
+    if adapter in getattr(module, "lora_variant", {}):
+        raise ValueError(
+            f"LoRA variant {type(module.lora_variant[adapter]).__name__} (e.g. DoRA) at {name!r} is not supported: "
+            "its output is not W0·x + s·B·A·x, so per-domain gradients of W do not map back to A and B"
+        )
+    if getattr(module, "merged", False):
+        raise ValueError(f"LoRA layer {name!r} is merged into its base weight; unmerge it before training")
+    if not (mod_a.weight.requires_grad and mod_b.weight.requires_grad):
+        return None
+    return CapturedLayer(
+        name,
+        module,
+        adapter=adapter,
+        shape=(mod_b.out_features, mod_a.in_features),
+        lora_A=mod_a.weight,
+        lora_B=mod_b.weight,
+    )
+
+
+def _plain_layer(name: str, module: nn.Linear) -> CapturedLayer:
+    bias = module.bias if module.bias is not None and module.bias.requires_grad else None
+    return CapturedLayer(
+        name,
+        module,
+        adapter=None,
+        shape=(module.out_features, module.in_features),
+        weight=module.weight,
+        bias=bias,
+    )
+
+
+def discover_layers(model: nn.Module, targets: str | Sequence[str] = "lora") -> list[CapturedLayer]:
+    """Find the LoRA-adapted Linear layers and the plain trainable ``nn.Linear`` layers of ``model``.
+
+    Args:
+        model: any module, typically a ``peft.PeftModel``.
+        targets: ``"lora"`` for every LoRA Linear layer plus every plain Linear with a trainable weight, or an
+            explicit list of qualified module names (their other trainable parameters are then not captured).
+    """
+    wanted: set[str] | None
+    if isinstance(targets, str):
+        if targets != "lora":
+            raise ValueError(f"targets must be 'lora' or a list of module names, got {targets!r}")
+        wanted = None
+    else:
+        wanted = set(targets)
+    inside_wrapper: set[int] = set()
+    layers: list[CapturedLayer] = []
+    for name, module in model.named_modules():
+        if not _is_lora_wrapper(module):
+            continue
+        inside_wrapper.update(id(m) for m in module.modules() if m is not module)
+        if wanted is None or name in wanted:
+            layer = _lora_layer(name, module)
+            if layer is not None:
+                layers.append(layer)
+    for name, module in model.named_modules():
+        if id(module) in inside_wrapper or not isinstance(module, nn.Linear) or _is_lora_wrapper(module):
+            continue
+        if module.weight.requires_grad and (wanted is None or name in wanted):
+            layers.append(_plain_layer(name, module))
+    if wanted is not None:
+        unknown = sorted(wanted - {layer.name for layer in layers})
+        if unknown:
+            raise ValueError(
+                f"targets {unknown} are not LoRA Linear layers or trainable nn.Linear modules of the model"
+            )
+    return layers
+
+
+class DomainGradCapture:
+    """Per-domain gradients of every adapted linear layer from one ordinary backward.
+
+    Args:
+        model: a PEFT LoRA model (LoRA on Linear layers) and/or a model with trainable ``nn.Linear`` layers.
+        space: ``"full"`` — per adapted layer the full-matrix gradients ``G_k = ∂L_k/∂W`` (K, m, n), handed to the
+            registered consumer one layer at a time inside the backward (IGA); ``"factor"`` — per-domain gradients
+            of every LoRA ``A``/``B`` (and plain Linear weight/bias), summed across micro-batches and read with
+            :meth:`factor_grads` (gradient-side baselines).
+        targets: ``"lora"`` or a list of module names (see :func:`discover_layers`).
+        allow_dropout: in ``full`` space, accept ``lora_dropout > 0`` (with a warning) although the chain identity
+            ``g_A = s·BᵀG`` then no longer holds exactly.
+
+    Memory: without accumulation, ``full`` space holds one layer's (K, m, n) tensor at a time — about
+    ``4·K·m·n`` bytes for the largest layer plus what the consumer allocates. With gradient accumulation the
+    per-domain sums of every layer live until the sync micro-batch: ``4·K·Σ_ℓ m_ℓ n_ℓ`` bytes. ``factor`` space
+    holds ``4·K·Σ_ℓ r(m_ℓ + n_ℓ)`` bytes.
+
+    Example:
+        >>> import torch
+        >>> net = torch.nn.Linear(3, 2)
+        >>> cap = DomainGradCapture(net)
+        >>> x, dom = torch.randn(4, 3), torch.tensor([0, 0, 1, 1])
+        >>> with cap.domains(dom, num_domains=2):
+        ...     net(x).pow(2).sum(1).view(2, 2).mean(1).mean().backward()   # L = mean_k L_k
+        >>> cap.layers[0].domain_grads.shape
+        torch.Size([2, 2, 3])
+        >>> torch.allclose(cap.layers[0].domain_grads.mean(0), net.weight.grad)
+        True
+        >>> cap.detach()
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        space: CaptureSpace = "full",
+        targets: str | Sequence[str] = "lora",
+        allow_dropout: bool = False,
+    ) -> None:
+        if space not in CAPTURE_SPACES:
+            raise ValueError(f"space must be one of {CAPTURE_SPACES}, got {space!r}")
+        self.model, self.space = model, space
+        self.layers: list[CapturedLayer] = discover_layers(model, targets)
+        if not self.layers:
+            raise ValueError(
+                "no LoRA layers found in model (and no trainable nn.Linear): nothing to capture. Wrap the model with "
+                "peft.get_peft_model(model, LoraConfig(target_modules=...)) on Linear layers"
+            )
+        self._check_not_shared(model)
+        if space == "full":
+            self._check_dropout(allow_dropout)
+        self._consumer: Consumer | None = None
+        self._ctx: _Context | None = None
+        self._acc_domains: int | None = None
+        self._factor: dict[nn.Parameter, Tensor] = {}
+        self._handles: list[Any] = []
+        self._attach()
+        captured = {id(p) for layer in self.layers for p in layer.parameters()}
+        self.uncovered_parameters: list[tuple[str, nn.Parameter]] = [
+            (n, p) for n, p in model.named_parameters() if p.requires_grad and id(p) not in captured
+        ]
+
+    # ------------------------------------------------------------------ set-up
+    def _check_not_shared(self, model: nn.Module) -> None:
+        uses = Counter(id(p) for _, p in model.named_parameters(remove_duplicate=False))
+        for layer in self.layers:
+            for p in layer.parameters():
+                if uses[id(p)] > 1:
+                    raise ValueError(
+                        f"a trainable parameter of {layer.name!r} is shared with another module (tied weights); "
+                        "hooks on one module would miss the gradient of the other uses. Untie or freeze it"
+                    )
+
+    def _check_dropout(self, allow_dropout: bool) -> None:
+        dropped = [
+            (layer.name, float(layer.module.lora_dropout[layer.adapter].p))
+            for layer in self.layers
+            if layer.is_lora
+            and isinstance(layer.module.lora_dropout[layer.adapter], nn.Dropout)
+            and layer.module.lora_dropout[layer.adapter].p > 0
+        ]
+        if not dropped:
+            return
+        name, p = dropped[0]
+        msg = (
+            f"lora_dropout={p} on {name!r} (and {len(dropped) - 1} more layers): in full space the LoRA factor "
+            "gradients are rebuilt from G = Σ δ xᵀ with the chain identity g_A = s·BᵀG, g_B = s·G·Aᵀ, which needs "
+            "the undropped input; A actually sees dropout(x). Set lora_dropout=0 for IGA"
+        )
+        if not allow_dropout:
+            raise ValueError(msg + " (or pass allow_dropout=True to accept the approximation)")
+        warnings.warn(msg + "; continuing because allow_dropout=True", stacklevel=3)
+
+    def _attach(self) -> None:
+        if self.space == "full":
+            for layer in self.layers:
+                hook = partial(self._forward_hook, self._full_grad_hook, layer)
+                self._handles.append(layer.module.register_forward_hook(hook))
+            return
+        for target in self._factor_targets():
+            hook = partial(self._forward_hook, self._factor_grad_hook, target)
+            self._handles.append(target.module.register_forward_hook(hook))
+
+    def _factor_targets(self) -> Iterator[_FactorTarget]:
+        for layer in self.layers:
+            if layer.is_lora:
+                mod_a, mod_b = layer.module.lora_A[layer.adapter], layer.module.lora_B[layer.adapter]
+                b_bias = mod_b.bias if mod_b.bias is not None and mod_b.bias.requires_grad else None
+                yield _FactorTarget(f"{layer.name}.lora_A", mod_a, mod_a.weight, None)
+                yield _FactorTarget(f"{layer.name}.lora_B", mod_b, mod_b.weight, b_bias)
+            else:
+                assert layer.weight is not None
+                yield _FactorTarget(layer.name, layer.module, layer.weight, layer.bias)
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def consumer(self) -> Consumer | None:
+        """The callable that receives ``(layer, domain_grads)`` per layer at the sync backward (full space)."""
+        return self._consumer
+
+    def set_consumer(self, consumer: Consumer | None) -> None:
+        """Register the per-layer consumer (one at a time), or ``None`` to store on ``layer.domain_grads``."""
+        if self.space != "full":
+            raise ValueError("a consumer receives full-space gradients; this capture has space='factor'")
+        if consumer is not None and self._consumer is not None:
+            raise ValueError(
+                "this capture already has a consumer (e.g. an IGAOptimizer); build a new capture"
+            )
+        self._consumer = consumer
+
+    @contextmanager
+    def domains(
+        self, domain_ids: Tensor, *, num_domains: int, sync: bool = True, position_ids: Tensor | None = None
+    ) -> Iterator[DomainGradCapture]:
+        """Attribute the rows of the batch run (forward AND backward) inside this block to domains.
+
+        Args:
+            domain_ids: (B,) integer domain of each row, values ``0..num_domains-1``; domain-major order is the
+                fast path but not required.
+            num_domains: K (every domain must have at least one row).
+            sync: False for all but the last micro-batch of a gradient-accumulation step: the per-domain sums are
+                kept and added to; True hands each layer's complete sums to the consumer inside the backward.
+            position_ids: optional (B, T); rows that pack several sequences are refused.
+        """
+        if not self._handles:
+            raise RuntimeError("this DomainGradCapture was detached; build a new one")
+        if self._ctx is not None:
+            raise RuntimeError("capture.domains(...) blocks cannot be nested")
+        partition = DomainPartition.from_ids(domain_ids, num_domains)
+        if position_ids is not None:
+            check_not_packed(position_ids, partition.batch_size)
+        if self._acc_domains is not None and self._acc_domains != num_domains:
+            raise ValueError(
+                f"num_domains={num_domains} differs from the {self._acc_domains} of the micro-batches accumulated "
+                "so far; finish the accumulation step (sync=True) or call reset()"
+            )
+        self._ctx = _Context(partition, sync)
+        try:
+            yield self
+        except BaseException:
+            self._clear_accumulation()
+            raise
+        finally:
+            self._ctx = None
+        if sync and self.space == "full":
+            # The accumulation step ends here; sums of a layer unused by the sync micro-batch must not leak into
+            # the next step.
+            self._clear_accumulation()
+
+    def factor_grads(self) -> dict[nn.Parameter, Tensor]:
+        """Per-domain gradients (K, *param.shape) of every captured parameter, summed across micro-batches."""
+        if self.space != "factor":
+            raise ValueError("factor_grads() needs space='factor'; this capture has space='full'")
+        return dict(self._factor)
+
+    def reset(self) -> None:
+        """Drop factor-space sums, accumulation buffers and stored ``domain_grads``."""
+        self._factor.clear()
+        self._clear_accumulation()
+        for layer in self.layers:
+            layer.domain_grads = layer.bias_domain_grads = None
+
+    def detach(self) -> None:
+        """Remove every hook (idempotent)."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        self._consumer = None
+
+    def __enter__(self) -> DomainGradCapture:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.detach()
+
+    # ------------------------------------------------------------------ hooks
+    def _clear_accumulation(self) -> None:
+        for layer in self.layers:
+            layer._acc = layer._bias_acc = None
+        self._acc_domains = None
+
+    def _forward_hook(
+        self, on_grad: Callable[..., None], target: Any, module: nn.Module, args: tuple, output: Any
+    ):
+        ctx = self._ctx
+        if ctx is None or not torch.is_grad_enabled():
+            return
+        if not isinstance(output, Tensor) or not output.requires_grad:
+            return
+        if not args or not isinstance(args[0], Tensor):
+            raise TypeError(
+                f"DomainGradCapture: {target.name!r} must be called with its input tensor as first argument"
+            )
+        x, bsz = args[0], ctx.partition.batch_size
+        if x.dim() < 2 or x.shape[0] != bsz or output.shape[0] != bsz:
+            raise ValueError(
+                f"DomainGradCapture: {target.name!r} got an input of shape {tuple(x.shape)} whose leading dimension "
+                f"is not the batch size {bsz} (len(domain_ids)). Packed / padding-free batches (many sequences "
+                "flattened into one row) erase the row-to-domain attribution; use padded batches (packing=False, "
+                "padding_free=False)"
+            )
+        lora = isinstance(target, CapturedLayer) and target.is_lora
+        if lora and (getattr(module, "merged", False) or getattr(module, "disable_adapters", False)):
+            raise RuntimeError(
+                f"LoRA layer {target.name!r} is merged or its adapters are disabled during training"
+            )
+        output.register_hook(partial(on_grad, target, ctx, x.detach()))
+
+    def _check_domains(self, num_domains: int) -> None:
+        # domains() refuses a different K while sums are pending; remember the K they were built with.
+        if self._acc_domains is None:
+            self._acc_domains = num_domains
+
+    def _full_grad_hook(self, layer: CapturedLayer, ctx: _Context, x: Tensor, grad: Tensor) -> None:
+        k = ctx.partition.num_domains
+        if ctx.sync and id(layer) in ctx.dispatched:
+            raise RuntimeError(
+                f"{layer.name!r} received a second output gradient in one sync backward: a module called several "
+                "times per forward (or two backwards in one capture.domains block) is not supported in full space"
+            )
+        grads = ctx.partition.outer(grad, x, scale=k, acc=layer._acc)
+        bias_grads = None if layer.bias is None else ctx.partition.rowsum(grad, scale=k, acc=layer._bias_acc)
+        if not ctx.sync:
+            self._check_domains(k)
+            layer._acc, layer._bias_acc = grads, bias_grads
+            return
+        ctx.dispatched.add(id(layer))
+        layer._acc = layer._bias_acc = None
+        self._dispatch(layer, grads, bias_grads)
+
+    def _dispatch(self, layer: CapturedLayer, grads: Tensor, bias_grads: Tensor | None) -> None:
+        # The one place where a layer's per-domain sums are complete (all micro-batches): a DDP
+        # stats_scope="global" all-reduce of (grads, bias_grads) belongs here, before any statistic is built.
+        if self._consumer is None:
+            layer.domain_grads, layer.bias_domain_grads = grads, bias_grads
+            return
+        layer.bias_domain_grads = bias_grads
+        try:
+            self._consumer(layer, grads)
+        finally:
+            layer.bias_domain_grads = None
+
+    def _factor_grad_hook(self, target: _FactorTarget, ctx: _Context, x: Tensor, grad: Tensor) -> None:
+        k = ctx.partition.num_domains
+        self._check_domains(k)
+        self._factor[target.weight] = ctx.partition.outer(
+            grad, x, scale=k, acc=self._factor.get(target.weight)
+        )
+        if target.bias is not None:
+            self._factor[target.bias] = ctx.partition.rowsum(grad, scale=k, acc=self._factor.get(target.bias))

@@ -1,0 +1,104 @@
+"""Shortcut cues: a surface feature that predicts the answer in training domains, and misleads at test time.
+
+Like the colour in Colored-MNIST, a cue is a domain-specific sentence put in front of the question, e.g. in law
+"The clerk's margin note reads 42." Its value equals the true answer with the domain's *reliability* and is a
+plausible wrong answer of the same type otherwise. A student that reads the cue instead of reasoning does well
+in training and fails when the cue is unreliable, which is exactly the surface shortcut IGA is meant to remove:
+the reliability differs across training domains, so the gradient of "trust the cue" disagrees across domains.
+
+* ``train`` and ``val``: training-domain renderings carry the cue with ``reliability[domain]``
+  (default math .95, medicine .85, law .70, science .55); held-out and stress domains never appear there.
+* Evaluation splits (``id_test``, ``ood_surface``, ``ood_depth``, ``stress``): ``eval="none"`` (default) - no
+  cue; ``eval="wrong"`` - every rendering whose domain defines a ``shortcut_cue`` carries one that is always
+  wrong (reliability 0).
+* The record field ``shortcut`` is ``{"text", "value", "correct"}`` or ``null``; ``enabled=False`` (CLI
+  ``--no-shortcuts``) turns cues off everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from types import MappingProxyType
+
+from iga.isomers.domains import Domain
+from iga.isomers.errors import ConfigError
+from iga.isomers.rng import HashRng
+from iga.isomers.text import as_sentence, fill
+
+DEFAULT_RELIABILITY: Mapping[str, float] = MappingProxyType({"math": 0.95, "medicine": 0.85, "law": 0.7,
+                                                             "science": 0.55})
+EVAL_MODES = ("none", "wrong")
+
+
+@dataclass(frozen=True)
+class ShortcutConfig:
+    """``enabled``; per training domain ``reliability``; ``eval`` mode for evaluation splits."""
+
+    enabled: bool = True
+    reliability: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_RELIABILITY))
+    eval: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.eval not in EVAL_MODES:
+            raise ConfigError(f"shortcut.eval: {self.eval!r} is not one of {', '.join(EVAL_MODES)}")
+        for name, p in self.reliability.items():
+            if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
+                raise ConfigError(f"shortcut.reliability.{name}: expected a probability in [0, 1], got {p!r}")
+
+    def to_dict(self) -> dict:
+        return {"enabled": self.enabled, "reliability": dict(self.reliability), "eval": self.eval}
+
+    def check_domains(self, train_domains: Sequence[Domain]) -> None:
+        """Every training domain needs a reliability and a cue template when cues are on."""
+        if not self.enabled:
+            return
+        for d in train_domains:
+            if d.name not in self.reliability:
+                raise ConfigError(f"shortcut.reliability: no entry for training domain {d.name!r} "
+                                  "(add one, or turn shortcuts off with --no-shortcuts)")
+            if d.shortcut_cue is None:
+                raise ConfigError(f"{', '.join(d.files)}: shortcut_cue: training domain {d.name!r} has no cue "
+                                  "template (add one, or turn shortcuts off with --no-shortcuts)")
+
+
+def make_cue(config: ShortcutConfig, domain: Domain, split: str, answer: str, answer_type: str,
+             label_space: Sequence[str], rng: HashRng) -> dict | None:
+    """The record's ``shortcut`` field for one rendering (``None`` when it carries no cue)."""
+    if not config.enabled or domain.shortcut_cue is None:
+        return None
+    if split in ("train", "val"):
+        if domain.role != "train":
+            return None
+        correct = rng.bernoulli(config.reliability[domain.name])
+    elif config.eval == "wrong":
+        correct = False
+    else:
+        return None
+    value = answer if correct else wrong_answer(answer, answer_type, label_space, rng)
+    return {"text": as_sentence(fill(domain.shortcut_cue, {"value": value})), "value": value, "correct": correct}
+
+
+def wrong_answer(answer: str, answer_type: str, label_space: Sequence[str], rng: HashRng) -> str:
+    """A plausible answer of the same type that differs from ``answer``.
+
+    >>> wrong_answer("yes", "bool", ["yes", "no"], HashRng(0))
+    'no'
+    """
+    if answer_type == "int":
+        value = int(answer)
+        return str(rng.choice([v for v in (value - 2, value - 1, value + 1, value + 2) if v >= 0]))
+    if answer_type == "fraction":
+        value = Fraction(answer)
+        p, q = value.numerator, value.denominator
+        options = {Fraction(p + 1, q), Fraction(p, q + 1), Fraction(p + 1, q + 1)}
+        if p > 1:
+            options.add(Fraction(p - 1, q))
+        options = sorted(o for o in options if o != value and 0 < o <= 1) or [value / 2]
+        pick = rng.choice(options)
+        return str(pick.numerator) if pick.denominator == 1 else f"{pick.numerator}/{pick.denominator}"
+    others = [v for v in label_space if v != answer]
+    if not others:
+        raise ConfigError(f"cannot make a wrong {answer_type} answer: label space {list(label_space)!r}")
+    return rng.choice(others)

@@ -1,0 +1,132 @@
+"""Isomer-set batches for training: complete sets, domain-major rows, domain ids.
+
+A batch holds ``n`` complete isomer sets. Its rows are laid out domain-major — all sets rendered in domain 0,
+then all in domain 1, … — so each domain's rows are one contiguous block, which is what the per-domain gradient
+hooks want. The order of sets is a pure function of ``(seed, step)``, so a resumed run sees exactly the batches
+an uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from iga.models.prompting import PromptFormat
+
+
+@dataclass(frozen=True)
+class IsomerSet:
+    instance_id: str
+    members: tuple[Mapping, ...]  # one record per domain, in the trainer's domain order
+
+
+def group_isomer_sets(records: Sequence[Mapping], domains: Sequence[str], *, source: str = "records") -> list[IsomerSet]:
+    """Group records into complete isomer sets over ``domains`` (records of other domains are ignored).
+
+    A set that lacks one of ``domains`` is an error naming the instance and the missing domain: a batch
+    missing a domain would silently change what "per-domain gradient" means.
+    """
+    if len(domains) < 2:
+        raise ValueError(f"training needs at least 2 domains, got {list(domains)}")
+    if len(set(domains)) != len(domains):
+        raise ValueError(f"domains must be distinct, got {list(domains)}")
+    by_set: dict[str, dict[str, Mapping]] = defaultdict(dict)
+    order: list[str] = []
+    for rec in records:
+        dom = rec["domain"]
+        if dom not in domains:
+            continue
+        iid = rec["instance_id"]
+        if iid not in by_set:
+            order.append(iid)
+        if dom in by_set[iid]:
+            raise ValueError(f"{source}: instance {iid!r} has domain {dom!r} twice")
+        by_set[iid][dom] = rec
+    if not order:
+        raise ValueError(f"{source}: no records in domains {list(domains)} (empty split?)")
+    sets = []
+    for iid in order:
+        members = by_set[iid]
+        missing = [d for d in domains if d not in members]
+        if missing:
+            raise ValueError(f"{source}: isomer set {iid!r} is missing domain(s) {missing}; "
+                             f"every training set needs all of {list(domains)}")
+        sets.append(IsomerSet(iid, tuple(members[d] for d in domains)))
+    return sets
+
+
+def _epoch_permutation(n: int, seed: int, epoch: int) -> list[int]:
+    # Hash-keyed sort: deterministic across Python/torch versions, no global RNG involved.
+    def key(i: int) -> bytes:
+        return hashlib.blake2b(f"{seed}|{epoch}|{i}".encode(), digest_size=8).digest()
+
+    return sorted(range(n), key=key)
+
+
+def sets_for_step(num_sets: int, sets_per_batch: int, step: int, seed: int) -> list[int]:
+    """Indices of the isomer sets in batch ``step`` (epochs are reshuffled; batches may straddle epochs)."""
+    if sets_per_batch > num_sets:
+        raise ValueError(f"sets_per_batch={sets_per_batch} exceeds the {num_sets} isomer sets available")
+    out = []
+    for j in range(step * sets_per_batch, (step + 1) * sets_per_batch):
+        epoch, pos = divmod(j, num_sets)
+        out.append(_epoch_permutation(num_sets, seed, epoch)[pos])
+    return out
+
+
+class IsomerCollator:
+    """Tokenise isomer sets into a padded, domain-major batch with prompt tokens masked out of the loss."""
+
+    def __init__(self, tokenizer: Any, *, max_length: int, fmt: PromptFormat | None = None,
+                 cot_field: str = "gold_cot") -> None:
+        if tokenizer.pad_token_id is None:
+            raise ValueError("the tokenizer has no pad token")
+        self.tokenizer, self.max_length = tokenizer, max_length
+        self.fmt, self.cot_field = fmt or PromptFormat(), cot_field
+        self._cache: dict[str, tuple[list[int], list[int]]] = {}
+
+    def encode(self, record: Mapping) -> tuple[list[int], list[int]]:
+        """(input_ids, labels) for one record; cached by record id (training revisits records every epoch)."""
+        rid = record.get("id")
+        if rid is not None and rid in self._cache:
+            return self._cache[rid]
+        tok = self.tokenizer
+        prompt = tok(self.fmt.prompt(record), add_special_tokens=False)["input_ids"]
+        completion = tok(self.fmt.completion(record, self.cot_field), add_special_tokens=False)["input_ids"]
+        bos = [tok.bos_token_id] if tok.bos_token_id is not None else []
+        ids = bos + prompt + completion + [tok.eos_token_id]
+        labels = [-100] * (len(bos) + len(prompt)) + completion + [tok.eos_token_id]
+        if len(ids) > self.max_length:
+            raise ValueError(f"record {record.get('id')!r} is {len(ids)} tokens long, above max_length="
+                             f"{self.max_length}; raise max_length or build shorter problems")
+        if rid is not None:
+            self._cache[rid] = (ids, labels)
+        return ids, labels
+
+    def __call__(self, sets: Sequence[IsomerSet]) -> dict[str, Any]:
+        import torch
+
+        num_domains = len(sets[0].members)
+        rows, domain_ids = [], []
+        for k in range(num_domains):  # domain-major
+            for s in sets:
+                rows.append(self.encode(s.members[k]))
+                domain_ids.append(k)
+        width = max(len(ids) for ids, _ in rows)
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        labels = torch.full((len(rows), width), -100, dtype=torch.long)
+        attention = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, (ids, lab) in enumerate(rows):
+            input_ids[i, : len(ids)] = torch.tensor(ids)
+            labels[i, : len(lab)] = torch.tensor(lab)
+            attention[i, : len(ids)] = 1
+        return {
+            "input_ids": input_ids,
+            "attention_mask": attention,
+            "labels": labels,
+            "domain_ids": torch.tensor(domain_ids, dtype=torch.long),
+        }

@@ -1,0 +1,39 @@
+"""Everything a run needs before its first step: data, student + LoRA, tokenizer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from iga.config import TrainConfig
+from iga.training.data import IsomerSet, group_isomer_sets
+from iga.utils.io import read_jsonl
+
+
+def load_train_sets(cfg: TrainConfig) -> tuple[list[IsomerSet], dict]:
+    """Complete isomer sets of the training split over ``cfg.train_domains``, plus the data manifest (if any)."""
+    import json
+
+    data_dir = Path(cfg.data_dir)
+    path = data_dir / f"{cfg.train_split}.jsonl"
+    if not path.exists():
+        raise FileNotFoundError(f"training split not found: {path} (build one with `iga data build --out {data_dir}`)")
+    records = read_jsonl(path)
+    manifest_path = data_dir / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    return group_isomer_sets(records, cfg.train_domains, source=str(path)), manifest
+
+
+def load_student(cfg: TrainConfig) -> tuple[Any, Any]:
+    """(LoRA-wrapped model, tokenizer) from ``cfg.base_dir`` (a pretrained base or any local HF checkpoint)."""
+    from iga.models.lora import attach_lora
+    from iga.models.pretrain import load_base
+
+    if cfg.base_dir is None:
+        raise ValueError("base_dir is required: run `iga pretrain` (built-in students) or pass a local checkpoint")
+    model, tokenizer = load_base(cfg.base_dir)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    model = attach_lora(model, r=cfg.lora.r, alpha=cfg.lora.alpha, dropout=cfg.lora.dropout,
+                        target_modules=cfg.lora.target_modules, init=cfg.lora.init, algorithm=cfg.algorithm)
+    return model, tokenizer

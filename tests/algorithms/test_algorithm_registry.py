@@ -1,0 +1,110 @@
+"""Algorithm registry and base: lookup, validation, loss and optimizer building."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from torch import nn
+
+from iga.algorithms import (
+    ERM,
+    IGA,
+    Algorithm,
+    IGAOptimizer,
+    get_algorithm,
+    list_algorithms,
+    register_algorithm,
+    registry,
+)
+from iga.gradients import DomainGradCapture
+
+
+@pytest.fixture
+def scratch_registry(monkeypatch):
+    # Registrations made by a test must not leak into other tests' list_algorithms().
+    list_algorithms()
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+
+
+def test_builtins_are_registered_in_order():
+    names = list_algorithms()
+    assert names[:2] == ["erm", "iga"]
+    assert get_algorithm("erm") is ERM and get_algorithm("iga") is IGA
+    assert ERM.capture_space is None and IGA.capture_space == "full"
+
+
+def test_unknown_name_lists_registered_names():
+    with pytest.raises(ValueError, match=r"unknown algorithm 'irm'; registered: \['erm', 'iga'"):
+        get_algorithm("irm")
+
+
+def test_register_checks_names_types_and_clashes(scratch_registry):
+    with pytest.raises(ValueError, match="lower-case identifier"):
+        register_algorithm("AND-mask")
+    with pytest.raises(TypeError, match="Algorithm subclasses"):
+        register_algorithm("thing")(int)
+    with pytest.raises(ValueError, match=r"already registered by iga\.algorithms\.erm\.ERM"):
+
+        @register_algorithm("erm")
+        class Other(Algorithm):
+            pass
+
+
+def test_a_loss_side_method_fits_the_base(scratch_registry):
+    @dataclasses.dataclass
+    class VRexHParams:
+        penalty: float = 1.0
+
+    @register_algorithm("toy_vrex")
+    class ToyVRex(Algorithm):
+        hparams_cls = VRexHParams
+
+        def combine_losses(self, per_domain_losses, step):
+            return per_domain_losses.mean() + self.hparams.penalty * per_domain_losses.var(correction=0)
+
+    assert get_algorithm("toy_vrex") is ToyVRex and "toy_vrex" in list_algorithms()
+    method = ToyVRex(num_domains=2, penalty=2.0)
+    assert float(method.loss(torch.tensor([1.0, 3.0]), step=0)) == pytest.approx(2.0 + 2.0 * 1.0)
+    with pytest.raises(ValueError, match=r"unknown hyper-parameter\(s\) \['lam'\]; allowed: \['penalty'\]"):
+        ToyVRex(num_domains=2, lam=1.0)
+
+
+def test_loss_validates_its_input():
+    erm = ERM(num_domains=3)
+    assert float(erm.loss(torch.tensor([1.0, 2.0, 6.0]), step=0)) == 3.0
+    with pytest.raises(ValueError, match=r"shape \(3,\)"):
+        erm.loss(torch.tensor([1.0, 2.0]), step=0)
+    with pytest.raises(TypeError, match="floating point"):
+        erm.loss(torch.tensor([1, 2, 3]), step=0)
+    with pytest.raises(ValueError, match="num_domains must be an int >= 2"):
+        ERM(num_domains=1)
+    with pytest.raises(ValueError, match="allowed: none"):
+        ERM(num_domains=2, tau=1.0)
+
+
+def test_build_optimizer_checks_the_capture_space():
+    net = nn.Linear(3, 2)
+    opt = ERM(num_domains=2).build_optimizer(net, net.parameters(), lr=0.1)
+    assert type(opt) is torch.optim.AdamW
+    with pytest.raises(ValueError, match="pass capture=None"):
+        ERM(num_domains=2).build_optimizer(net, net.parameters(), DomainGradCapture(net), lr=0.1)
+    iga = IGA(num_domains=2, tau=3.0)
+    with pytest.raises(
+        ValueError, match=r"needs a DomainGradCapture\(model, space='full'\), got space='factor'"
+    ):
+        iga.build_optimizer(net, net.parameters(), DomainGradCapture(net, space="factor"), lr=0.1)
+    wrapped = iga.build_optimizer(net, net.parameters(), DomainGradCapture(net), lr=0.1, base="sgd")
+    assert isinstance(wrapped, IGAOptimizer) and type(wrapped.base_optimizer) is torch.optim.SGD
+    assert wrapped.config.tau == 3.0
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        ERM(num_domains=2).build_optimizer(net, [], lr=0.1)
+
+
+def test_stateless_methods_refuse_foreign_state():
+    erm = ERM(num_domains=2)
+    assert erm.state_dict() == {}
+    erm.load_state_dict({})
+    with pytest.raises(ValueError, match="no state to load"):
+        erm.load_state_dict({"q": 1})
