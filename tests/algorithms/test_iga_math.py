@@ -18,6 +18,7 @@ from iga.algorithms import (
     tangent_projection,
     truncated_svd,
 )
+from iga.algorithms.projection import DEFAULT_EXACT_MAX_NUMEL
 
 F64 = torch.float64
 
@@ -105,7 +106,7 @@ def test_exact_svd_is_the_best_rank_r_approximation():
 def test_randomized_svd_above_threshold_is_close_and_seeded():
     a = _decaying(300, 200, seed=3)
     r = 8
-    assert a.numel() > 16_384  # default threshold: this takes the randomized path
+    assert a.numel() > DEFAULT_EXACT_MAX_NUMEL  # this takes the randomized path
     gen = torch.Generator().manual_seed(5)
     u, s, vh = truncated_svd(a, r, generator=gen)
     opt = float(torch.linalg.svdvals(a)[r:].square().sum().sqrt())

@@ -16,15 +16,21 @@ def _check_norm(variance_norm: str) -> None:
 def domain_statistics(domain_grads: Tensor) -> tuple[Tensor, Tensor]:
     """``(Ḡ, V)``: mean over domains and population variance over domains (clamped ≥ 0), in at least fp32.
 
-    ``domain_grads`` is (K, ...) with K ≥ 2.
+    ``domain_grads`` is (K, ...) with K ≥ 2. Two passes (mean, then centred squares accumulated one domain at a
+    time): numerically stable and only two extra gradient-sized buffers. ``torch.var_mean(dim=0)`` gives the same
+    numbers but was measured ~100× slower on CPU for (4, 344, 128) (a strided reduction over the outer dim).
     """
     if domain_grads.dim() < 1 or domain_grads.shape[0] < 2:
-        raise ValueError(
-            f"domain_grads must be (K, ...) with K >= 2 domains, got shape {tuple(domain_grads.shape)}"
-        )
+        raise ValueError(f"domain_grads must be (K, ...) with K >= 2 domains, got shape {tuple(domain_grads.shape)}")
     g = domain_grads.to(torch.promote_types(domain_grads.dtype, torch.float32))
-    var, mean = torch.var_mean(g, dim=0, correction=0)
-    return mean, var.clamp_(min=0)
+    k_dom = g.shape[0]
+    mean = g.sum(0).div_(k_dom)
+    var = torch.zeros_like(mean)
+    centred = torch.empty_like(mean)
+    for k in range(k_dom):
+        torch.sub(g[k], mean, out=centred)
+        var.addcmul_(centred, centred)
+    return mean, var.div_(k_dom).clamp_(min=0)
 
 
 def normalised_variance(

