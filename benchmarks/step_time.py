@@ -10,10 +10,16 @@ layer, K = 4 domains, a domain-major batch:
 * ``kseparate_{...}``     K separate forward+backward passes on each domain's rows;
 * ``kbackward_{...}``     one forward, K ``autograd.grad(L_k, retain_graph=True)`` calls.
 
-Times are the median of ``repeats`` runs after ``warmup`` runs. Memory: (1) the bytes of the extra tensors the
-IGA path allocates, counted from their shapes inside the consumer (the largest (K, m, n) block, the stored
-factor gradients); (2) the peak resident set size (``ru_maxrss``) of a fresh child process running ERM or IGA
-steps — a whole-process number that includes the Python/torch baseline, so only the difference is meaningful.
+Times are the median of ``repeats`` runs after ``warmup`` runs. The variants are interleaved round-robin so
+that background load on a shared machine hits them alike; the JSON also keeps every sample and the medians of
+process CPU time, which other processes disturb less than wall time.
+
+Memory, two numbers:
+(1) the bytes of the extra tensors on the IGA path, counted from the captured layers' shapes (the largest
+(K, m, n) block, the consumer's temporaries, the stored factor gradients, and the accumulation buffers that
+gradient accumulation would keep);
+(2) the peak resident set size (``ru_maxrss``) of a fresh child process running ERM or IGA steps. This is a
+whole-process number that includes the Python/torch baseline, so only the difference is meaningful.
 
 Usage: ``python benchmarks/step_time.py --preset ci --out runs/bench/step_time.json``. The last three lines
 are the ratios that DESIGN §8 sets targets for.
@@ -72,7 +78,11 @@ def _setup(preset: dict[str, int]):
 
     def losses(rows: Any = slice(None), num_domains: int = K):
         out = model(input_ids=batch["input_ids"][rows], attention_mask=batch["attention_mask"][rows])
-        ids = batch["domain_ids"][rows] if num_domains == K else torch.zeros(out.logits.shape[0], dtype=torch.long)
+        ids = (
+            batch["domain_ids"][rows]
+            if num_domains == K
+            else torch.zeros(out.logits.shape[0], dtype=torch.long)
+        )
         return per_domain_token_loss(out.logits, batch["labels"][rows], ids, num_domains)
 
     return model, batch, losses
@@ -140,15 +150,23 @@ def _variants(model, batch, losses) -> dict[str, Callable[[], None]]:
     }
 
 
-def _time(fn: Callable[[], None], warmup: int, repeats: int) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    times = []
+def _time_round_robin(
+    variants: dict[str, Callable[[], None]], warmup: int, repeats: int
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Wall and process-CPU seconds per run. The variants are interleaved (one run of each per round) so that
+    background load, if any, hits all alike; CPU time counts only this process's threads."""
+    for fn in variants.values():
+        for _ in range(warmup):
+            fn()
+    wall: dict[str, list[float]] = {name: [] for name in variants}
+    cpu: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
+        for name, fn in variants.items():
+            start, start_cpu = time.perf_counter(), time.process_time()
+            fn()
+            wall[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
+    return wall, cpu
 
 
 def _counted_bytes(model) -> dict[str, int]:
@@ -184,6 +202,16 @@ def _peak_rss(variant: str, preset_name: str) -> dict[str, int]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _ratios(t: dict[str, float]) -> dict[str, float]:
+    return {
+        "iga_step/erm_step": t["iga_step"] / t["erm_step"],
+        "kseparate/hooks (full)": t["kseparate_full"] / t["hooks_full"],
+        "kbackward/hooks (full)": t["kbackward_full"] / t["hooks_full"],
+        "kseparate/hooks (factor)": t["kseparate_factor"] / t["hooks_factor"],
+        "kbackward/hooks (factor)": t["kbackward_factor"] / t["hooks_factor"],
+    }
+
+
 def _environment() -> dict[str, Any]:
     import peft
     import torch
@@ -206,7 +234,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default="ci")
     parser.add_argument("--out", help="write the results as JSON to this path")
-    parser.add_argument("--no-memory", action="store_true", help="skip the two child processes measuring peak RSS")
+    parser.add_argument(
+        "--no-memory", action="store_true", help="skip the two child processes measuring peak RSS"
+    )
     parser.add_argument("--_memory-child", dest="memory_child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_child:
@@ -217,28 +247,33 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     model, batch, losses = _setup(preset)
     n_params = sum(p.numel() for p in model.parameters())
     n_lora = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    medians: dict[str, float] = {}
-    for name, fn in _variants(model, batch, losses).items():
-        times = _time(fn, preset["warmup"], preset["repeats"])
-        medians[name] = statistics.median(times)
-        print(f"{name:18s} median {1000 * medians[name]:8.1f} ms  (min {1000 * min(times):.1f}, max {1000 * max(times):.1f})")
+    load_before = os.getloadavg()
+    times, cpu_times = _time_round_robin(_variants(model, batch, losses), preset["warmup"], preset["repeats"])
+    medians = {name: statistics.median(t) for name, t in times.items()}
+    cpu_medians = {name: statistics.median(t) for name, t in cpu_times.items()}
+    for name, t in times.items():
+        print(
+            f"{name:18s} median {1000 * medians[name]:8.1f} ms  (min {1000 * min(t):.1f}, max {1000 * max(t):.1f})"
+            f"  cpu median {1000 * cpu_medians[name]:8.1f} ms"
+        )
     result: dict[str, Any] = {
         "preset": args.preset,
         "config": {**preset, "num_domains": K, "params": n_params, "trainable_params": n_lora},
         "median_seconds": medians,
-        "ratios": {
-            "iga_step/erm_step": medians["iga_step"] / medians["erm_step"],
-            "kseparate/hooks (full)": medians["kseparate_full"] / medians["hooks_full"],
-            "kbackward/hooks (full)": medians["kbackward_full"] / medians["hooks_full"],
-            "kseparate/hooks (factor)": medians["kseparate_factor"] / medians["hooks_factor"],
-            "kbackward/hooks (factor)": medians["kbackward_factor"] / medians["hooks_factor"],
-        },
+        "median_cpu_seconds": cpu_medians,
+        "all_seconds": times,
+        "ratios": _ratios(medians),
+        "ratios_of_cpu_medians": _ratios(cpu_medians),
+        "load_average_1_5_15": {"before": load_before, "after": os.getloadavg()},
         "counted_bytes": _counted_bytes(model),
         "environment": _environment(),
     }
     if not args.no_memory:
         result["peak_rss_kib"] = {v: _peak_rss(v, args.preset) for v in ("erm_step", "iga_step")}
-        extra = result["peak_rss_kib"]["iga_step"]["maxrss_kib"] - result["peak_rss_kib"]["erm_step"]["maxrss_kib"]
+        extra = (
+            result["peak_rss_kib"]["iga_step"]["maxrss_kib"]
+            - result["peak_rss_kib"]["erm_step"]["maxrss_kib"]
+        )
         print(f"peak RSS iga - erm: {extra / 1024:.1f} MiB; counted extra buffers: {result['counted_bytes']}")
     if args.out:
         from iga.utils.io import atomic_write_json

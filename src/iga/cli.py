@@ -7,14 +7,22 @@ command functions so that ``iga --help`` and ``iga data ...`` start fast.
 from __future__ import annotations
 
 import os
+import warnings
 
 import typer
 
 # Offline by design: no command may reach a model hub at run time.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# Library chatter that says nothing about the user's run (per-file load bars, deprecations inside PEFT).
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 from iga.commands import data as _data  # noqa: E402
+from iga.commands import demo as _demo  # noqa: E402
+from iga.commands import pretrain as _pretrain  # noqa: E402
+from iga.commands import train as _train  # noqa: E402
 
 app = typer.Typer(
     help="Invariant Gradient Alignment: robust chain-of-thought distillation on LoRA students.",
@@ -22,6 +30,8 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(_data.app, name="data")
+for _group in (_demo, _pretrain, _train):
+    app.registered_commands += _group.app.registered_commands
 
 
 @app.command()

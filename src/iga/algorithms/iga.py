@@ -137,7 +137,7 @@ class IGAOptimizer(torch.optim.Optimizer):
     def _masked_mean(self, key: str, domain_grads: Tensor, tau: float) -> Tensor | None:
         cfg = self.config
         mean, var = domain_statistics(domain_grads)
-        mean_sq = mean * mean
+        mean_sq = mean.square()
         if cfg.ema_beta > 0:
             old = self._ema.get(key)
             beta = cfg.ema_beta
@@ -147,15 +147,18 @@ class IGAOptimizer(torch.optim.Optimizer):
             self._pending_ema[key] = (new_var, new_sq)
             correction = 1 - beta ** (self._ema_steps + 1)
             var, mean_sq = new_var / correction, new_sq / correction
-        vhat = normalised_variance(var, mean_sq, cfg.variance_norm, cfg.eps)
-        mask = torch.exp(-tau * vhat)
-        self._stat_sums.append(torch.stack([mask.sum(), (mask < 0.5).sum().to(mask.dtype), vhat.sum()]))
+        # In place from here on (var, mean_sq are this call's own buffers): V̂, then M, then G̃ = M ⊙ Ḡ.
+        vhat = normalised_variance(var, mean_sq, cfg.variance_norm, cfg.eps, inplace=True)
+        vhat_sum = vhat.sum()
+        mask = vhat.mul_(-tau).exp_()
+        self._stat_sums.append(torch.stack([mask.sum(), (mask < 0.5).sum().to(mask.dtype), vhat_sum]))
         self._numel += mask.numel()
         masked = mask.mul_(mean)
         if cfg.rescale:
             masked.mul_(mean.norm() / masked.norm().clamp(min=cfg.eps))
-        # One host sync per layer, needed anyway before an SVD (LAPACK fails on NaN).
-        return masked if bool(torch.isfinite(masked).all()) else None
+        # One host sync per layer, needed anyway before an SVD (LAPACK fails on NaN); a NaN or inf anywhere
+        # makes the sum non-finite.
+        return masked if bool(torch.isfinite(masked.sum())) else None
 
     def _resolve_rank(self, layer: CapturedLayer) -> int | None:
         rank = self.config.svd_rank

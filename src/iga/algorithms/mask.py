@@ -34,19 +34,25 @@ def domain_statistics(domain_grads: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def normalised_variance(
-    var: Tensor, mean_sq: Tensor, variance_norm: str = "relative", eps: float = 1e-12
+    var: Tensor, mean_sq: Tensor, variance_norm: str = "relative", eps: float = 1e-12, *, inplace: bool = False
 ) -> Tensor:
     """``V̂`` from the variance ``V`` and the squared mean ``Ḡ²`` (both possibly EMA-smoothed).
 
     * ``relative``: ``V / (Ḡ² + V + ε)`` ∈ [0, 1) — the share of the second moment that is disagreement;
     * ``layer``: ``V / (mean(V) + ε)`` — variance relative to the layer's average variance;
     * ``none``: ``V``.
+
+    ``inplace=True`` overwrites ``var`` (and ``mean_sq`` under ``relative``) instead of allocating: the optimizer
+    uses it because fresh gradient-sized CPU buffers cost page faults that dominated the mask's run time.
     """
     _check_norm(variance_norm)
     if variance_norm == "relative":
-        return var / (mean_sq + var + eps)
+        denom = mean_sq.add_(var) if inplace else mean_sq + var
+        denom.add_(eps)
+        return var.div_(denom) if inplace else var / denom
     if variance_norm == "layer":
-        return var / (var.mean() + eps)
+        scale = var.mean() + eps
+        return var.div_(scale) if inplace else var / scale
     return var
 
 

@@ -8,9 +8,12 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from iga.isomers.build import Manifest
 
 app = typer.Typer(help="Build, validate and inspect Logical Isomer Sets.", no_args_is_help=True)
 
@@ -28,15 +31,26 @@ def _fail(message: str) -> typer.Exit:
 @app.command()
 def build(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory (created if missing).")],
-    preset: Annotated[str, typer.Option(help="Size preset: tiny | small | default.")] = "default",
+    preset: Annotated[
+        str | None,
+        typer.Option(help="Size preset: tiny | small | default (default: the config's, else default)."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed; the same seed and config give byte-identical files.")] = 0,
-    domains_dir: Annotated[Path | None, typer.Option(help="Extra domain YAML files (merged by name).")] = None,
+    domains_dir: Annotated[
+        Path | None, typer.Option(help="Extra domain YAML files (merged by name).")
+    ] = None,
     skeletons: Annotated[str | None, typer.Option(help="Comma-separated skeletons, e.g. S01,S06.")] = None,
-    shortcuts: Annotated[bool | None, typer.Option("--shortcuts/--no-shortcuts",
-                                                   help="Shortcut cues on/off (default: the preset's).")] = None,
-    shortcut_eval: Annotated[str | None, typer.Option(help="Cues in evaluation splits: none | wrong.")] = None,
+    shortcuts: Annotated[
+        bool | None,
+        typer.Option("--shortcuts/--no-shortcuts", help="Shortcut cues on/off (default: the preset's)."),
+    ] = None,
+    shortcut_eval: Annotated[
+        str | None, typer.Option(help="Cues in evaluation splits: none | wrong.")
+    ] = None,
     train_per_skeleton: Annotated[int | None, typer.Option(help="Training instances per skeleton.")] = None,
-    eval_per_skeleton: Annotated[int | None, typer.Option(help="Instances per skeleton in each eval split.")] = None,
+    eval_per_skeleton: Annotated[
+        int | None, typer.Option(help="Instances per skeleton in each eval split.")
+    ] = None,
     config: Annotated[Path | None, typer.Option(help="YAML/JSON config file (flags override it).")] = None,
 ) -> None:
     """Generate a suite: one JSONL file per split plus manifest.json."""
@@ -47,10 +61,14 @@ def build(
     started = time.perf_counter()
     try:
         settings = _read_config(config) if config else {}
-        settings.setdefault("preset", preset)
+        if preset is not None or "preset" not in settings:
+            settings["preset"] = preset or "default"
         if skeletons is not None:
             settings["skeletons"] = skeletons
-        for key, value in (("train_per_skeleton", train_per_skeleton), ("eval_per_skeleton", eval_per_skeleton)):
+        for key, value in (
+            ("train_per_skeleton", train_per_skeleton),
+            ("eval_per_skeleton", eval_per_skeleton),
+        ):
             if value is not None:
                 settings[key] = value
         cue = dict(settings.get("shortcut", {}))
@@ -79,7 +97,8 @@ def _read_config(path: Path) -> dict:
     return data
 
 
-def _print_summary(manifest, out: Path, seconds: float) -> None:
+def _print_summary(manifest: Manifest, out: Path, seconds: float) -> None:
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
@@ -87,20 +106,27 @@ def _print_summary(manifest, out: Path, seconds: float) -> None:
     from iga.isomers.skeletons import get_skeleton
 
     console = Console()
-    table = Table(title=f"IsoBench suite in {out} (seed {manifest.seed}, preset {manifest.config['preset']})")
-    table.add_column("family")
-    table.add_column("skeleton")
+    table = Table(
+        title=f"IsoBench suite in {out}: records (seed {manifest.seed}, preset {manifest.config['preset']})",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    table.add_column("family / skeleton", no_wrap=True)
     for split in SPLITS:
-        table.add_column(split, justify="right")
+        table.add_column(split, justify="right", no_wrap=True)
     by_family: dict[str, list[str]] = {}
     for sk_id in manifest.config["skeletons"]:
         by_family.setdefault(get_skeleton(sk_id).family, []).append(sk_id)
     for family, sk_ids in by_family.items():
+        counts = {s: [manifest.splits[s]["by_skeleton"].get(sk, 0) for sk in sk_ids] for s in SPLITS}
+        table.add_row(f"[bold]{family}[/bold]", *[f"[bold]{sum(counts[s])}[/bold]" for s in SPLITS])
         for i, sk_id in enumerate(sk_ids):
-            cells = [str(manifest.splits[s]["by_skeleton"].get(sk_id, 0)) for s in SPLITS]
-            table.add_row(family if i == 0 else "", sk_id, *cells)
-    table.add_row("[bold]total[/bold]", "records", *[str(manifest.splits[s]["records"]) for s in SPLITS])
-    table.add_row("", "instances", *[str(manifest.splits[s]["instances"]) for s in SPLITS])
+            table.add_row(f"  {sk_id}", *[str(counts[s][i]) for s in SPLITS])
+    table.add_row(
+        "[bold]all records[/bold]", *[f"[bold]{manifest.splits[s]['records']}[/bold]" for s in SPLITS]
+    )
+    table.add_row("isomer sets", *[str(manifest.splits[s]["instances"]) for s in SPLITS])
     console.print(table)
     roles: dict[str, list[str]] = {}
     for d in manifest.domains:
@@ -117,7 +143,9 @@ def show(
     directory: Annotated[Path, typer.Argument(help="A built suite directory.")],
     split: Annotated[str, typer.Option(help="Split to read.")] = "id_test",
     instance: Annotated[str | None, typer.Option(help="Instance id, e.g. S06-id_test-00003.")] = None,
-    index: Annotated[int, typer.Option(help="Which isomer set of the split (0-based), if no --instance.")] = 0,
+    index: Annotated[
+        int, typer.Option(help="Which isomer set of the split (0-based), if no --instance.")
+    ] = 0,
 ) -> None:
     """Pretty-print one isomer set side by side (one row per domain)."""
     from rich.console import Console
@@ -145,23 +173,33 @@ def show(
         members = list(sets.values())[index]
     first = members[0]
     console = Console()
-    console.print(f"[bold]{escape(first['instance_id'])}[/bold]  {first['skeleton']} ({first['family']}), "
-                  f"split {first['split']}, canonical answer [bold]{escape(first['canonical_answer'])}[/bold]")
+    console.print(
+        f"[bold]{escape(first['instance_id'])}[/bold]  {first['skeleton']} ({first['family']}), "
+        f"split {first['split']}, canonical answer [bold]{escape(first['canonical_answer'])}[/bold]"
+    )
     console.print(f"difficulty: {escape(json.dumps(first['difficulty']))}")
-    console.print("trace: " + escape("; ".join(f"{s['op']}{tuple(s['args'])} -> {s['out']}"
-                                               for s in first["canonical_trace"])))
+    console.print(
+        "trace: "
+        + escape("; ".join(f"{s['op']}{tuple(s['args'])} -> {s['out']}" for s in first["canonical_trace"]))
+    )
     table = Table(show_lines=True)
     for column in ("domain", "question", "chain of thought", "answer"):
         table.add_column(column, overflow="fold")
     for r in members:
-        cue = "" if not r["shortcut"] else f"\n[dim](cue {'correct' if r['shortcut']['correct'] else 'wrong'})[/dim]"
+        cue = (
+            ""
+            if not r["shortcut"]
+            else f"\n[dim](cue {'correct' if r['shortcut']['correct'] else 'wrong'})[/dim]"
+        )
         table.add_row(r["domain"], escape(r["question"]), escape(r["gold_cot"]), escape(r["answer"]) + cue)
     console.print(table)
 
 
 @app.command()
 def domains(
-    domains_dir: Annotated[Path | None, typer.Option(help="Extra domain YAML files (merged by name).")] = None,
+    domains_dir: Annotated[
+        Path | None, typer.Option(help="Extra domain YAML files (merged by name).")
+    ] = None,
 ) -> None:
     """List the available domains with their role and skeleton coverage."""
     from rich.console import Console
@@ -182,14 +220,24 @@ def domains(
         table.add_column(column, overflow="fold")
     for d in loaded.values():
         missing = [sk.split("_", 1)[0] for sk in every if not d.covers(sk)]
-        coverage = f"{len(every) - len(missing)}/{len(every)}" + (f" (missing {', '.join(missing)})" if missing else "")
-        table.add_row(d.name, d.role, coverage, "yes" if d.shortcut_cue else "no", escape(d.description),
-                      escape("\n".join(d.files)))
+        coverage = f"{len(every) - len(missing)}/{len(every)}" + (
+            f" (missing {', '.join(missing)})" if missing else ""
+        )
+        table.add_row(
+            d.name,
+            d.role,
+            coverage,
+            "yes" if d.shortcut_cue else "no",
+            escape(d.description),
+            escape("\n".join(d.files)),
+        )
     Console().print(table)
 
 
 @app.command()
-def check(file: Annotated[Path, typer.Argument(help="A JSONL file of IsoBench records (yours or generated).")]) -> None:
+def check(
+    file: Annotated[Path, typer.Argument(help="A JSONL file of IsoBench records (yours or generated).")],
+) -> None:
     """Validate a JSONL file of records; print every problem and exit 2 if there is any."""
     from rich.console import Console
     from rich.markup import escape

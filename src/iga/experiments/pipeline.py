@@ -21,7 +21,7 @@ def _check_resume_config(path: Path, cfg: TrainConfig) -> None:
 
 
 def run_training(cfg: TrainConfig, *, resume: bool = False, evaluate: bool = True, per_skeleton: int | None = None,
-                 progress: bool = True) -> dict[str, Any]:
+                 progress: bool = True, max_new_tokens: int = 160) -> dict[str, Any]:
     from iga.training.loop import train
 
     out = Path(cfg.out_dir)
@@ -38,7 +38,7 @@ def run_training(cfg: TrainConfig, *, resume: bool = False, evaluate: bool = Tru
         from iga.experiments.evaluate import evaluate_model
 
         ev = evaluate_model(trained["model"], trained["tokenizer"], cfg.data_dir, train_domains=cfg.train_domains,
-                            per_skeleton=per_skeleton, progress=progress)
+                            per_skeleton=per_skeleton, progress=progress, max_new_tokens=max_new_tokens)
         from iga.utils.io import atomic_write_jsonl
 
         atomic_write_jsonl(out / "completions.jsonl", ev.pop("completions"))

@@ -3,7 +3,8 @@
 This package imports torch; the CLI imports it lazily.
 """
 
-from iga.gradients.capture import CAPTURE_SPACES, CapturedLayer, DomainGradCapture, discover_layers
+from iga.gradients.capture import CAPTURE_SPACES, DomainGradCapture
+from iga.gradients.layers import CapturedLayer, discover_layers
 from iga.gradients.losses import IGNORE_INDEX, per_domain_token_loss
 from iga.gradients.partition import DomainPartition
 

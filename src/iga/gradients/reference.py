@@ -19,7 +19,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from iga.gradients.capture import discover_layers
+from iga.gradients.layers import discover_layers
 
 ReferenceSpace = Literal["factor", "full"]
 

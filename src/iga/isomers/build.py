@@ -26,6 +26,7 @@ from typing import Any
 
 from iga.isomers.domains import Domain, load_domains
 from iga.isomers.errors import ConfigError, DomainError
+from iga.isomers.instance import LogicalInstance
 from iga.isomers.presets import SuiteConfig, resolve_config
 from iga.isomers.record import GENERATOR_VERSION, SPLITS
 from iga.isomers.render import render
@@ -64,13 +65,19 @@ def select_domains(config: SuiteConfig, domains: Mapping[str, Domain]) -> dict[s
     for d in domains.values():
         for sk in config.skeletons:
             if not d.covers(sk):
-                raise DomainError(f"{', '.join(d.files)}: skeletons.{sk}: domain {d.name!r} has no section for "
-                                  f"{sk} (add one, or leave the skeleton out with --skeletons)")
+                raise DomainError(
+                    f"{', '.join(d.files)}: skeletons.{sk}: domain {d.name!r} has no section for "
+                    f"{sk} (add one, or leave the skeleton out with --skeletons)"
+                )
     return dict(domains)
 
 
-def generate_records(config: SuiteConfig | str | Mapping[str, Any], seed: int = 0, *,
-                     domains: Mapping[str, Domain] | None = None) -> dict[str, list[dict]]:
+def generate_records(
+    config: SuiteConfig | str | Mapping[str, Any],
+    seed: int = 0,
+    *,
+    domains: Mapping[str, Domain] | None = None,
+) -> dict[str, list[dict]]:
     """All records of a suite, in memory, per split (pure: same inputs, same output)."""
     config = resolve_config(config)
     domains = select_domains(config, load_domains() if domains is None else domains)
@@ -86,14 +93,18 @@ def generate_records(config: SuiteConfig | str | Mapping[str, Any], seed: int = 
             knobs = config.knobs(sk_id, regime)
             for index in range(config.per_skeleton(split)):
                 for attempt in range(MAX_ATTEMPTS):
-                    inst = sk.instance(HashRng(seed, sk.id, f"{split}:{index}:{attempt}", "sample"), knobs, regime)
+                    inst = sk.instance(
+                        HashRng(seed, sk.id, f"{split}:{index}:{attempt}", "sample"), knobs, regime
+                    )
                     key = stable_hash([sk.id, inst.params], 32)
                     if key not in seen:
                         seen.add(key)
                         break
                 else:
-                    raise ConfigError(f"difficulty.{sk.id}.{regime}: only {len(seen)} distinct instances found; "
-                                      "the knob ranges are too narrow for the requested sizes")
+                    raise ConfigError(
+                        f"difficulty.{sk.id}.{regime}: only {len(seen)} distinct instances found; "
+                        "the knob ranges are too narrow for the requested sizes"
+                    )
                 instance_id = f"{sk.code}-{split}-{index:05d}"
                 base = HashRng(seed, sk.id, f"{split}:{index}")
                 for domain in members:
@@ -101,11 +112,27 @@ def generate_records(config: SuiteConfig | str | Mapping[str, Any], seed: int = 
     return out
 
 
-def _record(config: SuiteConfig, inst, domain: Domain, split: str, instance_id: str, seed: int,
-            base: HashRng) -> dict:
+def _record(
+    config: SuiteConfig,
+    inst: LogicalInstance,
+    domain: Domain,
+    split: str,
+    instance_id: str,
+    seed: int,
+    base: HashRng,
+) -> dict:
     text = render(inst, domain, base.child("render", domain.name), hash_line=config.hash_line)
-    cue = make_cue(config.shortcut, domain, split, text.answer, inst.answer_type, text.label_space,
-                   base.child("cue", domain.name))
+    # every record gets its own copy of the shared structures, so editing one never edits its isomers
+    params, difficulty, trace = json.loads(json.dumps([inst.params, inst.difficulty, inst.canonical_trace]))
+    cue = make_cue(
+        config.shortcut,
+        domain,
+        split,
+        text.answer,
+        inst.answer_type,
+        text.label_space,
+        base.child("cue", domain.name),
+    )
     return {
         "id": f"{instance_id}-{domain.name}",
         "instance_id": instance_id,
@@ -113,14 +140,14 @@ def _record(config: SuiteConfig, inst, domain: Domain, split: str, instance_id: 
         "family": inst.family,
         "domain": domain.name,
         "split": split,
-        "params": inst.params,
-        "difficulty": inst.difficulty,
+        "params": params,
+        "difficulty": difficulty,
         "question": f"{cue['text']} {text.question}" if cue else text.question,
         "gold_cot": text.gold_cot,
         "answer": text.answer,
         "answer_type": inst.answer_type,
         "canonical_answer": inst.answer,
-        "canonical_trace": inst.canonical_trace,
+        "canonical_trace": trace,
         "anchors": text.anchors,
         "label_space": text.label_space,
         "shortcut": cue,
@@ -162,8 +189,13 @@ class Manifest:
         return cls(**json.loads(path.read_text(encoding="utf-8")))
 
 
-def build_suite(config_or_preset: SuiteConfig | str | Mapping[str, Any], out_dir: str | Path, *, seed: int = 0,
-                domains_dir: str | Path | None = None) -> Manifest:
+def build_suite(
+    config_or_preset: SuiteConfig | str | Mapping[str, Any],
+    out_dir: str | Path,
+    *,
+    seed: int = 0,
+    domains_dir: str | Path | None = None,
+) -> Manifest:
     """Generate a suite and write ``<out_dir>/<split>.jsonl`` and ``manifest.json`` atomically."""
     started = time.perf_counter()
     config = resolve_config(config_or_preset)
@@ -172,12 +204,12 @@ def build_suite(config_or_preset: SuiteConfig | str | Mapping[str, Any], out_dir
     out = Path(out_dir)
     splits: dict[str, dict] = {}
     for split in SPLITS:
-        data = jsonl_text(records[split]).encode("utf-8")
-        atomic_write_text(out / f"{split}.jsonl", data.decode("utf-8"))
         rows = records[split]
+        text = jsonl_text(rows)
+        atomic_write_text(out / f"{split}.jsonl", text)
         splits[split] = {
             "file": f"{split}.jsonl",
-            "sha256": sha256_bytes(data),
+            "sha256": sha256_bytes(text.encode("utf-8")),
             "records": len(rows),
             "instances": len({r["instance_id"] for r in rows}),
             "by_skeleton": dict(Counter(r["skeleton"] for r in rows)),
@@ -190,8 +222,10 @@ def build_suite(config_or_preset: SuiteConfig | str | Mapping[str, Any], out_dir
         domains=[{"name": d.name, "role": d.role, "files": list(d.files)} for d in domains.values()],
         splits=splits,
         content_hash=content_hash({s: splits[s]["sha256"] for s in SPLITS}),
-        build={"created": datetime.now(UTC).isoformat(timespec="seconds"),
-               "seconds": round(time.perf_counter() - started, 3)},
+        build={
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "seconds": round(time.perf_counter() - started, 3),
+        },
     )
     atomic_write_json(out / "manifest.json", manifest.to_dict())
     return manifest

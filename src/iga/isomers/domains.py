@@ -41,8 +41,18 @@ from iga.isomers.text import TemplateError, template_slots
 
 ROLES = ("train", "heldout", "stress")
 #: Order of the shipped domains (user domains follow, by role then name).
-SHIPPED_ORDER = ("math", "medicine", "law", "science", "finance", "sports", "cooking", "fictional", "symbolic",
-                 "counterfactual")
+SHIPPED_ORDER = (
+    "math",
+    "medicine",
+    "law",
+    "science",
+    "finance",
+    "sports",
+    "cooking",
+    "fictional",
+    "symbolic",
+    "counterfactual",
+)
 MIN_PARAPHRASES = 3
 _TOP_KEYS = ("name", "role", "description", "lexicon", "shortcut_cue", "skeletons")
 _SECTION_KEYS = ("questions", "premises", "steps", "words")
@@ -106,16 +116,20 @@ def load_domains(domains_dir: str | Path | None = None) -> dict[str, Domain]:
 def merge_domain_files(files: Iterable[tuple[str, str]]) -> dict[str, Domain]:
     """Parse, check, merge (by ``name``) and validate domain files given as ``(label, yaml_text)`` pairs."""
     leaves: dict[str, dict[Path_, tuple[Any, str]]] = {}
+    labels: dict[str, list[str]] = {}
     for label, text in files:
         data = _parse(label, text)
         name = data["name"]
+        labels.setdefault(name, []).append(label)
         merged = leaves.setdefault(name, {})
         for path, value in _flatten(label, data).items():
             if path in merged:
-                raise DomainError(f"{label}: {'.'.join(path)}: already defined in {merged[path][1]} "
-                                  f"(domain {name!r} is split across files; define each key once)")
+                raise DomainError(
+                    f"{label}: {'.'.join(path)}: already defined in {merged[path][1]} "
+                    f"(domain {name!r} is split across files; define each key once)"
+                )
             merged[path] = (value, label)
-    domains = [_build(name, merged) for name, merged in leaves.items()]
+    domains = [_build(name, merged, tuple(labels[name])) for name, merged in leaves.items()]
     domains.sort(key=_order_key)
     return {d.name: d for d in domains}
 
@@ -138,7 +152,9 @@ def _parse(label: str, text: str) -> dict:
     _known_keys(label, (), data, _TOP_KEYS)
     name = data.get("name")
     if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise DomainError(f"{label}: name: required, a lowercase identifier such as 'astronomy' (got {name!r})")
+        raise DomainError(
+            f"{label}: name: required, a lowercase identifier such as 'astronomy' (got {name!r})"
+        )
     return data
 
 
@@ -146,7 +162,9 @@ def _known_keys(label: str, path: Path_, data: Mapping, allowed: Iterable[str]) 
     allowed = tuple(allowed)
     for key in data:
         if key not in allowed:
-            raise DomainError(f"{label}: {'.'.join((*path, str(key)))}: unknown key (allowed: {', '.join(allowed)})")
+            raise DomainError(
+                f"{label}: {'.'.join((*path, str(key)))}: unknown key (allowed: {', '.join(allowed)})"
+            )
 
 
 def _flatten(label: str, data: dict) -> dict[Path_, Any]:
@@ -155,7 +173,7 @@ def _flatten(label: str, data: dict) -> dict[Path_, Any]:
     for key in ("role", "description", "shortcut_cue"):
         if key in data:
             out[(key,)] = _string(label, (key,), data[key])
-    if "role" in out and out[("role",)] not in ROLES:
+    if ("role",) in out and out[("role",)] not in ROLES:
         raise DomainError(f"{label}: role: {out[('role',)]!r} is not one of {', '.join(ROLES)}")
     for pool, value in _mapping(label, ("lexicon",), data.get("lexicon", {})).items():
         out[("lexicon", pool)] = _pool(label, ("lexicon", pool), value)
@@ -170,8 +188,11 @@ def _flatten(label: str, data: dict) -> dict[Path_, Any]:
             out[(*base, "questions", kind)] = _strings(label, (*base, "questions", kind), templates)
         for kind, templates in _mapping(label, (*base, "premises"), section.get("premises", {})).items():
             path = (*base, "premises", kind)
-            out[path] = (_string(label, path, templates),) if isinstance(templates, str) else _strings(
-                label, path, templates)
+            out[path] = (
+                (_string(label, path, templates),)
+                if isinstance(templates, str)
+                else _strings(label, path, templates)
+            )
         for op, template in _mapping(label, (*base, "steps"), section.get("steps", {})).items():
             out[(*base, "steps", op)] = _string(label, (*base, "steps", op), template)
         for pool, value in _mapping(label, (*base, "words"), section.get("words", {})).items():
@@ -185,14 +206,18 @@ def _where(label: str, path: Path_) -> str:
 
 def _mapping(label: str, path: Path_, value: Any) -> dict:
     if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-        raise DomainError(f"{_where(label, path)}: expected a mapping with string keys, got {type(value).__name__}")
+        raise DomainError(
+            f"{_where(label, path)}: expected a mapping with string keys, got {type(value).__name__}"
+        )
     return value
 
 
 def _string(label: str, path: Path_, value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise DomainError(f"{_where(label, path)}: expected a non-empty string, got {value!r} "
-                          "(quote words such as yes/no/on/off, which YAML reads as booleans)")
+        raise DomainError(
+            f"{_where(label, path)}: expected a non-empty string, got {value!r} "
+            "(quote words such as yes/no/on/off, which YAML reads as booleans)"
+        )
     return value
 
 
@@ -215,16 +240,19 @@ def _pool(label: str, path: Path_, value: Any) -> Pool:
     seen: set[str] = set()
     for word in words:
         if "{" in word or "}" in word:
-            raise DomainError(f"{_where(label, path)}: word {word!r} contains a brace (words cannot hold slots)")
+            raise DomainError(
+                f"{_where(label, path)}: word {word!r} contains a brace (words cannot hold slots)"
+            )
         if word in seen:
-            raise DomainError(f"{_where(label, path)}: {word!r} appears twice (entries must be distinct, "
-                              "or answers would be ambiguous)")
+            raise DomainError(
+                f"{_where(label, path)}: {word!r} appears twice (entries must be distinct, "
+                "or answers would be ambiguous)"
+            )
         seen.add(word)
     return result
 
 
-def _build(name: str, leaves: dict[Path_, tuple[Any, str]]) -> Domain:
-    files = tuple(dict.fromkeys(label for _, label in leaves.values())) or ("<no keys>",)
+def _build(name: str, leaves: dict[Path_, tuple[Any, str]], files: tuple[str, ...]) -> Domain:
     every = ", ".join(files)
 
     def get(path: Path_, default: Any = None) -> Any:
@@ -237,16 +265,27 @@ def _build(name: str, leaves: dict[Path_, tuple[Any, str]]) -> Domain:
     if cue is not None:
         _check_template(leaves[("shortcut_cue",)][1], ("shortcut_cue",), cue, frozenset({"value"}))
         if "value" not in template_slots(cue):
-            raise DomainError(f"{leaves[('shortcut_cue',)][1]}: shortcut_cue: must contain the slot {{value}}")
+            raise DomainError(
+                f"{leaves[('shortcut_cue',)][1]}: shortcut_cue: must contain the slot {{value}}"
+            )
     lexicon = {path[1]: value for path, (value, _) in leaves.items() if path[0] == "lexicon"}
     sections = {}
     for sk_id in dict.fromkeys(path[1] for path in leaves if path[0] == "skeletons"):
         sections[sk_id] = _section(name, sk_id, leaves, lexicon)
-    return Domain(name=name, role=get(("role",)), description=get(("description",)), lexicon=lexicon,
-                  shortcut_cue=cue, sections=sections, files=files)
+    return Domain(
+        name=name,
+        role=get(("role",)),
+        description=get(("description",)),
+        lexicon=lexicon,
+        shortcut_cue=cue,
+        sections=sections,
+        files=files,
+    )
 
 
-def _section(domain: str, sk_id: str, leaves: dict[Path_, tuple[Any, str]], lexicon: Mapping[str, Pool]) -> Section:
+def _section(
+    domain: str, sk_id: str, leaves: dict[Path_, tuple[Any, str]], lexicon: Mapping[str, Pool]
+) -> Section:
     base = ("skeletons", sk_id)
     mine = {path[2:]: entry for path, entry in leaves.items() if path[:2] == base}
     first = next(iter(mine.values()))[1]
@@ -266,27 +305,37 @@ def _section(domain: str, sk_id: str, leaves: dict[Path_, tuple[Any, str]], lexi
         for key in parts[part]:
             if key not in slots_by_key:
                 label = parts[part][key][1]
-                raise DomainError(f"{label}: skeletons.{sk_id}.{part}.{key}: unknown {part[:-1]} kind for {sk_id} "
-                                  f"(expected: {', '.join(slots_by_key)})")
+                raise DomainError(
+                    f"{label}: skeletons.{sk_id}.{part}.{key}: unknown {part[:-1]} kind for {sk_id} "
+                    f"(expected: {', '.join(slots_by_key)})"
+                )
         for key, allowed in slots_by_key.items():
             if key not in parts[part]:
-                raise DomainError(f"{files}: skeletons.{sk_id}.{part}.{key}: missing in domain {domain!r} "
-                                  f"({sk_id} needs {part}: {', '.join(slots_by_key)})")
+                raise DomainError(
+                    f"{files}: skeletons.{sk_id}.{part}.{key}: missing in domain {domain!r} "
+                    f"({sk_id} needs {part}: {', '.join(slots_by_key)})"
+                )
             value, label = parts[part][key]
             templates = (value,) if isinstance(value, str) else value
             for i, template in enumerate(templates):
                 path = (*base, part, key) + ((str(i),) if len(templates) > 1 else ())
                 _check_template(label, path, template, allowed)
                 if part == "questions" and not template.rstrip().endswith("?"):
-                    raise DomainError(f"{_where(label, path)}: a question must end with '?' (got {template!r})")
+                    raise DomainError(
+                        f"{_where(label, path)}: a question must end with '?' (got {template!r})"
+                    )
             if part == "questions" and len(templates) < MIN_PARAPHRASES:
-                raise DomainError(f"{_where(label, (*base, part, key))}: needs at least {MIN_PARAPHRASES} "
-                                  f"paraphrases, found {len(templates)}")
+                raise DomainError(
+                    f"{_where(label, (*base, part, key))}: needs at least {MIN_PARAPHRASES} "
+                    f"paraphrases, found {len(templates)}"
+                )
     words = {key: value for key, (value, _) in parts["words"].items()}
     for key, (_, label) in parts["words"].items():
         if key not in spec.pools and key not in spec.tables:
-            raise DomainError(f"{label}: skeletons.{sk_id}.words.{key}: unknown pool for {sk_id} "
-                              f"(expected: {', '.join([*spec.pools, *spec.tables]) or 'none'})")
+            raise DomainError(
+                f"{label}: skeletons.{sk_id}.words.{key}: unknown pool for {sk_id} "
+                f"(expected: {', '.join([*spec.pools, *spec.tables]) or 'none'})"
+            )
     _check_pools(domain, files, sk_id, spec, words, lexicon)
     return Section(
         questions={k: v for k, (v, _) in parts["questions"].items()},
@@ -303,20 +352,32 @@ def _check_template(label: str, path: Path_, template: str, allowed: frozenset[s
         raise DomainError(f"{_where(label, path)}: {e}") from None
     bad = [s for s in used if s not in allowed]
     if bad:
-        raise DomainError(f"{_where(label, path)}: unknown slot {{{bad[0]}}} "
-                          f"(this template may use: {', '.join('{' + s + '}' for s in sorted(allowed)) or 'no slots'})")
+        raise DomainError(
+            f"{_where(label, path)}: unknown slot {{{bad[0]}}} "
+            f"(this template may use: {', '.join('{' + s + '}' for s in sorted(allowed)) or 'no slots'})"
+        )
 
 
-def _check_pools(domain: str, files: str, sk_id: str, spec: TemplateSpec, words: Mapping[str, Pool],
-                 lexicon: Mapping[str, Pool]) -> None:
+def _check_pools(
+    domain: str,
+    files: str,
+    sk_id: str,
+    spec: TemplateSpec,
+    words: Mapping[str, Pool],
+    lexicon: Mapping[str, Pool],
+) -> None:
     for pool, minimum in spec.pools.items():
         value = words.get(pool, lexicon.get(pool))
         where = f"{files}: skeletons.{sk_id}.words.{pool} (or lexicon.{pool})"
         if value is None:
-            raise DomainError(f"{where}: missing in domain {domain!r}; {sk_id} needs a list of >= {minimum} words")
+            raise DomainError(
+                f"{where}: missing in domain {domain!r}; {sk_id} needs a list of >= {minimum} words"
+            )
         if isinstance(value, Mapping) or len(value) < minimum:
             found = "a table" if isinstance(value, Mapping) else f"{len(value)}"
-            raise DomainError(f"{where}: {sk_id} needs a list of at least {minimum} distinct words, found {found}")
+            raise DomainError(
+                f"{where}: {sk_id} needs a list of at least {minimum} distinct words, found {found}"
+            )
     for table, keys in spec.tables.items():
         value = words.get(table, lexicon.get(table))
         where = f"{files}: skeletons.{sk_id}.words.{table} (or lexicon.{table})"
@@ -325,4 +386,6 @@ def _check_pools(domain: str, files: str, sk_id: str, spec: TemplateSpec, words:
         missing = [k for k in keys if k not in value]
         extra = [k for k in value if k not in keys]
         if missing or extra:
-            raise DomainError(f"{where}: missing keys {missing} / unknown keys {extra} (expected {', '.join(keys)})")
+            raise DomainError(
+                f"{where}: missing keys {missing} / unknown keys {extra} (expected {', '.join(keys)})"
+            )

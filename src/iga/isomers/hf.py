@@ -40,7 +40,9 @@ def load_split(path_or_dir: str | os.PathLike, split: str | None = None) -> data
     path = Path(path_or_dir)
     if path.is_dir():
         if split not in SPLITS:
-            raise ConfigError(f"split: {split!r} is not one of {', '.join(SPLITS)} (needed when given a directory)")
+            raise ConfigError(
+                f"split: {split!r} is not one of {', '.join(SPLITS)} (needed when given a directory)"
+            )
         path = path / f"{split}.jsonl"
     rows = []
     for _, record in iter_jsonl(path):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class Join:
     conj: str = "and"
 
 
-SlotValue = Union[int, str, Ref, Join]
+SlotValue = int | str | Ref | Join
 
 
 @dataclass(frozen=True)

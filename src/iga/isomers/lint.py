@@ -24,22 +24,22 @@ _WORD = re.compile(r"[A-Za-z]+")
 MIN_LENGTH = 4
 
 #: Words every domain may use: function words, and the shared vocabulary of counting, logic and relations.
-SHARED_WORDS = frozenset("""
-about above after again against algebra all also always among amount another answer anything around because been
-before being below between both but cannot come comes conclude could count counts decide decides does done down
-each either else equal equals every everyone except extra final first following from further given goes have
-having here hold holds into itself just least left less like more most much must need needs never next none
-normally nothing number numbers once only other others over overlaps overrides pairwise part parts rest same
-says settle settles should show shows since some specific still such than that their them then there these
-they this those through times together total under until upon what when whenever where which while whom whose
-will with within without would your yours true false unknown
-general rule rules default whole each single start starts begins final half times
-probability chance likely given random randomly
-grand great side cross upper lower direct directly relation related relate tree
-adds divided multiplied split share shared equally exactly larger largest smallest many were give gives second
-group size value worth rate last means allowed listed lacks stays keeps makes takes carries carry found
-removes prepares moved moves move transfer transfers test tests get gets
-""".split())
+_SHARED = """
+about above after again against all also always among amount another answer anything around because
+been before being below between both but cannot come comes conclude could count counts decide decides does
+done down each either else equal equals every everyone except extra final first following from further given
+goes have having here hold holds into itself just least left less like more most much must need needs never
+next none normally nothing number numbers once only other others over overlaps overrides pairwise part parts
+rest same says settle settles should show shows since some specific still such than that their them then
+there these they this those through times together total under until upon what when whenever where which
+while whom whose will with within without would your yours true false unknown general rule rules default
+whole single start starts begins half probability chance likely random randomly grand great side cross upper
+lower direct directly relation related relate tree adds divided multiplied split share shared equally
+exactly larger largest smallest many were give gives second group size value worth rate last means allowed
+listed lacks stays keeps makes takes carries carry found removes prepares moved moves move transfer
+transfers test tests get gets
+"""
+SHARED_WORDS = frozenset(_SHARED.split())
 
 
 def content_words(domain: Domain) -> set[str]:

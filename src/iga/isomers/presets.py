@@ -54,7 +54,9 @@ class SuiteConfig:
         return sk.regimes[regime].override(changes, where=f"difficulty.{sk.id}.{regime}", bounds=sk.bounds)
 
     def per_skeleton(self, split: str) -> int:
-        return {"train": self.train_per_skeleton, "val": self.val_per_skeleton}.get(split, self.eval_per_skeleton)
+        return {"train": self.train_per_skeleton, "val": self.val_per_skeleton}.get(
+            split, self.eval_per_skeleton
+        )
 
     def to_dict(self) -> dict:
         """JSON-able form (written into the manifest; :func:`resolve_config` reads it back)."""
@@ -62,7 +64,9 @@ class SuiteConfig:
         out["skeletons"] = list(self.skeletons)
         out["domains"] = None if self.domains is None else list(self.domains)
         out["shortcut"] = self.shortcut.to_dict()
-        out["difficulty"] = {sk: {r: dict(k) for r, k in regimes.items()} for sk, regimes in self.difficulty.items()}
+        out["difficulty"] = {
+            sk: {r: dict(k) for r, k in regimes.items()} for sk, regimes in self.difficulty.items()
+        }
         return out
 
 
@@ -78,7 +82,9 @@ def resolve_config(config: SuiteConfig | str | Mapping[str, Any]) -> SuiteConfig
     if isinstance(config, str):
         config = {"preset": config}
     if not isinstance(config, Mapping):
-        raise ConfigError(f"config: expected a preset name, a mapping or a SuiteConfig, got {type(config).__name__}")
+        raise ConfigError(
+            f"config: expected a preset name, a mapping or a SuiteConfig, got {type(config).__name__}"
+        )
     allowed = [f.name for f in fields(SuiteConfig)]
     for key in config:
         if key not in allowed:
@@ -111,7 +117,9 @@ def resolve_config(config: SuiteConfig | str | Mapping[str, Any]) -> SuiteConfig
     values["difficulty"] = _difficulty(config.get("difficulty", {}))
     values["hash_line"] = bool(config.get("hash_line", False))
     cfg = SuiteConfig(**values)
-    for sk in cfg.skeletons:  # validate every override against the skeleton's bounds now, not mid-build
+    for sk in dict.fromkeys(
+        [*cfg.skeletons, *cfg.difficulty]
+    ):  # check overrides against bounds now, not mid-build
         for regime in REGIMES:
             cfg.knobs(sk, regime)
     return cfg
@@ -126,8 +134,9 @@ def _shortcut(value: Any) -> ShortcutConfig:
         if key not in ("enabled", "reliability", "eval"):
             raise ConfigError(f"config.shortcut.{key}: unknown key (allowed: enabled, reliability, eval)")
     reliability = {**DEFAULT_RELIABILITY, **dict(value.get("reliability", {}))}
-    return ShortcutConfig(enabled=bool(value.get("enabled", True)), reliability=reliability,
-                          eval=value.get("eval", "none"))
+    return ShortcutConfig(
+        enabled=bool(value.get("enabled", True)), reliability=reliability, eval=value.get("eval", "none")
+    )
 
 
 def _difficulty(value: Any) -> dict:
@@ -140,7 +149,9 @@ def _difficulty(value: Any) -> dict:
             raise ConfigError(f"config.difficulty.{name}: expected {{regime: {{knob: value}}}}")
         for regime, knobs in regimes.items():
             if regime not in REGIMES:
-                raise ConfigError(f"config.difficulty.{name}.{regime}: unknown regime (allowed: {', '.join(REGIMES)})")
+                raise ConfigError(
+                    f"config.difficulty.{name}.{regime}: unknown regime (allowed: {', '.join(REGIMES)})"
+                )
             if not isinstance(knobs, Mapping):
                 raise ConfigError(f"config.difficulty.{name}.{regime}: expected {{knob: value}}")
             out.setdefault(sk_id, {})[regime] = dict(knobs)

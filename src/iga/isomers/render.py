@@ -46,9 +46,11 @@ class _Words:
                 self._bound[ref.pool] = self.rng.child("pool", ref.pool).shuffle(pool)
             words = self._bound[ref.pool]
             if ref.index >= len(words):
-                raise DomainError(f"{', '.join(self.domain.files)}: pool {ref.pool!r} of domain "
-                                  f"{self.domain.name!r} has {len(words)} words; this instance needs "
-                                  f"{ref.index + 1}")
+                raise DomainError(
+                    f"{', '.join(self.domain.files)}: pool {ref.pool!r} of domain "
+                    f"{self.domain.name!r} has {len(words)} words; this instance needs "
+                    f"{ref.index + 1}"
+                )
             word = words[ref.index]
         return a_an(word) if ref.article else word
 
@@ -69,8 +71,12 @@ def render(inst: LogicalInstance, domain: Domain, rng: HashRng, *, hash_line: bo
     def filled(template: str, slots: dict) -> str:
         return fill(template, {k: words.text(v) for k, v in slots.items()})
 
-    sentences = [as_sentence(filled(pick.choice(section.premises[s.kind]), dict(s.slots))) for s in inst.premises]
-    sentences.append(as_sentence(filled(pick.choice(section.questions[inst.query.kind]), dict(inst.query.slots)), "?"))
+    sentences = [
+        as_sentence(filled(pick.choice(section.premises[s.kind]), dict(s.slots))) for s in inst.premises
+    ]
+    sentences.append(
+        as_sentence(filled(pick.choice(section.questions[inst.query.kind]), dict(inst.query.slots)), "?")
+    )
     answer = words.text(inst.answer_surface)
     lines, anchors, offset = [], [], 0
     for i, step in enumerate(inst.steps, start=1):

@@ -27,8 +27,9 @@ from iga.isomers.errors import ConfigError
 from iga.isomers.rng import HashRng
 from iga.isomers.text import as_sentence, fill
 
-DEFAULT_RELIABILITY: Mapping[str, float] = MappingProxyType({"math": 0.95, "medicine": 0.85, "law": 0.7,
-                                                             "science": 0.55})
+DEFAULT_RELIABILITY: Mapping[str, float] = MappingProxyType(
+    {"math": 0.95, "medicine": 0.85, "law": 0.7, "science": 0.55}
+)
 EVAL_MODES = ("none", "wrong")
 
 
@@ -56,15 +57,26 @@ class ShortcutConfig:
             return
         for d in train_domains:
             if d.name not in self.reliability:
-                raise ConfigError(f"shortcut.reliability: no entry for training domain {d.name!r} "
-                                  "(add one, or turn shortcuts off with --no-shortcuts)")
+                raise ConfigError(
+                    f"shortcut.reliability: no entry for training domain {d.name!r} "
+                    "(add one, or turn shortcuts off with --no-shortcuts)"
+                )
             if d.shortcut_cue is None:
-                raise ConfigError(f"{', '.join(d.files)}: shortcut_cue: training domain {d.name!r} has no cue "
-                                  "template (add one, or turn shortcuts off with --no-shortcuts)")
+                raise ConfigError(
+                    f"{', '.join(d.files)}: shortcut_cue: training domain {d.name!r} has no cue "
+                    "template (add one, or turn shortcuts off with --no-shortcuts)"
+                )
 
 
-def make_cue(config: ShortcutConfig, domain: Domain, split: str, answer: str, answer_type: str,
-             label_space: Sequence[str], rng: HashRng) -> dict | None:
+def make_cue(
+    config: ShortcutConfig,
+    domain: Domain,
+    split: str,
+    answer: str,
+    answer_type: str,
+    label_space: Sequence[str],
+    rng: HashRng,
+) -> dict | None:
     """The record's ``shortcut`` field for one rendering (``None`` when it carries no cue)."""
     if not config.enabled or domain.shortcut_cue is None:
         return None
@@ -77,7 +89,11 @@ def make_cue(config: ShortcutConfig, domain: Domain, split: str, answer: str, an
     else:
         return None
     value = answer if correct else wrong_answer(answer, answer_type, label_space, rng)
-    return {"text": as_sentence(fill(domain.shortcut_cue, {"value": value})), "value": value, "correct": correct}
+    return {
+        "text": as_sentence(fill(domain.shortcut_cue, {"value": value})),
+        "value": value,
+        "correct": correct,
+    }
 
 
 def wrong_answer(answer: str, answer_type: str, label_space: Sequence[str], rng: HashRng) -> str:

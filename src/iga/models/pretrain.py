@@ -31,10 +31,28 @@ class PretrainConfig:
     lr: float = 3e-3
     warmup_steps: int = 20
     seed: int = 0
-    corpus_sentences: int = 40000
 
     def key(self, corpus_fingerprint: str) -> str:
         return stable_hash({"config": asdict(self), "corpus": corpus_fingerprint})
+
+
+#: Pretraining budgets per built-in student (vocabulary, steps, batch) — sized for 2 CPU cores.
+PRETRAIN_PRESETS: dict[str, dict[str, int]] = {
+    "micro": {"vocab_size": 512, "steps": 30, "batch_size": 8, "seq_len": 64},
+    "tiny": {"vocab_size": 1024, "steps": 150, "batch_size": 32, "seq_len": 96},
+    "small": {"vocab_size": 2048, "steps": 200, "batch_size": 32, "seq_len": 96},
+    "medium": {"vocab_size": 2048, "steps": 300, "batch_size": 32, "seq_len": 96},
+}
+
+
+def pretrain_config(student: str, *, seed: int = 0, steps: int | None = None) -> PretrainConfig:
+    from iga.models.students import student_spec
+
+    student_spec(student)  # validates the name
+    preset = dict(PRETRAIN_PRESETS.get(student, PRETRAIN_PRESETS["small"]))
+    if steps is not None:
+        preset["steps"] = steps
+    return PretrainConfig(student=student, seed=seed, **preset)
 
 
 def _pack(token_lists: Sequence[list[int]], seq_len: int, eos_id: int) -> list[list[int]]:
@@ -89,6 +107,9 @@ def pretrain_base(texts: Sequence[str], tokenizer_texts: Sequence[str], out_dir:
             progress(step + 1, cfg.steps, loss.item())
     model.eval()
     out_dir.mkdir(parents=True, exist_ok=True)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     model.save_pretrained(out_dir)
     tok.save_pretrained(out_dir)
     tail = losses[-min(20, len(losses)) :]
@@ -113,3 +134,30 @@ def load_base(base_dir: str | os.PathLike) -> tuple[Any, Any]:
     if not (base_dir / BASE_MARKER).exists() and not (base_dir / "config.json").exists():
         raise FileNotFoundError(f"{base_dir} is not a pretrained base (run `iga pretrain` first)")
     return load_causal_lm(base_dir), load_tokenizer(base_dir)
+
+
+DEFAULT_CACHE = Path(os.environ.get("IGA_CACHE", ".iga_cache")) / "bases"
+
+
+def ensure_base(cfg: PretrainConfig, *, cache_dir: str | os.PathLike | None = None, domains_dir: str | None = None,
+                progress: Callable[[int, int, float], None] | None = None) -> tuple[Path, bool]:
+    """The cached base for ``cfg`` (built on first use). Returns ``(path, built_now)``.
+
+    The cache key hashes the pretraining config and the corpus fingerprint, so a change to either (a new
+    domain file, another seed) gives a new base instead of silently reusing a stale one.
+    """
+    from iga.models.corpus import build_corpus
+
+    corpus = build_corpus(seed=cfg.seed, domains_dir=domains_dir)
+    path = Path(cache_dir or DEFAULT_CACHE) / f"{cfg.student}-{cfg.key(corpus.fingerprint)}"
+    if (path / BASE_MARKER).exists():
+        return path, False
+    tmp = path.with_name(path.name + ".partial")
+    pretrain_base(corpus.documents, corpus.tokenizer_texts, tmp, cfg, progress=progress)
+    if path.exists():  # a concurrent builder finished first; keep theirs
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        os.replace(tmp, path)
+    return path, True

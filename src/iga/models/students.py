@@ -44,11 +44,14 @@ class StudentSpec:
         )
 
 
-#: ``micro`` is for unit tests (≈0.1 M), ``tiny`` ≈ 1 M (fast tests), ``small`` ≈ 10 M (the demo).
+#: ``micro`` is for unit tests (≈0.1 M), ``tiny`` ≈ 1 M (fast tests), ``small`` ≈ 7 M (the demo: the largest
+#: size whose pretraining and two distillation runs fit the demo's 10-minute budget on 2 CPU cores),
+#: ``medium`` ≈ 11 M (experiments with more time).
 STUDENTS: dict[str, StudentSpec] = {
     "micro": StudentSpec(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64),
     "tiny": StudentSpec(hidden_size=128, num_hidden_layers=4, num_attention_heads=4, intermediate_size=344),
-    "small": StudentSpec(hidden_size=384, num_hidden_layers=6, num_attention_heads=6, intermediate_size=1024),
+    "small": StudentSpec(hidden_size=320, num_hidden_layers=5, num_attention_heads=5, intermediate_size=860),
+    "medium": StudentSpec(hidden_size=384, num_hidden_layers=6, num_attention_heads=6, intermediate_size=1024),
 }
 
 
@@ -82,20 +85,24 @@ def spec_dict(name: str) -> dict:
 def load_causal_lm(path: str | os.PathLike, *, trust_remote_code: bool = False, dtype: Any = None) -> PreTrainedModel:
     """Load a local HF causal-LM checkpoint (safetensors preferred), with clear errors for common mistakes."""
     from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # the per-file "Loading weights" bar is noise in our progress output
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"model path does not exist: {path}")
     if not (path / "config.json").exists():
         raise ValueError(f"{path} is not a Hugging Face checkpoint folder (no config.json)")
     config = AutoConfig.from_pretrained(str(path), local_files_only=True, trust_remote_code=trust_remote_code)
-    try:
-        return AutoModelForCausalLM.from_pretrained(
-            str(path), local_files_only=True, trust_remote_code=trust_remote_code, dtype=dtype,
-            use_safetensors=any(path.glob("*.safetensors")) or None,
-        )
-    except ValueError as e:
-        if "Unrecognized configuration class" in str(e):
-            raise ValueError(f"{path} holds a {type(config).__name__} ({config.model_type}), "
-                             "which is not a causal language model") from None
-        raise
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and not trust_remote_code:
+        raise ValueError(f"{path} holds a {type(config).__name__} (model_type {config.model_type!r}), which is not a "
+                         "causal language model")
+    weights = [*path.glob("*.safetensors"), *path.glob("*.bin")]
+    if not weights:
+        raise ValueError(f"{path} has a config.json but no weights (*.safetensors or *.bin)")
+    return AutoModelForCausalLM.from_pretrained(
+        str(path), local_files_only=True, trust_remote_code=trust_remote_code, dtype=dtype,
+        use_safetensors=any(w.suffix == ".safetensors" for w in weights) or None,
+    )

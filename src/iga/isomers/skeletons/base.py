@@ -11,6 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 from iga.isomers.errors import ConfigError, GeneratorError
@@ -53,7 +54,9 @@ class Knobs:
                     or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
                     or not lo_b <= value[0] <= value[1] <= hi_b
                 ):
-                    raise ConfigError(f"{where}.{key}: expected [lo, hi] with {lo_b} <= lo <= hi <= {hi_b}, got {value!r}")
+                    raise ConfigError(
+                        f"{where}.{key}: expected [lo, hi] with {lo_b} <= lo <= hi <= {hi_b}, got {value!r}"
+                    )
                 new[key] = (int(value[0]), int(value[1]))
             elif key == "premise_order":
                 orders = (value,) if isinstance(value, str) else tuple(value)
@@ -65,7 +68,9 @@ class Knobs:
                 new[key] = orders
             else:
                 if not isinstance(value, (int, float)) or not 0.0 <= value <= bounds.negation_rate:
-                    raise ConfigError(f"{where}.negation_rate: expected a number in [0, {bounds.negation_rate}]")
+                    raise ConfigError(
+                        f"{where}.negation_rate: expected a number in [0, {bounds.negation_rate}]"
+                    )
                 new[key] = float(value)
         return replace(self, **new)
 
@@ -154,8 +159,14 @@ class Skeleton(ABC):
         )
 
 
-def difficulty_record(knobs: Knobs, *, depth: int, width: int = 0, distractors: int = 0,
-                      premise_order: str = "forward") -> dict:
+def make_regimes(train: Knobs, ood_depth: Knobs) -> Mapping[str, Knobs]:
+    """The (read-only) knobs of the two regimes: ``train`` (every split but one) and ``ood_depth``."""
+    return MappingProxyType({"train": train, "ood_depth": ood_depth})
+
+
+def difficulty_record(
+    knobs: Knobs, *, depth: int, width: int = 0, distractors: int = 0, premise_order: str = "forward"
+) -> dict:
     """The record's ``difficulty`` object: sampled values, plus the configured number range and negation rate."""
     return {
         "depth": depth,

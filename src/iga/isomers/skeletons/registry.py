@@ -31,8 +31,19 @@ def register_skeleton(skeleton: Skeleton) -> Skeleton:
     return skeleton
 
 
-for _cls in (ArithChain, LinearSystem, Proportion, InclExcl, CondProb, MPChain, PropPattern, RuleExceptions,
-             TransitiveOrder, RelationCompose, StateTracking):
+for _cls in (
+    ArithChain,
+    LinearSystem,
+    Proportion,
+    InclExcl,
+    CondProb,
+    MPChain,
+    PropPattern,
+    RuleExceptions,
+    TransitiveOrder,
+    RelationCompose,
+    StateTracking,
+):
     register_skeleton(_cls())
 
 

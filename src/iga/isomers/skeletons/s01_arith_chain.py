@@ -12,7 +12,15 @@ from fractions import Fraction
 
 from iga.isomers.instance import Ref, Sentence, Step
 from iga.isomers.rng import HashRng
-from iga.isomers.skeletons.base import Knobs, Skeleton, Solution, TemplateSpec, difficulty_record, slots
+from iga.isomers.skeletons.base import (
+    Knobs,
+    Skeleton,
+    Solution,
+    TemplateSpec,
+    difficulty_record,
+    make_regimes,
+    slots,
+)
 
 _SYMBOL = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
 _STEP_SLOTS = slots("a", "b", "out", "item")
@@ -33,10 +41,10 @@ class ArithChain(Skeleton):
         steps={op: _STEP_SLOTS for op in _SYMBOL},
         pools={"items": 4},
     )
-    regimes = {
-        "train": Knobs(depth=(2, 3), distractors=(0, 1), num_range=(1, 20)),
-        "ood_depth": Knobs(depth=(4, 5), distractors=(1, 2), num_range=(1, 50)),
-    }
+    regimes = make_regimes(
+        train=Knobs(depth=(2, 3), distractors=(0, 1), num_range=(1, 20)),
+        ood_depth=Knobs(depth=(4, 5), distractors=(1, 2), num_range=(1, 50)),
+    )
     bounds = Knobs(depth=(1, 8), distractors=(0, 3), num_range=(1, 999))
 
     def sample(self, rng: HashRng, knobs: Knobs) -> tuple[dict, dict]:
@@ -47,8 +55,16 @@ class ArithChain(Skeleton):
         ops = []
         for _ in range(rng.randint(*knobs.depth)):
             divisors = [f for f in range(2, fmax + 1) if x % f == 0]
-            options = [op for op, ok in (("add", x + lo <= cap), ("sub", x - lo >= 1), ("mul", 2 * x <= cap),
-                                         ("div", bool(divisors))) if ok]
+            options = [
+                op
+                for op, ok in (
+                    ("add", x + lo <= cap),
+                    ("sub", x - lo >= 1),
+                    ("mul", 2 * x <= cap),
+                    ("div", bool(divisors)),
+                )
+                if ok
+            ]
             op = rng.choice(options)
             if op == "add":
                 b = rng.randint(lo, min(hi, cap - x))
@@ -63,7 +79,9 @@ class ArithChain(Skeleton):
                 b = rng.choice(divisors)
                 x //= b
             ops.append([op, b])
-        distractors = [[rng.randint(0, len(ops)), rng.randint(lo, hi)] for _ in range(rng.randint(*knobs.distractors))]
+        distractors = [
+            [rng.randint(0, len(ops)), rng.randint(lo, hi)] for _ in range(rng.randint(*knobs.distractors))
+        ]
         params = {"start": start, "ops": ops, "distractors": distractors}
         return params, difficulty_record(knobs, depth=len(ops), distractors=len(distractors))
 

@@ -14,6 +14,7 @@ from iga.isomers.skeletons.base import (
     Solution,
     TemplateSpec,
     difficulty_record,
+    make_regimes,
     order_indices,
     slots,
 )
@@ -37,10 +38,12 @@ class LinearSystem(Skeleton):
         steps={op: _STEP for op in ("all_low", "excess", "gap", "count_high", "count_low")},
         pools={"kinds": 2},
     )
-    regimes = {
-        "train": Knobs(depth=(4, 5), distractors=(0, 1), num_range=(4, 15), premise_order=("forward", "random")),
-        "ood_depth": Knobs(depth=(4, 5), distractors=(1, 2), num_range=(16, 40), premise_order=("forward", "random")),
-    }
+    regimes = make_regimes(
+        train=Knobs(depth=(4, 5), distractors=(0, 1), num_range=(4, 15), premise_order=("forward", "random")),
+        ood_depth=Knobs(
+            depth=(4, 5), distractors=(1, 2), num_range=(16, 40), premise_order=("forward", "random")
+        ),
+    )
     bounds = Knobs(depth=(4, 5), distractors=(0, 3), num_range=(2, 999), premise_order=("forward", "random"))
 
     def sample(self, rng: HashRng, knobs: Knobs) -> tuple[dict, dict]:
@@ -61,8 +64,9 @@ class LinearSystem(Skeleton):
             "distractors": [rng.randint(lo, hi) for _ in range(rng.randint(*knobs.distractors))],
             "order": order_indices(rng, 4, order),
         }
-        return params, difficulty_record(knobs, depth=depth, distractors=len(params["distractors"]),
-                                         premise_order=order)
+        return params, difficulty_record(
+            knobs, depth=depth, distractors=len(params["distractors"]), premise_order=order
+        )
 
     def solve(self, params: dict) -> Solution:
         low, high = Ref("kinds", 0), Ref("kinds", 1)
@@ -83,8 +87,12 @@ class LinearSystem(Skeleton):
         excess = total - all_low
         gap = w_high - w_low
         n_high = excess // gap
-        steps = [step("all_low", n, w_low, all_low), step("excess", total, all_low, excess),
-                 step("gap", w_high, w_low, gap), step("count_high", excess, gap, n_high)]
+        steps = [
+            step("all_low", n, w_low, all_low),
+            step("excess", total, all_low, excess),
+            step("gap", w_high, w_low, gap),
+            step("count_high", excess, gap, n_high),
+        ]
         answer = n_high
         if params["ask"] == "low":
             answer = n - n_high

@@ -17,6 +17,7 @@ from iga.isomers.skeletons.base import (
     Solution,
     TemplateSpec,
     difficulty_record,
+    make_regimes,
     order_indices,
     slots,
 )
@@ -41,10 +42,10 @@ class Proportion(Skeleton):
         steps={op: _STEP for op in ("unit_rate", "apply", "scale1", "scale2")},
         pools={"items": 1},
     )
-    regimes = {
-        "train": Knobs(depth=(2, 3), distractors=(0, 1), num_range=(2, 12)),
-        "ood_depth": Knobs(depth=(4, 4), distractors=(1, 2), num_range=(5, 30)),
-    }
+    regimes = make_regimes(
+        train=Knobs(depth=(2, 3), distractors=(0, 1), num_range=(2, 12)),
+        ood_depth=Knobs(depth=(4, 4), distractors=(1, 2), num_range=(5, 30)),
+    )
     bounds = Knobs(depth=(2, 4), distractors=(0, 3), num_range=(2, 999), premise_order=("forward", "random"))
 
     def sample(self, rng: HashRng, knobs: Knobs) -> tuple[dict, dict]:
@@ -63,8 +64,9 @@ class Proportion(Skeleton):
             "distractors": [rng.randint(lo, hi) for _ in range(rng.randint(*knobs.distractors))],
             "order": order_indices(rng, depth, order),
         }
-        return params, difficulty_record(knobs, depth=depth, distractors=len(params["distractors"]),
-                                         premise_order=order)
+        return params, difficulty_record(
+            knobs, depth=depth, distractors=len(params["distractors"]), premise_order=order
+        )
 
     def solve(self, params: dict) -> Solution:
         item = Ref("items", 0)
@@ -78,8 +80,14 @@ class Proportion(Skeleton):
         value = rate * m
         steps.append(Step("apply", (rate, m), value, {"a": rate, "b": m, "out": value, "item": item}))
         for i, c in enumerate(params["scales"]):
-            steps.append(Step(f"scale{i + 1}", (value, c), value * c,
-                              {"a": value, "b": c, "out": value * c, "item": item}))
+            steps.append(
+                Step(
+                    f"scale{i + 1}",
+                    (value, c),
+                    value * c,
+                    {"a": value, "b": c, "out": value * c, "item": item},
+                )
+            )
             value *= c
         return Solution(tuple(premises), Sentence("ask", {"item": item}), tuple(steps), str(value))
 

@@ -17,6 +17,7 @@ from iga.isomers.skeletons.base import (
     Solution,
     TemplateSpec,
     difficulty_record,
+    make_regimes,
     order_indices,
     slots,
 )
@@ -57,10 +58,12 @@ class InclExcl(Skeleton):
         },
         pools={"traits": 3},
     )
-    regimes = {
-        "train": Knobs(depth=(2, 3), distractors=(0, 1), num_range=(1, 9), premise_order=("forward", "random")),
-        "ood_depth": Knobs(depth=(4, 5), distractors=(0, 1), num_range=(1, 12), premise_order=("forward", "random")),
-    }
+    regimes = make_regimes(
+        train=Knobs(depth=(2, 3), distractors=(0, 1), num_range=(1, 9), premise_order=("forward", "random")),
+        ood_depth=Knobs(
+            depth=(4, 5), distractors=(0, 1), num_range=(1, 12), premise_order=("forward", "random")
+        ),
+    )
     bounds = Knobs(depth=(2, 5), distractors=(0, 3), num_range=(1, 999), premise_order=("forward", "random"))
 
     def sample(self, rng: HashRng, knobs: Knobs) -> tuple[dict, dict]:
@@ -77,42 +80,58 @@ class InclExcl(Skeleton):
             "distractors": [rng.randint(lo, hi) for _ in range(rng.randint(*knobs.distractors))],
             "order": order_indices(rng, n_given, order),
         }
-        return params, difficulty_record(knobs, depth=depth, width=n_sets, distractors=len(params["distractors"]),
-                                         premise_order=order)
+        return params, difficulty_record(
+            knobs, depth=depth, width=n_sets, distractors=len(params["distractors"]), premise_order=order
+        )
 
     def solve(self, params: dict) -> Solution:
-        n_sets, regions = params["sets"], {("" if k == "none" else k): v for k, v in params["regions"].items()}
+        n_sets, regions = (
+            params["sets"],
+            {("" if k == "none" else k): v for k, v in params["regions"].items()},
+        )
         letters = _LETTERS[:n_sets]
         prop = {c: Ref("traits", i) for i, c in enumerate(letters)}
         total = sum(regions.values())
         singles = [_size(regions, c) for c in letters]
         pairs = [(a, b, _size(regions, a + b)) for a, b in combinations(letters, 2)]
         given = [Sentence("universe", {"n": total})]
-        given += [Sentence("single", {"prop": prop[c], "n": v}) for c, v in zip(letters, singles, strict=True)]
+        given += [
+            Sentence("single", {"prop": prop[c], "n": v}) for c, v in zip(letters, singles, strict=True)
+        ]
         given += [Sentence("pair", {"prop1": prop[a], "prop2": prop[b], "n": v}) for a, b, v in pairs]
         if n_sets == 3:
             triple = _size(regions, "ABC")
-            given.append(Sentence("triple", {"prop1": prop["A"], "prop2": prop["B"], "prop3": prop["C"], "n": triple}))
+            given.append(
+                Sentence("triple", {"prop1": prop["A"], "prop2": prop["B"], "prop3": prop["C"], "n": triple})
+            )
         premises = [given[i] for i in params["order"]]
         premises += [Sentence("distractor", {"n": v}) for v in params["distractors"]]
 
         steps = []
         s = sum(singles)
-        steps.append(Step("add_singles", tuple(singles), s, {"expr": " + ".join(map(str, singles)), "out": s}))
+        steps.append(
+            Step("add_singles", tuple(singles), s, {"expr": " + ".join(map(str, singles)), "out": s})
+        )
         pair_sizes = [v for _, _, v in pairs]
         if n_sets == 2:
             union = s - pair_sizes[0]
-            steps.append(Step("sub_pairs", (s, pair_sizes[0]), union, {"a": s, "b": pair_sizes[0], "out": union}))
+            steps.append(
+                Step("sub_pairs", (s, pair_sizes[0]), union, {"a": s, "b": pair_sizes[0], "out": union})
+            )
         else:
             t = sum(pair_sizes)
-            steps.append(Step("add_pairs", tuple(pair_sizes), t, {"expr": " + ".join(map(str, pair_sizes)), "out": t}))
+            steps.append(
+                Step("add_pairs", tuple(pair_sizes), t, {"expr": " + ".join(map(str, pair_sizes)), "out": t})
+            )
             steps.append(Step("sub_pairs", (s, t), s - t, {"a": s, "b": t, "out": s - t}))
             union = s - t + triple
             steps.append(Step("add_triple", (s - t, triple), union, {"a": s - t, "b": triple, "out": union}))
         answer = union
         if params["ask"] == "neither":
             answer = total - union
-            steps.append(Step("sub_from_total", (total, union), answer, {"a": total, "b": union, "out": answer}))
+            steps.append(
+                Step("sub_from_total", (total, union), answer, {"a": total, "b": union, "out": answer})
+            )
         refs = tuple(prop[c] for c in letters)
         query = Sentence(params["ask"], {"props_or": Join(refs, "or"), "props_and": Join(refs, "and")})
         return Solution(tuple(premises), query, tuple(steps), str(answer))

@@ -11,7 +11,15 @@ from fractions import Fraction
 
 from iga.isomers.instance import Ref, Sentence, Step
 from iga.isomers.rng import HashRng
-from iga.isomers.skeletons.base import Knobs, Skeleton, Solution, TemplateSpec, difficulty_record, slots
+from iga.isomers.skeletons.base import (
+    Knobs,
+    Skeleton,
+    Solution,
+    TemplateSpec,
+    difficulty_record,
+    make_regimes,
+    slots,
+)
 
 _RATE_STEP = slots("a", "num", "den", "out", "cond")
 _PLAIN_STEP = slots("a", "b", "out", "cond")
@@ -45,10 +53,10 @@ class CondProb(Skeleton):
         },
         pools={"conditions": 1},
     )
-    regimes = {
-        "train": Knobs(depth=(5, 5), distractors=(0, 1), num_range=(1, 4)),
-        "ood_depth": Knobs(depth=(5, 5), distractors=(1, 2), num_range=(3, 10)),
-    }
+    regimes = make_regimes(
+        train=Knobs(depth=(5, 5), distractors=(0, 1), num_range=(1, 4)),
+        ood_depth=Knobs(depth=(5, 5), distractors=(1, 2), num_range=(3, 10)),
+    )
     bounds = Knobs(depth=(5, 5), distractors=(0, 3), num_range=(1, 50))
 
     def sample(self, rng: HashRng, knobs: Knobs) -> tuple[dict, dict]:
@@ -82,9 +90,15 @@ class CondProb(Skeleton):
         answer = fraction_text(Fraction(tp, pos))
         steps = (
             Step("healthy", (n, sick), healthy, {"a": n, "b": sick, "out": healthy, "cond": cond}),
-            Step("true_pos", (sick, num, den), tp, {"a": sick, "num": num, "den": den, "out": tp, "cond": cond}),
-            Step("false_pos", (healthy, fnum, fden), fp,
-                 {"a": healthy, "num": fnum, "den": fden, "out": fp, "cond": cond}),
+            Step(
+                "true_pos", (sick, num, den), tp, {"a": sick, "num": num, "den": den, "out": tp, "cond": cond}
+            ),
+            Step(
+                "false_pos",
+                (healthy, fnum, fden),
+                fp,
+                {"a": healthy, "num": fnum, "den": fden, "out": fp, "cond": cond},
+            ),
             Step("positives", (tp, fp), pos, {"a": tp, "b": fp, "out": pos, "cond": cond}),
             Step("ratio", (tp, pos), answer, {"a": tp, "b": pos, "out": answer, "cond": cond}),
         )

@@ -16,6 +16,7 @@ from iga.isomers.skeletons.base import (
     Solution,
     TemplateSpec,
     difficulty_record,
+    make_regimes,
     order_indices,
     slots,
 )
@@ -39,13 +40,17 @@ class MPChain(Skeleton):
         steps={"hop_pos": _RULE | {"name"}, "hop_neg": _RULE | {"name"}},
         pools={"concepts": 11, "names": 1},
     )
-    regimes = {
-        "train": Knobs(depth=(2, 3), width=(0, 1), distractors=(0, 1), premise_order=PREMISE_ORDERS,
-                       negation_rate=0.5),
-        "ood_depth": Knobs(depth=(4, 6), width=(1, 2), distractors=(1, 2), premise_order=PREMISE_ORDERS,
-                           negation_rate=0.5),
-    }
-    bounds = Knobs(depth=(1, 6), width=(0, 2), distractors=(0, 2), premise_order=PREMISE_ORDERS, negation_rate=1.0)
+    regimes = make_regimes(
+        train=Knobs(
+            depth=(2, 3), width=(0, 1), distractors=(0, 1), premise_order=PREMISE_ORDERS, negation_rate=0.5
+        ),
+        ood_depth=Knobs(
+            depth=(4, 6), width=(1, 2), distractors=(1, 2), premise_order=PREMISE_ORDERS, negation_rate=0.5
+        ),
+    )
+    bounds = Knobs(
+        depth=(1, 6), width=(0, 2), distractors=(0, 2), premise_order=PREMISE_ORDERS, negation_rate=1.0
+    )
 
     def sample(self, rng: HashRng, knobs: Knobs) -> tuple[dict, dict]:
         k = rng.randint(*knobs.depth)
@@ -63,8 +68,9 @@ class MPChain(Skeleton):
             fresh += 1
         order = rng.choice(knobs.premise_order)
         params = {"depth": k, "rules": rules, "order": order_indices(rng, 1 + len(rules), order)}
-        return params, difficulty_record(knobs, depth=k, width=width, distractors=n_distractors,
-                                         premise_order=order)
+        return params, difficulty_record(
+            knobs, depth=k, width=width, distractors=n_distractors, premise_order=order
+        )
 
     def solve(self, params: dict) -> Solution:
         k, rules = params["depth"], params["rules"]
@@ -100,4 +106,9 @@ class MPChain(Skeleton):
 
 
 def _rule_slots(src: int, dst: int) -> dict:
-    return {"src": _concept(src), "dst": _concept(dst), "a_src": _concept(src, True), "a_dst": _concept(dst, True)}
+    return {
+        "src": _concept(src),
+        "dst": _concept(dst),
+        "a_src": _concept(src, True),
+        "a_dst": _concept(dst, True),
+    }

@@ -19,6 +19,7 @@ from iga.isomers.skeletons.base import (
     Solution,
     TemplateSpec,
     difficulty_record,
+    make_regimes,
     order_indices,
     slots,
 )
@@ -37,10 +38,10 @@ class PropPattern(Skeleton):
         steps={"mp": _PAIR, "mt": _PAIR, "undetermined_true": _PAIR, "undetermined_false": _PAIR},
         pools={"statements": 9},
     )
-    regimes = {
-        "train": Knobs(depth=(2, 3), distractors=(0, 1), premise_order=PREMISE_ORDERS),
-        "ood_depth": Knobs(depth=(4, 6), distractors=(1, 2), premise_order=PREMISE_ORDERS),
-    }
+    regimes = make_regimes(
+        train=Knobs(depth=(2, 3), distractors=(0, 1), premise_order=PREMISE_ORDERS),
+        ood_depth=Knobs(depth=(4, 6), distractors=(1, 2), premise_order=PREMISE_ORDERS),
+    )
     bounds = Knobs(depth=(1, 6), distractors=(0, 2), premise_order=PREMISE_ORDERS)
 
     def sample(self, rng: HashRng, knobs: Knobs) -> tuple[dict, dict]:
@@ -58,8 +59,13 @@ class PropPattern(Skeleton):
         for d in range(n_distractors):  # a rule from an unrelated statement into the chain
             rules.append([k + 1 + d, rng.randint(0, k)])
         order = rng.choice(knobs.premise_order)
-        params = {"depth": k, "rules": rules, "fact": [j, holds], "query": q,
-                  "order": order_indices(rng, len(rules) + 1, order)}
+        params = {
+            "depth": k,
+            "rules": rules,
+            "fact": [j, holds],
+            "query": q,
+            "order": order_indices(rng, len(rules) + 1, order),
+        }
         return params, difficulty_record(knobs, depth=k, distractors=n_distractors, premise_order=order)
 
     def solve(self, params: dict) -> Solution:
@@ -72,19 +78,28 @@ class PropPattern(Skeleton):
         given.append(Sentence("fact_true" if holds else "fact_false", {"p": prop(j)}))
         premises = tuple(given[i] for i in params["order"])
         if holds and q > j:
-            steps = [Step("mp", (f"p{i}", f"p{i + 1}"), f"p{i + 1}", {"p": prop(i), "q": prop(i + 1)})
-                     for i in range(j, q)]
+            steps = [
+                Step("mp", (f"p{i}", f"p{i + 1}"), f"p{i + 1}", {"p": prop(i), "q": prop(i + 1)})
+                for i in range(j, q)
+            ]
             answer = "true"
         elif not holds and q < j:
-            steps = [Step("mt", (f"p{i - 1}", f"p{i}"), f"not p{i - 1}", {"p": prop(i - 1), "q": prop(i)})
-                     for i in range(j, q, -1)]
+            steps = [
+                Step("mt", (f"p{i - 1}", f"p{i}"), f"not p{i - 1}", {"p": prop(i - 1), "q": prop(i)})
+                for i in range(j, q, -1)
+            ]
             answer = "false"
         else:
             op = "undetermined_true" if holds else "undetermined_false"
             steps = [Step(op, (f"p{j}", f"p{q}"), "unknown", {"p": prop(j), "q": prop(q)})]
             answer = "unknown"
-        return Solution(premises, Sentence("ask", {"p": prop(q)}), tuple(steps), answer,
-                        label_space=("true", "false", "unknown"))
+        return Solution(
+            premises,
+            Sentence("ask", {"p": prop(q)}),
+            tuple(steps),
+            answer,
+            label_space=("true", "false", "unknown"),
+        )
 
     def check(self, params: dict) -> str:
         n = 1 + max(max(r) for r in params["rules"])

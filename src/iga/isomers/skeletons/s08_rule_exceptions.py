@@ -17,6 +17,7 @@ from iga.isomers.skeletons.base import (
     Solution,
     TemplateSpec,
     difficulty_record,
+    make_regimes,
     order_indices,
     slots,
 )
@@ -49,10 +50,10 @@ class RuleExceptions(Skeleton):
         },
         pools={"attrs": 6, "names": 1},
     )
-    regimes = {
-        "train": Knobs(depth=(1, 2), distractors=(0, 2), premise_order=PREMISE_ORDERS, negation_rate=0.5),
-        "ood_depth": Knobs(depth=(3, 4), distractors=(1, 2), premise_order=PREMISE_ORDERS, negation_rate=0.5),
-    }
+    regimes = make_regimes(
+        train=Knobs(depth=(1, 2), distractors=(0, 2), premise_order=PREMISE_ORDERS, negation_rate=0.5),
+        ood_depth=Knobs(depth=(3, 4), distractors=(1, 2), premise_order=PREMISE_ORDERS, negation_rate=0.5),
+    )
     bounds = Knobs(depth=(1, 4), distractors=(0, 2), premise_order=PREMISE_ORDERS, negation_rate=1.0)
 
     def sample(self, rng: HashRng, knobs: Knobs) -> tuple[dict, dict]:
@@ -82,29 +83,50 @@ class RuleExceptions(Skeleton):
         given = [Sentence(kind("default", default))]
         for layer in range(1, d + 1):
             positive = default if layer % 2 == 0 else not default
-            given.append(Sentence(kind("rule", positive), {"attrs": Join(tuple(attr(i) for i in range(layer)))}))
+            given.append(
+                Sentence(kind("rule", positive), {"attrs": Join(tuple(attr(i) for i in range(layer)))})
+            )
         attrs = tuple(attr(i) for i in params["held"])
-        given.append(Sentence("fact", {"name": name, "attrs": Join(attrs)}) if attrs
-                     else Sentence("fact_plain", {"name": name}))
+        given.append(
+            Sentence("fact", {"name": name, "attrs": Join(attrs)})
+            if attrs
+            else Sentence("fact_plain", {"name": name})
+        )
         premises = tuple(given[i] for i in params["order"])
 
         verdict = default
         steps = [Step(kind("default", default), (), "yes" if default else "no", {"name": name})]
         for i in range(d):
             if i not in held:
-                steps.append(Step(kind("stop", verdict), (f"a{i}",), "yes" if verdict else "no",
-                                  {"name": name, "attr": attr(i)}))
+                steps.append(
+                    Step(
+                        kind("stop", verdict),
+                        (f"a{i}",),
+                        "yes" if verdict else "no",
+                        {"name": name, "attr": attr(i)},
+                    )
+                )
                 break
             verdict = not verdict
-            steps.append(Step(kind("apply", verdict), (f"a{i}",), "yes" if verdict else "no",
-                              {"name": name, "attr": attr(i)}))
+            steps.append(
+                Step(
+                    kind("apply", verdict),
+                    (f"a{i}",),
+                    "yes" if verdict else "no",
+                    {"name": name, "attr": attr(i)},
+                )
+            )
         answer = "yes" if verdict else "no"
-        return Solution(premises, Sentence("ask", {"name": name}), tuple(steps), answer, label_space=("yes", "no"))
+        return Solution(
+            premises, Sentence("ask", {"name": name}), tuple(steps), answer, label_space=("yes", "no")
+        )
 
     def check(self, params: dict) -> str:
         d, default, held = params["depth"], params["default"], set(params["held"])
         rules = [(frozenset(), default)]
-        rules += [(frozenset(range(layer)), default if layer % 2 == 0 else not default) for layer in range(1, d + 1)]
+        rules += [
+            (frozenset(range(layer)), default if layer % 2 == 0 else not default) for layer in range(1, d + 1)
+        ]
         applicable = [(cond, positive) for cond, positive in rules if cond <= held]
         best = max(len(cond) for cond, _ in applicable)
         winners = {positive for cond, positive in applicable if len(cond) == best}

@@ -17,6 +17,7 @@ from iga.isomers.skeletons.base import (
     Solution,
     TemplateSpec,
     difficulty_record,
+    make_regimes,
     order_indices,
     slots,
 )
@@ -42,10 +43,10 @@ class TransitiveOrder(Skeleton):
         },
         pools={"names": 8},
     )
-    regimes = {
-        "train": Knobs(depth=(3, 4), width=(0, 2), premise_order=PREMISE_ORDERS),
-        "ood_depth": Knobs(depth=(5, 7), width=(1, 2), premise_order=PREMISE_ORDERS),
-    }
+    regimes = make_regimes(
+        train=Knobs(depth=(3, 4), width=(0, 2), premise_order=PREMISE_ORDERS),
+        ood_depth=Knobs(depth=(5, 7), width=(1, 2), premise_order=PREMISE_ORDERS),
+    )
     bounds = Knobs(depth=(3, 8), width=(0, 3), premise_order=PREMISE_ORDERS)
 
     def sample(self, rng: HashRng, knobs: Knobs) -> tuple[dict, dict]:
@@ -56,25 +57,42 @@ class TransitiveOrder(Skeleton):
         width = min(rng.randint(*knobs.width), len(implied))
         pairs += rng.sample(implied, width)
         order = rng.choice(knobs.premise_order)
-        params = {"n": n, "ranking": ranking, "pairs": pairs, "ask": rng.choice(("top", "bottom")),
-                  "order": order_indices(rng, len(pairs), order)}
+        params = {
+            "n": n,
+            "ranking": ranking,
+            "pairs": pairs,
+            "ask": rng.choice(("top", "bottom")),
+            "order": order_indices(rng, len(pairs), order),
+        }
         return params, difficulty_record(knobs, depth=n, width=width, premise_order=order)
 
     def solve(self, params: dict) -> Solution:
         ranking, ask = params["ranking"], params["ask"]
-        premises = tuple(Sentence("above", {"x": _name(params["pairs"][i][0]), "y": _name(params["pairs"][i][1])})
-                         for i in params["order"])
+        premises = tuple(
+            Sentence("above", {"x": _name(params["pairs"][i][0]), "y": _name(params["pairs"][i][1])})
+            for i in params["order"]
+        )
         chain = ranking if ask == "top" else ranking[::-1]
         end = chain[0]
         relation = ">" if ask == "top" else "<"
         steps = [
-            Step(f"compose_{ask}", (f"e{end}", f"e{chain[t]}", f"e{chain[t + 1]}"), f"e{end}{relation}e{chain[t + 1]}",
-                 {"x": _name(end), "y": _name(chain[t]), "z": _name(chain[t + 1])})
+            Step(
+                f"compose_{ask}",
+                (f"e{end}", f"e{chain[t]}", f"e{chain[t + 1]}"),
+                f"e{end}{relation}e{chain[t + 1]}",
+                {"x": _name(end), "y": _name(chain[t]), "z": _name(chain[t + 1])},
+            )
             for t in range(1, len(chain) - 1)
         ]
         steps.append(Step(f"conclude_{ask}", (f"e{end}",), f"e{end}", {"x": _name(end)}))
-        return Solution(premises, Sentence(ask), tuple(steps), f"e{end}", answer_surface=_name(end),
-                        label_space=tuple(_name(i) for i in range(params["n"])))
+        return Solution(
+            premises,
+            Sentence(ask),
+            tuple(steps),
+            f"e{end}",
+            answer_surface=_name(end),
+            label_space=tuple(_name(i) for i in range(params["n"])),
+        )
 
     def check(self, params: dict) -> str:
         n = params["n"]
@@ -93,8 +111,11 @@ class TransitiveOrder(Skeleton):
         # the unique order: walk the single path of the DP from the full set backwards
         mask, order = (1 << n) - 1, []
         while mask:
-            last = next(i for i in range(n) if mask >> i & 1 and ways[mask & ~(1 << i)]
-                        and above[i] & ~(mask & ~(1 << i)) == 0)
+            last = next(
+                i
+                for i in range(n)
+                if mask >> i & 1 and ways[mask & ~(1 << i)] and above[i] & ~(mask & ~(1 << i)) == 0
+            )
             order.append(last)
             mask &= ~(1 << last)
         order.reverse()

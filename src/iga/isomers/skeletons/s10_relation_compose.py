@@ -19,6 +19,7 @@ from iga.isomers.skeletons.base import (
     Solution,
     TemplateSpec,
     difficulty_record,
+    make_regimes,
     order_indices,
     slots,
 )
@@ -26,7 +27,10 @@ from iga.isomers.skeletons.base import (
 MAX_LEVELS = 3
 #: Relation keys of the label table: every (ups, downs) with both <= 3 except the person themself and (3, 3).
 RELATION_KEYS = tuple(
-    f"u{u}d{d}" for u in range(MAX_LEVELS + 1) for d in range(MAX_LEVELS + 1) if (u, d) not in ((0, 0), (3, 3))
+    f"u{u}d{d}"
+    for u in range(MAX_LEVELS + 1)
+    for d in range(MAX_LEVELS + 1)
+    if (u, d) not in ((0, 0), (3, 3))
 )
 
 
@@ -50,10 +54,10 @@ class RelationCompose(Skeleton):
         pools={"names": 8},
         tables={"relations": RELATION_KEYS},
     )
-    regimes = {
-        "train": Knobs(depth=(2, 3), distractors=(0, 2), premise_order=PREMISE_ORDERS),
-        "ood_depth": Knobs(depth=(4, 5), distractors=(1, 2), premise_order=PREMISE_ORDERS),
-    }
+    regimes = make_regimes(
+        train=Knobs(depth=(2, 3), distractors=(0, 2), premise_order=PREMISE_ORDERS),
+        ood_depth=Knobs(depth=(4, 5), distractors=(1, 2), premise_order=PREMISE_ORDERS),
+    )
     bounds = Knobs(depth=(2, 5), distractors=(0, 2), premise_order=PREMISE_ORDERS)
 
     def sample(self, rng: HashRng, knobs: Knobs) -> tuple[dict, dict]:
@@ -61,7 +65,9 @@ class RelationCompose(Skeleton):
         u = rng.randint(max(0, k - MAX_LEVELS), min(MAX_LEVELS, k))
         edges = [[j + 1, j] for j in range(u)] + [[j, j + 1] for j in range(u, k)]  # [upper, lower]
         n_distractors = rng.randint(*knobs.distractors)
-        for extra in range(n_distractors):  # a new subordinate of someone on the path: no shortcut, no ambiguity
+        for extra in range(
+            n_distractors
+        ):  # a new subordinate of someone on the path: no shortcut, no ambiguity
             edges.append([rng.randint(0, k), k + 1 + extra])
         order = rng.choice(knobs.premise_order)
         params = {"ups": u, "downs": k - u, "edges": edges, "order": order_indices(rng, len(edges), order)}
@@ -70,22 +76,40 @@ class RelationCompose(Skeleton):
     def solve(self, params: dict) -> Solution:
         u, d = params["ups"], params["downs"]
         k = u + d
-        premises = tuple(Sentence("above", {"upper": _name(params["edges"][i][0]), "lower": _name(params["edges"][i][1])})
-                         for i in params["order"])
+        premises = tuple(
+            Sentence("above", {"upper": _name(params["edges"][i][0]), "lower": _name(params["edges"][i][1])})
+            for i in params["order"]
+        )
         ups, downs = (1, 0) if u else (0, 1)
         steps = []
         for j in range(1, k):
             edge = (1, 0) if j < u else (0, 1)
             new = (ups + edge[0], downs + edge[1])
-            steps.append(Step(
-                "compose", (f"u{ups}d{downs}", f"u{edge[0]}d{edge[1]}"), f"u{new[0]}d{new[1]}",
-                {"src": _name(0), "mid": _name(j), "dst": _name(j + 1), "rel": _label(ups, downs),
-                 "edge": _label(*edge), "new": _label(*new)},
-            ))
+            steps.append(
+                Step(
+                    "compose",
+                    (f"u{ups}d{downs}", f"u{edge[0]}d{edge[1]}"),
+                    f"u{new[0]}d{new[1]}",
+                    {
+                        "src": _name(0),
+                        "mid": _name(j),
+                        "dst": _name(j + 1),
+                        "rel": _label(ups, downs),
+                        "edge": _label(*edge),
+                        "new": _label(*new),
+                    },
+                )
+            )
             ups, downs = new
         answer = f"u{u}d{d}"
-        return Solution(premises, Sentence("ask", {"source": _name(0), "target": _name(k)}), tuple(steps), answer,
-                        answer_surface=_label(u, d), label_space=tuple(Ref("relations", key) for key in RELATION_KEYS))
+        return Solution(
+            premises,
+            Sentence("ask", {"source": _name(0), "target": _name(k)}),
+            tuple(steps),
+            answer,
+            answer_surface=_label(u, d),
+            label_space=tuple(Ref("relations", key) for key in RELATION_KEYS),
+        )
 
     def check(self, params: dict) -> str:
         superior: dict[int, int] = {}

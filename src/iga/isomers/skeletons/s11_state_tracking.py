@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from iga.isomers.instance import Ref, Sentence, Step
 from iga.isomers.rng import HashRng
-from iga.isomers.skeletons.base import Knobs, Skeleton, Solution, TemplateSpec, difficulty_record, slots
+from iga.isomers.skeletons.base import (
+    Knobs,
+    Skeleton,
+    Solution,
+    TemplateSpec,
+    difficulty_record,
+    make_regimes,
+    slots,
+)
 
 
 def _box(i: int) -> Ref:
@@ -26,10 +34,10 @@ class StateTracking(Skeleton):
         steps={"move": slots("n", "src", "dst", "src_before", "src_after", "dst_before", "dst_after")},
         pools={"containers": 4},
     )
-    regimes = {
-        "train": Knobs(depth=(2, 3), width=(2, 3), num_range=(1, 12)),
-        "ood_depth": Knobs(depth=(4, 6), width=(3, 4), num_range=(1, 20)),
-    }
+    regimes = make_regimes(
+        train=Knobs(depth=(2, 3), width=(2, 3), num_range=(1, 12)),
+        ood_depth=Knobs(depth=(4, 6), width=(3, 4), num_range=(1, 20)),
+    )
     bounds = Knobs(depth=(1, 10), width=(2, 4), num_range=(1, 999))
 
     def sample(self, rng: HashRng, knobs: Knobs) -> tuple[dict, dict]:
@@ -59,9 +67,22 @@ class StateTracking(Skeleton):
             before = counts[src], counts[dst]
             counts[src] -= n
             counts[dst] += n
-            steps.append(Step("move", (f"k{src}", f"k{dst}", n), [counts[src], counts[dst]], {
-                "n": n, "src": _box(src), "dst": _box(dst), "src_before": before[0], "src_after": counts[src],
-                "dst_before": before[1], "dst_after": counts[dst]}))
+            steps.append(
+                Step(
+                    "move",
+                    (f"k{src}", f"k{dst}", n),
+                    [counts[src], counts[dst]],
+                    {
+                        "n": n,
+                        "src": _box(src),
+                        "dst": _box(dst),
+                        "src_before": before[0],
+                        "src_after": counts[src],
+                        "dst_before": before[1],
+                        "dst_after": counts[dst],
+                    },
+                )
+            )
         ask = params["ask"]
         return Solution(tuple(premises), Sentence("ask", {"box": _box(ask)}), tuple(steps), str(counts[ask]))
 

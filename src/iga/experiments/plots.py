@@ -1,0 +1,59 @@
+"""Matplotlib figures for reports (Agg backend: works headless, in CI and over SSH)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def read_log(run_dir: str | os.PathLike) -> list[dict]:
+    path = Path(run_dir) / "log.jsonl"
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
+
+
+def comparison_figure(summaries: Mapping[str, Mapping], run_dirs: Mapping[str, str | os.PathLike],
+                      out: str | os.PathLike, *, metrics: Sequence[tuple[str, str]] = (
+                          ("id_accuracy", "ID accuracy"), ("ood_accuracy", "OOD-surface accuracy"),
+                          ("ood_depth_accuracy", "OOD-depth accuracy"))) -> Path:
+    """Accuracy bars per method (left) and training loss curves (right), saved as PNG (and SVG beside it)."""
+    plt = _pyplot()
+    fig, (ax_bar, ax_loss) = plt.subplots(1, 2, figsize=(11, 4))
+    methods = list(summaries)
+    width = 0.8 / max(1, len(methods))
+    for i, method in enumerate(methods):
+        values = [100 * (summaries[method].get(key) or 0.0) for key, _ in metrics]
+        xs = [j + i * width for j in range(len(metrics))]
+        bars = ax_bar.bar(xs, values, width, label=method)
+        ax_bar.bar_label(bars, fmt="%.1f", fontsize=8)
+    ax_bar.set_xticks([j + width * (len(methods) - 1) / 2 for j in range(len(metrics))], [m for _, m in metrics])
+    ax_bar.set_ylabel("accuracy (%)")
+    ax_bar.set_ylim(0, 105)
+    ax_bar.legend()
+    ax_bar.set_title("Accuracy (strict extraction)")
+    for method, run_dir in run_dirs.items():
+        rows = read_log(run_dir)
+        if rows:
+            ax_loss.plot([r["step"] for r in rows], [r["loss"] for r in rows], label=method)
+    ax_loss.set_xlabel("step")
+    ax_loss.set_ylabel("training loss (mean over domains)")
+    ax_loss.set_yscale("log")
+    ax_loss.legend()
+    ax_loss.set_title("Training curves")
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    fig.savefig(out.with_suffix(".svg"))
+    plt.close(fig)
+    return out

@@ -1,0 +1,80 @@
+"""The text a built-in student's base is pretrained on — and exactly what it contains.
+
+A real pretrained LM knows the words of finance or cooking and knows that 7 × 8 = 56, but it has never been
+taught our tasks. The base corpus imitates that:
+
+1. **Domain sentences.** IsoBench instances are generated with a *separate* seed (``seed + 10_007``, so no train
+   or evaluation instance is reused) in **every** domain — train, held-out and stress — and their problem
+   statements are cut into single sentences. Questions (sentences ending in ``?``) and shortcut-cue sentences
+   are dropped; the remaining premise sentences are shuffled across instances and domains and packed into
+   documents. The base therefore reads every domain's vocabulary and phrasing, but never a complete problem,
+   never a question, never a chain-of-thought and never an answer.
+2. **Arithmetic facts.** ``a + b = c``, ``a - b = c``, ``a × b = c``, ``a ÷ b = c`` over small numbers and
+   fraction facts ``a/b of c is d``, as plain lines — number knowledge a real LM has.
+
+The tokenizer is trained on the same corpus plus the gold CoT lines of those separate-seed instances (so its
+merges cover the ``Step i:`` format); the base model itself never trains on a CoT line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+_SENTENCE_END = re.compile(r"(?<=[.?!])\s+")
+CORPUS_SEED_OFFSET = 10_007
+
+
+@dataclass(frozen=True)
+class Corpus:
+    documents: list[str]  # what the base model trains on
+    tokenizer_texts: list[str]  # documents + CoT lines (tokenizer training only)
+    fingerprint: str  # hash of all of the above
+
+
+def _shuffle_key(seed: int, i: int) -> bytes:
+    return hashlib.blake2b(f"corpus|{seed}|{i}".encode(), digest_size=8).digest()
+
+
+def arithmetic_facts(max_sum: int = 40, max_factor: int = 12) -> list[str]:
+    facts = []
+    for a in range(max_sum + 1):
+        for b in range(max_sum + 1 - a):
+            facts.append(f"{a} + {b} = {a + b}.")
+            facts.append(f"{a + b} - {b} = {a}.")
+    for a in range(1, max_factor + 1):
+        for b in range(1, max_factor + 1):
+            facts.append(f"{a} × {b} = {a * b}.")
+            facts.append(f"{a * b} ÷ {b} = {a}.")
+            facts.append(f"{a}/{b} of {a * b * b} is {a * a * b}.")
+    return facts
+
+
+def premise_sentences(records: Sequence[dict]) -> list[str]:
+    """Premise sentences of the records' questions (no questions, no shortcut cues), de-duplicated in order."""
+    seen: dict[str, None] = {}
+    for rec in records:
+        cue = (rec.get("shortcut") or {}).get("text")
+        for sent in _SENTENCE_END.split(rec["question"].strip()):
+            if sent and not sent.endswith("?") and sent != cue:
+                seen.setdefault(sent, None)
+    return list(seen)
+
+
+def build_corpus(*, seed: int = 0, sentences_per_doc: int = 8, domains_dir: str | None = None,
+                 preset: str = "small") -> Corpus:
+    from iga.isomers import generate_records, load_domains, make_config
+
+    config = make_config(preset, shortcut={"enabled": False})
+    domains = load_domains(domains_dir)
+    records = [r for split in generate_records(config, seed + CORPUS_SEED_OFFSET, domains=domains).values()
+               for r in split]
+    sentences = premise_sentences(records) + arithmetic_facts()
+    order = sorted(range(len(sentences)), key=lambda i: _shuffle_key(seed, i))
+    shuffled = [sentences[i] for i in order]
+    docs = [" ".join(shuffled[i : i + sentences_per_doc]) for i in range(0, len(shuffled), sentences_per_doc)]
+    cot_lines = sorted({line for r in records for line in r["gold_cot"].splitlines()})
+    fp = hashlib.sha256("\n".join(docs + ["<cot>"] + cot_lines).encode()).hexdigest()[:16]
+    return Corpus(documents=docs, tokenizer_texts=docs + cot_lines, fingerprint=fp)

@@ -1,0 +1,57 @@
+"""The pretraining corpus covers every domain's words but holds no task problem, question, CoT or answer."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from iga.isomers import generate_records, load_domains
+from iga.models.corpus import arithmetic_facts, build_corpus, premise_sentences
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return build_corpus(preset="tiny")
+
+
+def test_no_questions_cots_or_answers(corpus):
+    text = "\n".join(corpus.documents)
+    assert "?" not in text
+    assert "Step 1:" not in text and "The answer is" not in text
+    assert any(line.startswith("Step 1:") for line in corpus.tokenizer_texts)  # the tokenizer does see CoT lines
+
+
+def test_no_training_or_evaluation_problem_is_in_the_corpus(corpus):
+    text = "\n".join(corpus.documents)
+    records = [r for split in generate_records("tiny", seed=0).values() for r in split]
+    # A full problem statement (all its premise sentences in a row) never appears.
+    for rec in records[:200]:
+        premises = " ".join(s for s in re.split(r"(?<=[.?!])\s+", rec["question"]) if not s.endswith("?"))
+        assert premises not in text
+
+
+def test_every_domain_contributes_sentences(corpus):
+    records = [r for split in generate_records("tiny", seed=0 + 10_007).values() for r in split]
+    domains = {r["domain"] for r in records}
+    assert domains == set(load_domains())
+    text = "\n".join(corpus.documents)
+    for dom in domains:
+        sents = premise_sentences([r for r in records if r["domain"] == dom])
+        assert sum(s in text for s in sents) >= 0.9 * len(sents), dom
+
+
+def test_arithmetic_facts_are_true():
+    for fact in arithmetic_facts(max_sum=6, max_factor=4):
+        m = re.fullmatch(r"(\d+) ([+\-×÷]) (\d+) = (\d+)\.", fact)
+        if m is None:
+            a, b, c, d = map(int, re.fullmatch(r"(\d+)/(\d+) of (\d+) is (\d+)\.", fact).groups())
+            assert a * c == b * d
+            continue
+        a, op, b, c = int(m[1]), m[2], int(m[3]), int(m[4])
+        assert {"+": a + b, "-": a - b, "×": a * b, "÷": a // b if b and a % b == 0 else None}[op] == c
+
+
+def test_corpus_is_deterministic(corpus):
+    assert build_corpus(preset="tiny").fingerprint == corpus.fingerprint
+    assert build_corpus(preset="tiny", seed=1).fingerprint != corpus.fingerprint
