@@ -43,7 +43,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 PRESETS: dict[str, dict[str, int]] = {
     "ci": {"hidden": 128, "intermediate": 344, "layers": 2, "vocab": 512, "rows_per_domain": 4, "seq": 64,
-           "rank": 8, "warmup": 2, "repeats": 7, "memory_steps": 3},
+           "rank": 8, "warmup": 1, "repeats": 5, "memory_steps": 2},
     "default": {"hidden": 256, "intermediate": 688, "layers": 4, "vocab": 512, "rows_per_domain": 4, "seq": 128,
                 "rank": 8, "warmup": 2, "repeats": 7, "memory_steps": 3},
 }  # fmt: skip

@@ -22,6 +22,7 @@ warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", categ
 from iga.commands import data as _data  # noqa: E402
 from iga.commands import demo as _demo  # noqa: E402
 from iga.commands import pretrain as _pretrain  # noqa: E402
+from iga.commands import teach as _teach  # noqa: E402
 from iga.commands import train as _train  # noqa: E402
 
 app = typer.Typer(
@@ -30,7 +31,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(_data.app, name="data")
-for _group in (_demo, _pretrain, _train):
+for _group in (_demo, _pretrain, _teach, _train):
     app.registered_commands += _group.app.registered_commands
 
 

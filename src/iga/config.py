@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
 class _Strict(BaseModel):
@@ -37,7 +37,11 @@ class TrainConfig(_Strict):
     student: str = "small"
     base_dir: str | None = None  # pretrained base (a folder with config.json + tokenizer), built-in if None
     lora: LoRAConfig = Field(default_factory=LoRAConfig)
-    loss: Literal["sft"] = "sft"
+    loss: Literal["sft", "kd", "mix"] = "sft"
+    cot_field: Literal["gold_cot", "teacher_cot"] = "gold_cot"  # teacher_cot: written by `iga teach`
+    teacher_dir: str | None = None  # in-memory teacher for loss kd/mix (same tokenizer as the student)
+    kd_temperature: float = Field(2.0, gt=0)
+    kd_alpha: float = Field(0.5, ge=0, le=1)  # mix = alpha·CE + (1 − alpha)·KD
     steps: int = Field(200, ge=1)
     sets_per_batch: int = Field(4, ge=1)
     grad_accum: int = Field(1, ge=1)
@@ -52,6 +56,13 @@ class TrainConfig(_Strict):
     log_every: int = Field(10, ge=1)
     checkpoint_every: int = Field(50, ge=1)
     cpu: bool = False
+
+
+    @model_validator(mode="after")
+    def _teacher_for_kd(self) -> TrainConfig:
+        if self.loss in ("kd", "mix") and not self.teacher_dir:
+            raise ValueError(f"loss={self.loss!r} needs teacher_dir (a local causal LM with the student's tokenizer)")
+        return self
 
 
 def format_validation_error(err: ValidationError, prefix: str = "") -> str:

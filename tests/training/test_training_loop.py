@@ -104,3 +104,23 @@ def test_bad_algorithm_and_option_are_clear(dataset, micro_base, tmp_path):
               progress=False)
     with pytest.raises(ValueError, match="missing domain"):
         train(_cfg(dataset, micro_base, tmp_path / "c", train_domains=["math", "finance"]), progress=False)
+
+
+def test_logit_distillation_and_teacher_cot_field(dataset, micro_base, tmp_path):
+    import json as _json
+
+    # Teacher = the base itself (same tokenizer); loss mix trains and logs finite losses.
+    out = train(_cfg(dataset, micro_base, tmp_path / "kd", loss="mix", teacher_dir=str(micro_base), steps=2),
+                progress=False)
+    rows = [_json.loads(x) for x in (tmp_path / "kd" / "log.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and all(torch.isfinite(torch.tensor(r["loss"])) for r in rows)
+    assert out["summary"]["steps_this_run"] == 2
+    with pytest.raises(ValueError, match="needs teacher_dir"):
+        _cfg(dataset, micro_base, tmp_path / "x", loss="kd")
+    # cot_field=teacher_cot reads the teacher's CoT (missing field -> clear KeyError is a bug; it must exist).
+    train_path = dataset / "train.jsonl"
+    rows = [_json.loads(x) for x in train_path.read_text().splitlines()]
+    for r in rows:
+        r["teacher_cot"] = r["gold_cot"]
+    train_path.write_text("".join(_json.dumps(r) + "\n" for r in rows))
+    train(_cfg(dataset, micro_base, tmp_path / "tcot", cot_field="teacher_cot", steps=1), progress=False)

@@ -78,7 +78,7 @@ def project_products(
         return G @ A.mT, B.mT @ G, torch.ones((), dtype=G.dtype, device=G.device)
     u, s, vh = truncated_svd(G, svd_rank, exact_max_numel=svd_exact_max_numel, generator=generator)
     us = u * s
-    energy = s.square().sum() / G.square().sum().clamp(min=torch.finfo(G.dtype).tiny)
+    energy = s.square().sum() / torch.linalg.vector_norm(G).square().clamp(min=torch.finfo(G.dtype).tiny)
     return us @ (vh @ A.mT), (B.mT @ us) @ vh, energy
 
 

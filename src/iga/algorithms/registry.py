@@ -16,6 +16,16 @@ from iga.algorithms.base import Algorithm
 _BUILTIN_MODULES = (
     "iga.algorithms.erm",
     "iga.algorithms.iga",
+    "iga.algorithms.irm",
+    "iga.algorithms.vrex",
+    "iga.algorithms.groupdro",
+    "iga.algorithms.fish",
+    "iga.algorithms.fishr",
+    "iga.algorithms.andmask",
+    "iga.algorithms.sandmask",
+    "iga.algorithms.pcgrad",
+    "iga.algorithms.cagrad",
+    "iga.algorithms.iga_koyama",
 )
 _REGISTRY: dict[str, type[Algorithm]] = {}
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")

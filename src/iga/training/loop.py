@@ -18,7 +18,7 @@ from iga.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_check
 from iga.training.data import IsomerCollator, sets_for_step
 from iga.training.logger import RunLogger
 from iga.training.progress import StepProgress
-from iga.training.setup import load_student, load_train_sets
+from iga.training.setup import load_student, load_teacher, load_train_sets
 from iga.utils.io import atomic_write_json
 
 
@@ -37,7 +37,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
     import torch
     from accelerate import Accelerator
 
-    from iga.gradients import DomainGradCapture, per_domain_token_loss
+    from iga.gradients import DomainGradCapture
+    from iga.teachers.kd import per_domain_distillation_loss
     from iga.training.schedule import build_scheduler
 
     out = Path(cfg.out_dir)
@@ -45,12 +46,14 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
     torch.manual_seed(cfg.seed)
     accelerator = Accelerator(cpu=cfg.cpu, mixed_precision=cfg.mixed_precision)
     sets, manifest = load_train_sets(cfg)
+    world, rank = accelerator.num_processes, accelerator.process_index
     num_domains = len(cfg.train_domains)
     if cfg.sets_per_batch % cfg.grad_accum:
         raise ValueError(f"sets_per_batch={cfg.sets_per_batch} must be divisible by grad_accum={cfg.grad_accum}")
     algorithm = build_algorithm(cfg, num_domains)
     model, tokenizer = load_student(cfg)
-    collate = IsomerCollator(tokenizer, max_length=cfg.max_length)
+    collate = IsomerCollator(tokenizer, max_length=cfg.max_length, cot_field=cfg.cot_field)
+    teacher = load_teacher(cfg, accelerator.device)
     capture = DomainGradCapture(model, space=algorithm.capture_space) if algorithm.capture_space else None
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = algorithm.build_optimizer(model, trainable, capture, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -63,13 +66,17 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
         payload = load_checkpoint(ckpt, model=accelerator.unwrap_model(model), optimizer=optimizer, scheduler=scheduler)
         algorithm.load_state_dict(payload["extra"].get("algorithm", {}))
         start = payload["step"]
-    logger = RunLogger(out, resume_step=start if start else None)
+    main = accelerator.is_main_process
+    logger = RunLogger(out, resume_step=start if start else None) if main else None
     model.train()
     timings = {"train_seconds": 0.0, "step_seconds": []}
-    bar = StepProgress(total=cfg.steps, start=start, enabled=progress, description=f"{cfg.algorithm}")
+    bar = StepProgress(total=cfg.steps, start=start, enabled=progress and accelerator.is_main_process,
+                       description=f"{cfg.algorithm}")
     for step in range(start, cfg.steps):
         t0 = time.perf_counter()
-        batch_sets = [sets[i] for i in sets_for_step(len(sets), cfg.sets_per_batch, step, cfg.seed)]
+        # Each process takes its own slice of the global batch (sets_per_batch sets per process).
+        global_ids = sets_for_step(len(sets), cfg.sets_per_batch * world, step, cfg.seed)
+        batch_sets = [sets[i] for i in global_ids[rank * cfg.sets_per_batch:(rank + 1) * cfg.sets_per_batch]]
         per_micro = cfg.sets_per_batch // cfg.grad_accum
         domain_loss_sum = torch.zeros(num_domains)
         for m in range(cfg.grad_accum):
@@ -78,7 +85,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
             ctx = capture.domains(batch["domain_ids"], num_domains=num_domains, sync=sync) if capture else nullcontext()
             with ctx, accelerator.autocast():
                 logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-                losses = per_domain_token_loss(logits, batch["labels"], batch["domain_ids"], num_domains)
+                losses = per_domain_distillation_loss(
+                    logits, batch["labels"], batch["domain_ids"], num_domains, loss=cfg.loss,
+                    teacher_logits=teacher(batch["input_ids"], batch["attention_mask"]) if teacher else None,
+                    temperature=cfg.kd_temperature, alpha=cfg.kd_alpha)
                 loss = algorithm.loss(losses, step) / cfg.grad_accum
                 accelerator.backward(loss)
             domain_loss_sum += losses.detach().float().cpu() / cfg.grad_accum
@@ -93,7 +103,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
         timings["train_seconds"] += dt
         timings["step_seconds"].append(dt)
         bar.update(step + 1, loss=float(domain_loss_sum.mean()))
-        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
+        if logger is not None and ((step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps):
             metrics = {"loss": domain_loss_sum.mean(), "lr": scheduler.get_last_lr()[0], "step_seconds": dt,
                        "tokens_per_second": int((batch["labels"] != -100).sum()) * cfg.grad_accum / dt}
             metrics.update({f"loss/{d}": domain_loss_sum[k] for k, d in enumerate(cfg.train_domains)})
@@ -102,23 +112,28 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
             metrics.update(getattr(optimizer, "last_metrics", None) or getattr(
                 getattr(optimizer, "optimizer", None), "last_metrics", None) or {})
             logger.log(step + 1, metrics)
-        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+        if main and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps):
             save_checkpoint(ckpt, model=accelerator.unwrap_model(model), optimizer=optimizer, scheduler=scheduler,
                             step=step + 1, extra={"algorithm": algorithm.state_dict()})
     bar.close()
-    logger.close()
+    if logger is not None:
+        logger.close()
     if capture is not None:
         capture.detach()
+    accelerator.wait_for_everyone()
     unwrapped = accelerator.unwrap_model(model)
-    unwrapped.save_pretrained(out / "adapter")
+    if main:
+        unwrapped.save_pretrained(out / "adapter")
     steps_done = len(timings["step_seconds"])
     summary = {
         "steps": cfg.steps, "resumed_from": start, "steps_this_run": steps_done,
         "train_seconds": round(timings["train_seconds"], 3),
         "step_time_s": _median(timings["step_seconds"][1:] or timings["step_seconds"]),
         "num_isomer_sets": len(sets), "trainable_parameters": sum(p.numel() for p in trainable),
+        "num_processes": world,
     }
-    atomic_write_json(out / "train_summary.json", summary)
+    if main:
+        atomic_write_json(out / "train_summary.json", summary)
     return {"model": unwrapped, "tokenizer": tokenizer, "summary": summary, "manifest": manifest}
 
 

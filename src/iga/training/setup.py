@@ -37,3 +37,13 @@ def load_student(cfg: TrainConfig) -> tuple[Any, Any]:
     model = attach_lora(model, r=cfg.lora.r, alpha=cfg.lora.alpha, dropout=cfg.lora.dropout,
                         target_modules=cfg.lora.target_modules, init=cfg.lora.init, algorithm=cfg.algorithm)
     return model, tokenizer
+
+
+def load_teacher(cfg: TrainConfig, device: Any) -> Any:
+    """The in-memory teacher for ``loss: kd | mix`` (None for ``sft``), frozen, on ``device``."""
+    if cfg.loss == "sft":
+        return None
+    from iga.models.students import load_causal_lm
+    from iga.teachers.kd import TeacherLogits
+
+    return TeacherLogits(load_causal_lm(cfg.teacher_dir).to(device))

@@ -1,0 +1,195 @@
+"""Logit distillation: per-domain forward KL to a teacher's token distributions (teacher in memory).
+
+The objective keeps the pooling of :func:`iga.gradients.losses.per_domain_token_loss` so that every algorithm
+(ERM, IGA, baselines) sees the same ``L_k``: the mean over domain k's supervised (shifted) tokens of a per-token
+loss. With ``p_T = softmax(teacher / T)`` and ``q_T = softmax(student / T)`` the per-token distillation loss is the
+forward KL ``T² · Σ_v p_T(v) (log p_T(v) − log q_T(v))``; the ``T²`` keeps its gradient on the scale of the
+cross-entropy's as T changes (Hinton et al., 2015). Tokens of different rows never interact, so the per-domain
+gradient hooks of :mod:`iga.gradients` stay exact.
+
+This is a torch module (the CLI imports it lazily).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from iga.gradients.losses import IGNORE_INDEX, per_domain_token_loss
+
+LOSSES = ("sft", "kd", "mix")
+
+
+def _check_options(loss: str, temperature: float, alpha: float) -> None:
+    if loss not in LOSSES:
+        raise ValueError(f"loss: unknown value {loss!r}; allowed: {', '.join(LOSSES)}")
+    if not temperature > 0:
+        raise ValueError(f"temperature: must be > 0, got {temperature!r}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha: must be in [0, 1], got {alpha!r}")
+
+
+def _check_teacher(student_logits: Tensor, teacher_logits: Tensor | None, loss: str) -> Tensor:
+    if teacher_logits is None:
+        raise ValueError(
+            f"teacher_logits: required for loss={loss!r} (only loss='sft' trains without a teacher)"
+        )
+    if teacher_logits.dim() != 3 or student_logits.dim() != 3:
+        raise ValueError(
+            f"logits must have shape (batch, seq, vocab); got student {tuple(student_logits.shape)}, "
+            f"teacher {tuple(teacher_logits.shape)}"
+        )
+    if teacher_logits.shape[-1] != student_logits.shape[-1]:
+        raise ValueError(
+            f"teacher_logits: vocabulary size {teacher_logits.shape[-1]} differs from the student's "
+            f"{student_logits.shape[-1]}: same tokenizer required (logit distillation compares the two models token by "
+            "token over one shared vocabulary)"
+        )
+    if teacher_logits.shape[:2] != student_logits.shape[:2]:
+        raise ValueError(
+            f"teacher_logits: shape {tuple(teacher_logits.shape)} does not match the student's "
+            f"{tuple(student_logits.shape)} in (batch, seq); run the teacher on the same input_ids"
+        )
+    return teacher_logits
+
+
+def _check_batch(logits: Tensor, labels: Tensor, domain_ids: Tensor, num_domains: int) -> None:
+    bsz, seq, _ = logits.shape
+    if labels.shape != (bsz, seq):
+        raise ValueError(f"labels must have shape {(bsz, seq)} to match logits, got {tuple(labels.shape)}")
+    if domain_ids.shape != (bsz,):
+        raise ValueError(
+            f"domain_ids must have shape ({bsz},) (one domain per row), got {tuple(domain_ids.shape)}"
+        )
+    if isinstance(num_domains, bool) or not isinstance(num_domains, int) or num_domains < 1:
+        raise ValueError(f"num_domains must be a positive int, got {num_domains!r}")
+    if bsz and (int(domain_ids.min()) < 0 or int(domain_ids.max()) >= num_domains):
+        raise ValueError(
+            f"domain_ids must hold values in 0..{num_domains - 1}; got values in "
+            f"{int(domain_ids.min())}..{int(domain_ids.max())}"
+        )
+
+
+def per_domain_kl(
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    labels: Tensor,
+    domain_ids: Tensor,
+    num_domains: int,
+    *,
+    temperature: float = 2.0,
+    ignore_index: int = IGNORE_INDEX,
+) -> Tensor:
+    """Per-domain mean of ``T² · KL(p_T ‖ q_T)`` over the supervised tokens, shape (K,).
+
+    Position t of the logits predicts ``labels[:, t + 1]`` (HF shift), exactly as in ``per_domain_token_loss``;
+    the teacher's logits are detached. Computed in at least fp32. Raises the errors listed in
+    :func:`per_domain_distillation_loss`.
+    """
+    teacher_logits = _check_teacher(student_logits, teacher_logits, "kd")
+    _check_batch(student_logits, labels, domain_ids, num_domains)
+    bsz, seq, _ = student_logits.shape
+    dtype = torch.promote_types(student_logits.dtype, torch.float32)
+    shift_labels = labels[:, 1:].to(student_logits.device)
+    supervised = shift_labels != ignore_index
+    rows = torch.arange(bsz, device=student_logits.device).unsqueeze(1).expand(bsz, seq - 1)[supervised]
+    # Only supervised positions pay for the two (N, V) softmaxes: prompts and padding are most of a batch.
+    log_q = torch.log_softmax(student_logits[:, :-1][supervised].to(dtype) / temperature, dim=-1)
+    teacher = teacher_logits.detach()[:, :-1].to(student_logits.device)
+    log_p = torch.log_softmax(teacher[supervised].to(dtype) / temperature, dim=-1)
+    p = log_p.exp()
+    # 0 · log 0 = 0: a token the teacher rules out (logit −inf) contributes nothing, not NaN.
+    token_kl = torch.where(p > 0, p * (log_p - log_q), torch.zeros((), dtype=dtype, device=p.device)).sum(-1)
+    ids = domain_ids.long().to(student_logits.device)[rows]
+    dom_sum = torch.zeros(num_domains, dtype=dtype, device=p.device).index_add(0, ids, token_kl)
+    dom_cnt = torch.zeros(num_domains, dtype=dtype, device=p.device).index_add(
+        0, ids, torch.ones_like(token_kl)
+    )
+    empty = torch.nonzero(dom_cnt == 0).flatten().tolist()
+    if empty:
+        raise ValueError(
+            f"domain(s) {empty} have no supervised token in this batch (all their labels are {ignore_index} after "
+            "the causal shift); every domain needs at least one supervised token"
+        )
+    return temperature**2 * dom_sum / dom_cnt
+
+
+def per_domain_distillation_loss(
+    student_logits: Tensor,
+    labels: Tensor,
+    domain_ids: Tensor,
+    num_domains: int,
+    *,
+    teacher_logits: Tensor | None = None,
+    loss: str = "sft",
+    temperature: float = 2.0,
+    alpha: float = 0.5,
+    ignore_index: int = IGNORE_INDEX,
+) -> Tensor:
+    """``L_k`` for each domain, shape (K,): ``sft`` (cross-entropy), ``kd`` (forward KL) or ``mix``.
+
+    * ``sft``: :func:`~iga.gradients.losses.per_domain_token_loss` itself (``teacher_logits`` ignored).
+    * ``kd``: :func:`per_domain_kl`, ``T² · Σ_v p_T(v)(log p_T(v) − log q_T(v))`` averaged over domain k's
+      supervised tokens.
+    * ``mix``: ``alpha · sft + (1 − alpha) · kd``.
+
+    Gradients reach the student only (the teacher's logits are detached).
+
+    Raises:
+        ValueError: unknown ``loss``; ``temperature ≤ 0``; ``alpha`` outside [0, 1]; missing teacher logits for
+            ``kd``/``mix``; teacher and student vocabularies of different size (same tokenizer required); the
+            shape and domain errors of ``per_domain_token_loss``.
+
+    Example (identical logits: KL is 0, so ``mix`` is half the cross-entropy):
+        >>> import torch
+        >>> logits = torch.zeros(2, 3, 5)
+        >>> labels = torch.tensor([[-100, 1, 2], [-100, -100, 4]])
+        >>> per_domain_distillation_loss(logits, labels, torch.tensor([0, 1]), 2, teacher_logits=logits,
+        ...                              loss="mix", alpha=0.5)
+        tensor([0.8047, 0.8047])
+    """
+    _check_options(loss, temperature, alpha)
+    if loss == "sft":
+        return per_domain_token_loss(
+            student_logits, labels, domain_ids, num_domains, ignore_index=ignore_index
+        )
+    teacher = _check_teacher(student_logits, teacher_logits, loss)
+    kd = per_domain_kl(
+        student_logits,
+        teacher,
+        labels,
+        domain_ids,
+        num_domains,
+        temperature=temperature,
+        ignore_index=ignore_index,
+    )
+    if loss == "kd":
+        return kd
+    ce = per_domain_token_loss(student_logits, labels, domain_ids, num_domains, ignore_index=ignore_index)
+    return alpha * ce + (1.0 - alpha) * kd
+
+
+class TeacherLogits:
+    """A frozen teacher in memory that returns its logits for a batch, without building a graph.
+
+    The teacher is put in eval mode (no dropout) and its parameters stop requiring gradients; inputs are moved to
+    the teacher's device and the logits come back on the device of ``input_ids``, so the trainer can keep the
+    teacher elsewhere (e.g. another GPU) without special cases. ``model`` is any HF causal LM (its forward takes
+    ``input_ids``, ``attention_mask``, ``use_cache`` and returns ``.logits``).
+    """
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        model.eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+
+    def __call__(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+        """Teacher logits (B, T, V) for the batch, computed under ``torch.no_grad()``."""
+        device = next(self.model.parameters()).device
+        with torch.no_grad():
+            mask = None if attention_mask is None else attention_mask.to(device)
+            logits = self.model(input_ids=input_ids.to(device), attention_mask=mask, use_cache=False).logits
+        return logits.to(input_ids.device)
