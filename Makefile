@@ -24,7 +24,8 @@ demo: $(STAMP)
 	$(BIN)/iga demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	# One torch thread per xdist worker: two workers × two OpenMP threads on 2 cores thrash (measured ~100× slower).
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -18,8 +18,9 @@ Memory, two numbers:
 (1) the bytes of the extra tensors on the IGA path, counted from the captured layers' shapes (the largest
 (K, m, n) block, the consumer's temporaries, the stored factor gradients, and the accumulation buffers that
 gradient accumulation would keep);
-(2) the peak resident set size (``ru_maxrss``) of a fresh child process running ERM or IGA steps. This is a
-whole-process number that includes the Python/torch baseline, so only the difference is meaningful.
+(2) the measured peak of live tensor bytes during one ERM step and one IGA step, from ``torch.profiler``'s
+memory timeline (``profile_memory=True``; every CPU allocation and free inside the step, relative to the start
+of the step). ``tracemalloc`` does not see torch's CPU allocations and ``ru_maxrss`` is dominated by imports.
 
 Usage: ``python benchmarks/step_time.py --preset ci --out runs/bench/step_time.json``. The last three lines
 are the ratios that DESIGN §8 sets targets for.
@@ -31,10 +32,7 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -43,9 +41,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 PRESETS: dict[str, dict[str, int]] = {
     "ci": {"hidden": 128, "intermediate": 344, "layers": 2, "vocab": 512, "rows_per_domain": 4, "seq": 64,
-           "rank": 8, "warmup": 1, "repeats": 5, "memory_steps": 2},
+           "rank": 8, "warmup": 1, "repeats": 5},
     "default": {"hidden": 256, "intermediate": 688, "layers": 4, "vocab": 512, "rows_per_domain": 4, "seq": 128,
-                "rank": 8, "warmup": 2, "repeats": 7, "memory_steps": 3},
+                "rank": 8, "warmup": 2, "repeats": 7},
 }  # fmt: skip
 K = 4
 
@@ -76,50 +74,63 @@ def _setup(preset: dict[str, int]):
         seed=0,
     )
 
-    def losses(rows: Any = slice(None), num_domains: int = K):
-        out = model(input_ids=batch["input_ids"][rows], attention_mask=batch["attention_mask"][rows])
-        ids = (
-            batch["domain_ids"][rows]
-            if num_domains == K
-            else torch.zeros(out.logits.shape[0], dtype=torch.long)
-        )
-        return per_domain_token_loss(out.logits, batch["labels"][rows], ids, num_domains)
+    def losses_of(net) -> Callable[..., Any]:
+        def losses(rows: Any = slice(None), num_domains: int = K):
+            out = net(input_ids=batch["input_ids"][rows], attention_mask=batch["attention_mask"][rows])
+            if num_domains == K:
+                ids = batch["domain_ids"][rows]
+            else:
+                ids = torch.zeros(out.logits.shape[0], dtype=torch.long)
+            return per_domain_token_loss(out.logits, batch["labels"][rows], ids, num_domains)
 
-    return model, batch, losses
+        return losses
+
+    return model, batch, losses_of
 
 
-def _variants(model, batch, losses) -> dict[str, Callable[[], None]]:
+def _variants(model, batch, losses_of) -> dict[str, Callable[[], None]]:
+    """Each hooked variant gets its own copy of the model with its capture built once, so no variant runs with
+    another's hooks attached and no timing includes building a capture."""
+    import copy
+
     import torch
 
     from iga import create_iga_optimizer
     from iga.gradients import DomainGradCapture
     from iga.gradients.reference import per_domain_grads_kbackward, per_domain_grads_shared_forward
 
-    params = [p for p in model.parameters() if p.requires_grad]
-    erm_opt = torch.optim.AdamW(params, lr=1e-4)
-    iga_opt: Any = None  # built lazily: its capture's hooks must not be attached during the other variants
     ids = batch["domain_ids"]
     rows = [torch.nonzero(ids == k).flatten() for k in range(K)]
+    losses = losses_of(model)  # the un-hooked model: ERM and the references
+    erm_opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
 
     def erm_step() -> None:
         erm_opt.zero_grad(set_to_none=True)
         losses().mean().backward()
         erm_opt.step()
 
+    iga_model = copy.deepcopy(model)
+    iga_losses = losses_of(iga_model)
+    iga_opt = create_iga_optimizer(iga_model, lr=1e-4)
+
     def iga_step() -> None:
         iga_opt.zero_grad(set_to_none=True)
         with iga_opt.capture.domains(ids, num_domains=K):
-            losses().mean().backward()
+            iga_losses().mean().backward()
         iga_opt.step()
 
     def hooks(space: str) -> Callable[[], None]:
+        net = copy.deepcopy(model)
+        net_losses = losses_of(net)
+        cap = DomainGradCapture(net, space=space)
+        if space == "full":
+            cap.set_consumer(lambda layer, grads: None)
+
         def run() -> None:
-            model.zero_grad(set_to_none=True)
-            with DomainGradCapture(model, space=space) as cap:
-                if space == "full":
-                    cap.set_consumer(lambda layer, grads: None)
-                with cap.domains(ids, num_domains=K):
-                    losses().mean().backward()
+            net.zero_grad(set_to_none=True)
+            cap.reset()
+            with cap.domains(ids, num_domains=K):
+                net_losses().mean().backward()
 
         return run
 
@@ -129,24 +140,15 @@ def _variants(model, batch, losses) -> dict[str, Callable[[], None]]:
     def kbackward(space: str) -> Callable[[], None]:
         return lambda: per_domain_grads_shared_forward(model, losses, space=space)
 
-    def with_iga(fn: Callable[[], None]) -> Callable[[], None]:
-        def run() -> None:
-            nonlocal iga_opt
-            if iga_opt is None:
-                iga_opt = create_iga_optimizer(model, lr=1e-4)
-            fn()
-
-        return run
-
     return {
         "erm_step": erm_step,
+        "iga_step": iga_step,
         "hooks_full": hooks("full"),
         "kseparate_full": kseparate("full"),
         "kbackward_full": kbackward("full"),
         "hooks_factor": hooks("factor"),
         "kseparate_factor": kseparate("factor"),
         "kbackward_factor": kbackward("factor"),
-        "iga_step": with_iga(iga_step),
     }
 
 
@@ -185,21 +187,28 @@ def _counted_bytes(model) -> dict[str, int]:
     }
 
 
-def _memory_child(variant: str, preset_name: str) -> None:
-    preset = PRESETS[preset_name]
-    model, batch, losses = _setup(preset)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    fn = _variants(model, batch, losses)[variant]
-    for _ in range(preset["memory_steps"]):
-        fn()
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"maxrss_kib": after, "maxrss_before_steps_kib": before}))
+def _step_peak_bytes(fn: Callable[[], None]) -> int:
+    """Peak of live tensor bytes during one run of ``fn``, above the level at its start (profiler timeline)."""
+    import tempfile
+    import warnings
 
+    from torch.profiler import ProfilerActivity, profile
 
-def _peak_rss(variant: str, preset_name: str) -> dict[str, int]:
-    cmd = [sys.executable, __file__, "--preset", preset_name, "--_memory-child", variant]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    fn()  # warm: optimizer state and lazily built objects exist before the measured run
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter(
+            "ignore"
+        )  # "allocated before the profiling started": blocks that predate the step
+        with profile(
+            activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True
+        ) as prof:
+            fn()
+        path = os.path.join(tmp, "timeline.json")
+        prof.export_memory_timeline(path, device="cpu")
+        with open(path, encoding="utf-8") as f:
+            _, sizes = json.load(f)
+    totals = [sum(row) for row in sizes]
+    return max(totals) - totals[0]
 
 
 def _ratios(t: dict[str, float]) -> dict[str, float]:
@@ -234,21 +243,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default="ci")
     parser.add_argument("--out", help="write the results as JSON to this path")
-    parser.add_argument(
-        "--no-memory", action="store_true", help="skip the two child processes measuring peak RSS"
-    )
-    parser.add_argument("--_memory-child", dest="memory_child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.memory_child:
-        _memory_child(args.memory_child, args.preset)
-        return {}
 
     preset = PRESETS[args.preset]
-    model, batch, losses = _setup(preset)
+    model, batch, losses_of = _setup(preset)
     n_params = sum(p.numel() for p in model.parameters())
     n_lora = sum(p.numel() for p in model.parameters() if p.requires_grad)
     load_before = os.getloadavg()
-    times, cpu_times = _time_round_robin(_variants(model, batch, losses), preset["warmup"], preset["repeats"])
+    variants = _variants(model, batch, losses_of)
+    times, cpu_times = _time_round_robin(variants, preset["warmup"], preset["repeats"])
     medians = {name: statistics.median(t) for name, t in times.items()}
     cpu_medians = {name: statistics.median(t) for name, t in cpu_times.items()}
     for name, t in times.items():
@@ -268,13 +271,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "counted_bytes": _counted_bytes(model),
         "environment": _environment(),
     }
-    if not args.no_memory:
-        result["peak_rss_kib"] = {v: _peak_rss(v, args.preset) for v in ("erm_step", "iga_step")}
-        extra = (
-            result["peak_rss_kib"]["iga_step"]["maxrss_kib"]
-            - result["peak_rss_kib"]["erm_step"]["maxrss_kib"]
-        )
-        print(f"peak RSS iga - erm: {extra / 1024:.1f} MiB; counted extra buffers: {result['counted_bytes']}")
+    peaks = {name: _step_peak_bytes(variants[name]) for name in ("erm_step", "iga_step")}
+    result["step_peak_bytes"] = peaks
+    print(
+        f"peak live tensor bytes during a step: erm {peaks['erm_step'] / 2**20:.2f} MiB, "
+        f"iga {peaks['iga_step'] / 2**20:.2f} MiB; counted extra buffers: {result['counted_bytes']}"
+    )
     if args.out:
         from iga.utils.io import atomic_write_json
 

@@ -19,6 +19,7 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
+from iga.commands import algorithms as _algorithms  # noqa: E402
 from iga.commands import data as _data  # noqa: E402
 from iga.commands import demo as _demo  # noqa: E402
 from iga.commands import pretrain as _pretrain  # noqa: E402
@@ -31,6 +32,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(_data.app, name="data")
+app.registered_groups += _algorithms.app.registered_groups
 for _group in (_demo, _pretrain, _teach, _train):
     app.registered_commands += _group.app.registered_commands
 

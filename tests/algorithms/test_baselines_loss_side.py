@@ -32,7 +32,9 @@ def test_vrex_gradient_matches_the_formula():
     losses = torch.tensor([1.0, 2.0, 6.0], dtype=torch.float64, requires_grad=True)
     VREx(num_domains=3, penalty=5.0, anneal_steps=0).loss(losses, step=0).backward()
     expected = [1 / 3 + 5.0 * 2 * (v - 3.0) / 3 for v in (1.0, 2.0, 6.0)]
-    torch.testing.assert_close(losses.grad, torch.tensor(expected, dtype=torch.float64), rtol=1e-14, atol=1e-14)
+    torch.testing.assert_close(
+        losses.grad, torch.tensor(expected, dtype=torch.float64), rtol=1e-14, atol=1e-14
+    )
 
 
 def test_annealing_weight_is_one_then_lambda():
@@ -77,7 +79,9 @@ def test_groupdro_follows_algorithm_one_across_steps():
         q = [qi / sum(q) for qi in q]
         losses = torch.tensor(values, dtype=torch.float64, requires_grad=True)
         loss = dro.loss(losses, step)
-        assert float(loss.detach()) == pytest.approx(sum(qi * v for qi, v in zip(q, values, strict=True)), rel=1e-12)
+        assert float(loss.detach()) == pytest.approx(
+            sum(qi * v for qi, v in zip(q, values, strict=True)), rel=1e-12
+        )
         loss.backward()
         # q is a constant of the objective: the gradient is q itself.
         torch.testing.assert_close(losses.grad, torch.tensor(q, dtype=torch.float64), rtol=1e-12, atol=0)
@@ -108,22 +112,23 @@ def test_groupdro_state_round_trip_and_validation():
 @pytest.mark.parametrize(
     ("name", "options", "message"),
     [
-        ("vrex", {"penalty": -1.0}, r"VRExHParams.penalty must be a number >= 0, got -1.0"),
+        ("vrex", {"penalty": -1.0}, r"VRExHParams.penalty must be a finite number >= 0, got -1.0"),
         ("vrex", {"anneal_steps": 1.5}, r"VRExHParams.anneal_steps must be an int >= 0"),
         ("vrex", {"reset_optimizer": "yes"}, r"reset_optimizer must be true or false"),
-        ("groupdro", {"eta": 0.0}, r"GroupDROHParams.eta must be a number > 0"),
+        ("groupdro", {"eta": 0.0}, r"GroupDROHParams.eta must be a finite number > 0"),
         ("irm", {"estimator": "odd"}, r"IRMHParams.estimator must be one of \('halves', 'full'\)"),
-        ("fishr", {"ema": 1.0}, r"FishrHParams.ema must be a number >= 0 and < 1"),
+        ("fishr", {"ema": 1.0}, r"FishrHParams.ema must be a finite number >= 0 and < 1"),
         ("fishr", {"ema_correction": "adam"}, r"one of \('domainbed', 'bias'\)"),
         ("fishr", {"modules": 0}, r"FishrHParams.modules must be an int >= 1"),
-        ("fish", {"meta_lr": 0.0}, r"FishHParams.meta_lr must be a number > 0 and <= 1"),
-        ("andmask", {"tau": 1.5}, r"ANDMaskHParams.tau must be a number >= 0 and <= 1"),
-        ("sandmask", {"tau": 1.0}, r"SANDMaskHParams.tau must be a number >= 0 and < 1"),
-        ("sandmask", {"k": 0}, r"SANDMaskHParams.k must be a number > 0"),
+        ("fish", {"meta_lr": 0.0}, r"FishHParams.meta_lr must be a finite number > 0 and <= 1"),
+        ("andmask", {"tau": 1.5}, r"ANDMaskHParams.tau must be a finite number >= 0 and <= 1"),
+        ("sandmask", {"tau": 1.0}, r"SANDMaskHParams.tau must be a finite number >= 0 and < 1"),
+        ("sandmask", {"k": 0}, r"SANDMaskHParams.k must be a finite number > 0"),
         ("pcgrad", {"reduction": "max"}, r"one of \('mean', 'sum'\)"),
         ("cagrad", {"rescale": True}, r"CAGradHParams.rescale must be one of \(0, 1, 2\), got True"),
         ("cagrad", {"max_grad_norm": 0}, r"max_grad_norm must be a number > 0 or None"),
-        ("iga_koyama", {"penalty": float("nan")}, r"IGAKoyamaHParams.penalty must be a number >= 0"),
+        ("iga_koyama", {"penalty": float("nan")}, r"IGAKoyamaHParams.penalty must be a finite number >= 0"),
+        ("vrex", {"penalty": float("inf")}, r"VRExHParams.penalty must be a finite number >= 0, got inf"),
     ],
 )
 def test_bad_hyper_parameters_name_the_field_and_the_rule(name, options, message):

@@ -48,7 +48,9 @@ def test_and_mask_update_is_rescaled_masked_mean():
     update = rescaled_masked_mean(G, mask)
     mean = G.mean(0)
     # DomainBed: mask ⊙ mean / (1e-10 + mask.sum()/mask.numel()); two of six kept → × 3.
-    expected = torch.tensor([mean[0] * 3, mean[1] * 3, 0, 0, 0, 0], dtype=torch.float64) * (1 / (1e-10 * 3 + 1))
+    expected = torch.tensor([mean[0] * 3, mean[1] * 3, 0, 0, 0, 0], dtype=torch.float64) * (
+        1 / (1e-10 * 3 + 1)
+    )
     torch.testing.assert_close(update, expected, rtol=1e-12, atol=0)
     assert rescaled_masked_mean(G, torch.zeros(6, dtype=torch.float64)).abs().max() == 0
 
@@ -72,7 +74,9 @@ def _sand_reference(grads: list[list[float]], tau: float, k: float) -> list[floa
 @pytest.mark.parametrize(("tau", "k"), [(0.5, 10.0), (0.5, 0.1), (0.2, 1.0), (0.8, 3.0)])
 def test_sand_mask_matches_the_formula_on_the_patterns(tau, k):
     expected = _sand_reference(G.tolist(), tau, k)
-    torch.testing.assert_close(sand_mask(G, tau, k), torch.tensor(expected, dtype=torch.float64), rtol=1e-12, atol=0)
+    torch.testing.assert_close(
+        sand_mask(G, tau, k), torch.tensor(expected, dtype=torch.float64), rtol=1e-12, atol=0
+    )
 
 
 def test_sand_mask_default_tau_keeps_agreeing_coordinates_and_tau_one_zeroes_all():

@@ -28,7 +28,9 @@ OPTIONS = {
 def _domain_backward(model, batch):
     def run(k: int) -> torch.Tensor:
         rows = batch["domain_ids"] == k
-        logits = model(input_ids=batch["input_ids"][rows], attention_mask=batch["attention_mask"][rows]).logits
+        logits = model(
+            input_ids=batch["input_ids"][rows], attention_mask=batch["attention_mask"][rows]
+        ).logits
         ids = torch.zeros(int(rows.sum()), dtype=torch.long)
         loss = per_domain_token_loss(logits, batch["labels"][rows], ids, 1)[0]
         loss.backward()
@@ -56,7 +58,9 @@ def train_steps(name: str, steps: int = 3):
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
             per_domain = per_domain_token_loss(logits, batch["labels"], batch["domain_ids"], K)
             if hasattr(algorithm, "loss_from_logits"):
-                loss = algorithm.loss_from_logits(per_domain, logits, batch["labels"], batch["domain_ids"], step)
+                loss = algorithm.loss_from_logits(
+                    per_domain, logits, batch["labels"], batch["domain_ids"], step
+                )
             else:
                 loss = algorithm.loss(per_domain, step)
             loss.backward()
@@ -66,6 +70,7 @@ def train_steps(name: str, steps: int = 3):
     return model, algorithm, optimizer, losses
 
 
+@pytest.mark.filterwarnings("ignore:iga_koyama. switching attention:RuntimeWarning")
 @pytest.mark.parametrize("name", list_algorithms())
 def test_every_algorithm_trains_three_steps(name):
     reference = tiny_lora_llama(num_layers=1, dtype=torch.float32, seed=0)

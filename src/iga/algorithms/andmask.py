@@ -66,13 +66,14 @@ class ANDMaskOptimizer(FactorGradOptimizer):
         self.hparams = hparams
 
     def combine(self, domain_grads: dict[nn.Parameter, Tensor]) -> dict[nn.Parameter, Tensor]:
-        out, kept, numel = {}, 0.0, 0
+        out, kept, numel = {}, [], 0
         for param, g in domain_grads.items():
             mask = and_mask(g, self.hparams.tau)
             out[param] = rescaled_masked_mean(g, mask)
-            kept += float(mask.sum())
+            kept.append(mask.sum())
             numel += mask.numel()
-        self._metrics["mask_mean"] = kept / max(numel, 1)
+        # One host sync for the metric, not one per parameter.
+        self._metrics["mask_mean"] = float(torch.stack(kept).sum()) / max(numel, 1)
         return out
 
 

@@ -119,7 +119,9 @@ def _projected_gradient(a: np.ndarray, p: np.ndarray, c: float, iters: int = 200
     return w
 
 
-def cagrad_weights(gram: Tensor, calpha: float, rescale: int = 1, *, method: str = "auto") -> tuple[Tensor, Tensor]:
+def cagrad_weights(
+    gram: Tensor, calpha: float, rescale: int = 1, *, method: str = "auto"
+) -> tuple[Tensor, Tensor]:
     """``(coefficients, w)``: the update ``d = Σ_k coefficients_k g_k`` and the simplex weights ``w``, from the
     (K, K) Gramian alone.
 

@@ -111,7 +111,9 @@ class Fish(Algorithm):
         """
         opt = optimizer if optimizer is not None else self._optimizer
         if opt is None:
-            raise RuntimeError("fish: build the optimizer with algorithm.build_optimizer(...) or pass optimizer=")
+            raise RuntimeError(
+                "fish: build the optimizer with algorithm.build_optimizer(...) or pass optimizer="
+            )
         params = [p for group in opt.param_groups for p in group["params"] if p.requires_grad]
         start = [p.detach().clone() for p in params]
         losses: dict[int, float] = {}

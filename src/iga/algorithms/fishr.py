@@ -23,6 +23,7 @@ from iga.algorithms.anneal import AnnealedPenalty, AnnealedPenaltyHParams
 from iga.algorithms.hparam_checks import check_choice, check_int, check_number
 from iga.algorithms.per_sample import LoRARecorder, per_row_losses
 from iga.algorithms.registry import register_algorithm
+from iga.algorithms.second_order import crosses_attention, use_double_backward_attention
 from iga.gradients.capture import DomainGradCapture
 from iga.gradients.layers import discover_layers
 
@@ -80,10 +81,31 @@ def fishr_penalty(variances: Tensor) -> Tensor:
     return (variances - variances.mean(0)).square().mean()
 
 
+def ema_update(
+    previous: Tensor | None, current: Tensor, beta: float, updates: int, correction: str
+) -> tuple[Tensor, Tensor]:
+    """``(stored, used)``: the new EMA ``β·previous + (1 − β)·current`` (detached, ``previous = 0`` at first) and the
+    corrected value that enters the penalty (differentiable in ``current``): ``EMA/(1 − β)`` (``"domainbed"``) or
+    ``EMA/(1 − β^updates)`` (``"bias"``), ``updates`` counting this one.
+
+    Example:
+        >>> import torch
+        >>> stored, used = ema_update(torch.tensor([2.0]), torch.tensor([4.0]), 0.5, 2, "domainbed")
+        >>> stored, used
+        (tensor([3.]), tensor([6.]))
+    """
+    if correction not in EMA_CORRECTIONS:
+        raise ValueError(f"correction must be one of {EMA_CORRECTIONS}, got {correction!r}")
+    base = torch.zeros_like(current) if previous is None else previous.to(current)
+    ema = beta * base + (1 - beta) * current
+    divisor = 1 - beta if correction == "domainbed" else 1 - beta**updates
+    return ema.detach(), ema / divisor
+
+
 @register_algorithm("fishr")
 class Fishr(AnnealedPenalty):
-    """``L = mean_k L_k + w_t · mean_k mean_j (ṽ_kj − mean_k ṽ_kj)²`` where ``ṽ_k`` is the EMA of the variance over
-    domain k's rows of the per-row gradients of the selected LoRA factors.
+    """Gradient-variance matching: ``L = mean_k L_k + w_t · mean_k mean_j (ṽ_kj − mean_k ṽ_kj)²`` where ``ṽ_k`` is
+    the EMA of the variance over domain k's rows of the per-row gradients of the selected LoRA factors.
 
     ``w_t`` is 0 for the first ``anneal_steps`` optimizer steps (the EMA still updates) and ``penalty`` afterwards;
     the optimizer state is cleared at the switch (``reset_optimizer``), as DomainBed's ``Fishr``. While ``w_t = 0``
@@ -91,7 +113,9 @@ class Fishr(AnnealedPenalty):
 
     Cost: one extra backward from the loss to the selected modules' LoRA outputs (short when they are the last
     ones), per-row factor gradients (N·r·(m+n) numbers per module), and, once the penalty is on, a backward through
-    that extra backward. Needs ≥ 2 rows per domain in each micro-batch.
+    that extra backward. Needs ≥ 2 rows per domain in each micro-batch. When the selected modules sit at or below an
+    attention layer, :meth:`build_optimizer` switches a Hugging Face model to eager attention (fused kernels have
+    no second derivative; see :mod:`iga.algorithms.second_order`).
 
     Deviations from DomainBed's ``Fishr``: the per-sample gradients are those of the LoRA factors of the last
     ``modules`` adapted modules (DomainBed: the classifier head, via BackPACK); a "sample" is a row (sequence),
@@ -117,7 +141,10 @@ class Fishr(AnnealedPenalty):
             raise ValueError("fishr: no trainable LoRA layers found in the model")
         if self.recorder is not None:
             self.recorder.detach()
-        self.recorder = LoRARecorder(lora[-self.hparams.modules :])
+        selected = lora[-self.hparams.modules :]
+        if crosses_attention(model, [layer.name for layer in selected]):
+            use_double_backward_attention(model, self.name)
+        self.recorder = LoRARecorder(selected)
         return super().wrap_optimizer(base_optimizer, model, capture)
 
     def combine_losses(self, per_domain_losses: Tensor, step: int) -> Tensor:
@@ -137,20 +164,18 @@ class Fishr(AnnealedPenalty):
         return domain_variances(grads, domain_ids, self.num_domains)
 
     def _smoothed(self, variances: Tensor) -> Tensor:
-        beta = float(self.hparams.ema)
-        if beta == 0:
+        if self.hparams.ema == 0:
             return variances
-        previous = self._ema if self._ema is not None else torch.zeros_like(variances)
-        if previous.shape != variances.shape:
+        if self._ema is not None and self._ema.shape != variances.shape:
             raise ValueError(
-                f"fishr: EMA state has shape {tuple(previous.shape)}, the variances {tuple(variances.shape)}"
+                f"fishr: EMA state has shape {tuple(self._ema.shape)}, the variances {tuple(variances.shape)}"
             )
-        ema = beta * previous.to(variances) + (1 - beta) * variances
-        self._ema = ema.detach()
         self._ema_updates += 1
-        if self.hparams.ema_correction == "domainbed":
-            return ema / (1 - beta)
-        return ema / (1 - beta**self._ema_updates)
+        stored, used = ema_update(
+            self._ema, variances, self.hparams.ema, self._ema_updates, self.hparams.ema_correction
+        )
+        self._ema = stored
+        return used
 
     def loss_from_logits(
         self, per_domain_losses: Tensor, logits: Tensor, labels: Tensor, domain_ids: Tensor, step: int
@@ -176,7 +201,9 @@ class Fishr(AnnealedPenalty):
         if set(state) != {"ema", "ema_updates"}:
             raise ValueError(f"fishr: state must have the keys 'ema', 'ema_updates', got {sorted(state)}")
         ema = state["ema"]
-        if ema is not None and (not isinstance(ema, Tensor) or ema.dim() != 2 or ema.shape[0] != self.num_domains):
+        if ema is not None and (
+            not isinstance(ema, Tensor) or ema.dim() != 2 or ema.shape[0] != self.num_domains
+        ):
             raise ValueError(f"fishr: state 'ema' must be None or a ({self.num_domains}, P) tensor")
         self._ema = None if ema is None else ema.clone()
         self._ema_updates = int(state["ema_updates"])

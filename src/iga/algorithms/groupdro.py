@@ -82,7 +82,9 @@ class GroupDRO(Algorithm):
         q = torch.as_tensor(state["q"])
         q = q if q.is_floating_point() else q.float()
         if q.shape != (self.num_domains,):
-            raise ValueError(f"groupdro: state 'q' must have shape ({self.num_domains},), got {tuple(q.shape)}")
+            raise ValueError(
+                f"groupdro: state 'q' must have shape ({self.num_domains},), got {tuple(q.shape)}"
+            )
         if not (bool(torch.isfinite(q).all()) and bool((q > 0).all()) and abs(float(q.sum()) - 1.0) < 1e-5):
             raise ValueError(f"groupdro: state 'q' must be positive weights summing to 1, got {q.tolist()}")
         self.q = q.clone()

@@ -6,6 +6,7 @@ Every check raises ``ValueError("<Class>.<field> must be <rule>, got <value>")``
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -42,13 +43,13 @@ def check_number(
         >>> check_number(H(), "eta", min_value=0, min_inclusive=False)
         Traceback (most recent call last):
         ...
-        ValueError: H.eta must be a number > 0, got -1.0
+        ValueError: H.eta must be a finite number > 0, got -1.0
     """
     value = getattr(owner, field)
     lo = "" if min_value is None else f"{'>=' if min_inclusive else '>'} {min_value:g}"
     hi = "" if max_value is None else f"{'<=' if max_inclusive else '<'} {max_value:g}"
-    rule = "a number " + (f"{lo} and {hi}" if lo and hi else lo or hi or "")
-    ok = is_number(value)
+    rule = "a finite number " + (f"{lo} and {hi}" if lo and hi else lo or hi or "")
+    ok = is_number(value) and math.isfinite(value)
     if ok and min_value is not None:
         ok = value >= min_value if min_inclusive else value > min_value
     if ok and max_value is not None:

@@ -102,7 +102,9 @@ def _check_name(algorithm: str) -> type:
     names = {f.name for f in fields(cls.hparams_cls)}
     unknown = sorted(set(SEARCH_SPACES.get(algorithm, {})) - names)
     if unknown:
-        raise ValueError(f"search space of {algorithm!r} names {unknown}, which are not fields of its hyper-parameters")
+        raise ValueError(
+            f"search space of {algorithm!r} names {unknown}, which are not fields of its hyper-parameters"
+        )
     return cls
 
 

@@ -6,7 +6,6 @@ multiplicative conflict mask of DESIGN §3) and this penalty is ``iga_koyama``.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +15,7 @@ from torch import Tensor, nn
 from iga.algorithms.base import Algorithm
 from iga.algorithms.hparam_checks import check_number
 from iga.algorithms.registry import register_algorithm
+from iga.algorithms.second_order import use_double_backward_attention
 from iga.gradients.capture import DomainGradCapture
 
 
@@ -58,7 +58,9 @@ def gradient_variance_penalty(per_domain_losses: Tensor, params: list[nn.Paramet
     per_domain = []
     for k in range(k_dom):
         grads = torch.autograd.grad(per_domain_losses[k], params, create_graph=True, allow_unused=True)
-        per_domain.append([torch.zeros_like(p) if g is None else g for g, p in zip(grads, params, strict=True)])
+        per_domain.append(
+            [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params, strict=True)]
+        )
     total = per_domain_losses.new_zeros(())
     for i in range(len(params)):
         stacked = torch.stack([grads[i] for grads in per_domain])
@@ -66,34 +68,10 @@ def gradient_variance_penalty(per_domain_losses: Tensor, params: list[nn.Paramet
     return total
 
 
-def use_double_backward_attention(model: nn.Module) -> None:
-    """Switch a Hugging Face model to eager attention (with a warning) unless it already uses it.
-
-    Fused attention kernels (``sdpa``'s flash / memory-efficient backends, flash-attention) implement a backward but
-    not its derivative, so a backward through ``autograd.grad(..., create_graph=True)`` fails in them
-    ("derivative for aten::_scaled_dot_product_flash_attention_for_cpu_backward is not implemented").
-    """
-    config = getattr(model, "config", None)
-    current = getattr(config, "_attn_implementation", None)
-    if current is None or current == "eager":
-        return
-    if not hasattr(model, "set_attn_implementation"):
-        raise ValueError(
-            f"iga_koyama needs second derivatives through attention, which attn_implementation={current!r} does "
-            "not provide; load the model with attn_implementation='eager'"
-        )
-    warnings.warn(
-        f"iga_koyama: switching attention from {current!r} to 'eager': the penalty back-propagates through "
-        "gradients, and fused attention kernels have no second derivative",
-        RuntimeWarning,
-        stacklevel=3,
-    )
-    model.set_attn_implementation("eager")
-
-
 @register_algorithm("iga_koyama")
 class IGAKoyama(Algorithm):
-    """``L = mean_k L_k + λ · Σ_k ‖g_k − ḡ‖²`` over the trainable (LoRA) parameters, by double backprop.
+    """Inter-environment gradient alignment (Koyama & Yamaguchi): ``L = mean_k L_k + λ · Σ_k ‖g_k − ḡ‖²`` over the
+    trainable (LoRA) parameters, by double backprop.
 
     Loss-side: :meth:`combine_losses` differentiates each ``L_k`` with ``create_graph=True`` and the trainer's one
     ``backward`` then flows through those gradients. Cost: K extra backward passes that keep their graphs, and a
@@ -120,8 +98,10 @@ class IGAKoyama(Algorithm):
         self, base_optimizer: torch.optim.Optimizer, model: nn.Module, capture: DomainGradCapture | None
     ) -> torch.optim.Optimizer:
         # The penalty differentiates exactly what the optimizer trains.
-        self._params = [p for group in base_optimizer.param_groups for p in group["params"] if p.requires_grad]
-        use_double_backward_attention(model)
+        self._params = [
+            p for group in base_optimizer.param_groups for p in group["params"] if p.requires_grad
+        ]
+        use_double_backward_attention(model, self.name)
         return base_optimizer
 
     def combine_losses(self, per_domain_losses: Tensor, step: int) -> Tensor:

@@ -43,7 +43,10 @@ def per_row_losses(
     dtype = torch.promote_types(logits.dtype, torch.float32)
     targets = labels[:, 1:].to(logits.device)
     token = F.cross_entropy(
-        logits[:, :-1].reshape(-1, vocab).to(dtype), targets.reshape(-1), ignore_index=ignore_index, reduction="none"
+        logits[:, :-1].reshape(-1, vocab).to(dtype),
+        targets.reshape(-1),
+        ignore_index=ignore_index,
+        reduction="none",
     ).view(bsz, seq - 1)
     ids = domain_ids.long().to(logits.device)
     row_tokens = (targets != ignore_index).sum(1).to(dtype)
@@ -130,7 +133,9 @@ class LoRARecorder:
             b = layer.lora_B if create_graph else layer.lora_B.detach()
             dtype = torch.promote_types(delta.dtype, torch.float32)
             delta, x, h, b = delta.to(dtype), x.to(dtype), h.to(dtype), b.to(dtype)
-            grad_b = torch.einsum("btm,btr->bmr", delta.reshape(n, -1, delta.shape[-1]), h.reshape(n, -1, h.shape[-1]))
+            grad_b = torch.einsum(
+                "btm,btr->bmr", delta.reshape(n, -1, delta.shape[-1]), h.reshape(n, -1, h.shape[-1])
+            )
             delta_h = delta.reshape(n, -1, delta.shape[-1]) @ b
             grad_a = torch.einsum("btr,btn->brn", delta_h, x.reshape(n, -1, x.shape[-1]))
             pieces += [grad_a.reshape(n, -1), grad_b.reshape(n, -1)]

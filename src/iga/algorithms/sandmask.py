@@ -64,13 +64,14 @@ class SANDMaskOptimizer(FactorGradOptimizer):
         self.hparams = hparams
 
     def combine(self, domain_grads: dict[nn.Parameter, Tensor]) -> dict[nn.Parameter, Tensor]:
-        out, mask_sum, numel = {}, 0.0, 0
+        out, mask_sums, numel = {}, [], 0
         for param, g in domain_grads.items():
             mask = sand_mask(g, self.hparams.tau, self.hparams.k)
             out[param] = rescaled_masked_mean(g, mask)
-            mask_sum += float(mask.sum())
+            mask_sums.append(mask.sum())
             numel += mask.numel()
-        self._metrics["mask_mean"] = mask_sum / max(numel, 1)
+        # One host sync for the metric, not one per parameter.
+        self._metrics["mask_mean"] = float(torch.stack(mask_sums).sum()) / max(numel, 1)
         return out
 
 

@@ -30,7 +30,7 @@ class DemoConfig:
     lr: float = 3e-3
     lora_r: int = 8
     eval_per_skeleton: int = 5
-    max_new_tokens: int = 160
+    max_new_tokens: int | None = None  # None: sized from the data
     skeletons: tuple[str, ...] | None = None
     cache_dir: str | None = None
 

@@ -21,7 +21,7 @@ def _check_resume_config(path: Path, cfg: TrainConfig) -> None:
 
 
 def run_training(cfg: TrainConfig, *, resume: bool = False, evaluate: bool = True, per_skeleton: int | None = None,
-                 progress: bool = True, max_new_tokens: int = 160) -> dict[str, Any]:
+                 progress: bool = True, max_new_tokens: int | None = None) -> dict[str, Any]:
     from iga.training.loop import train
 
     out = Path(cfg.out_dir)

@@ -1,0 +1,129 @@
+"""A training run's moving parts, assembled once: accelerator, data, student, algorithm, capture, optimizer.
+
+:mod:`iga.training.loop` drives a :class:`Run` step by step; this module holds what each step calls, so the loop
+itself stays one screen long.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, fields
+from typing import Any
+
+from iga.config import TrainConfig
+from iga.training.data import IsomerCollator, IsomerSet, sets_for_step
+from iga.training.setup import load_student, load_teacher, load_train_sets
+
+
+def build_algorithm(cfg: TrainConfig, num_domains: int) -> Any:
+    """The configured algorithm; a method that clips after its own gradient rewrite gets the trainer's clip."""
+    from iga.algorithms import get_algorithm
+
+    cls = get_algorithm(cfg.algorithm)
+    options = dict(cfg.algorithm_options)
+    if clips_itself(cls):
+        options.setdefault("max_grad_norm", cfg.max_grad_norm)
+    return cls(num_domains=num_domains, **options)
+
+
+def clips_itself(algorithm: Any) -> bool:
+    return "max_grad_norm" in {f.name for f in fields(algorithm.hparams_cls)}
+
+
+@dataclass
+class Run:
+    cfg: TrainConfig
+    accelerator: Any
+    sets: list[IsomerSet]
+    manifest: dict
+    algorithm: Any
+    model: Any
+    tokenizer: Any
+    collate: IsomerCollator
+    capture: Any
+    teacher: Any
+    trainable: list
+    optimizer: Any
+    scheduler: Any
+
+    @property
+    def num_domains(self) -> int:
+        return len(self.cfg.train_domains)
+
+    def micro_batches(self, step: int) -> list[dict[str, Any]]:
+        """This process's slice of step ``step``'s global batch, split into ``grad_accum`` micro-batches."""
+        cfg, acc = self.cfg, self.accelerator
+        global_ids = sets_for_step(len(self.sets), cfg.sets_per_batch * acc.num_processes, step, cfg.seed)
+        mine = global_ids[acc.process_index * cfg.sets_per_batch:(acc.process_index + 1) * cfg.sets_per_batch]
+        per_micro = cfg.sets_per_batch // cfg.grad_accum
+        chunks = [[self.sets[i] for i in mine[m * per_micro:(m + 1) * per_micro]] for m in range(cfg.grad_accum)]
+        return [{k: v.to(acc.device) for k, v in self.collate(chunk).items()} for chunk in chunks]
+
+    def domain_losses(self, batch: dict[str, Any]) -> tuple[Any, Any]:
+        """(logits, per-domain losses (K,)) of one micro-batch: SFT cross-entropy or distillation."""
+        from iga.teachers.kd import per_domain_distillation_loss
+
+        cfg = self.cfg
+        logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        teacher_logits = self.teacher(batch["input_ids"], batch["attention_mask"]) if self.teacher else None
+        losses = per_domain_distillation_loss(logits, batch["labels"], batch["domain_ids"], self.num_domains,
+                                              loss=cfg.loss, teacher_logits=teacher_logits,
+                                              temperature=cfg.kd_temperature, alpha=cfg.kd_alpha)
+        return logits, losses
+
+    def forward_backward(self, batch: dict[str, Any], step: int, *, sync: bool) -> Any:
+        """One micro-batch: forward and backward of the algorithm's objective inside the capture's domain context."""
+        ctx = (self.capture.domains(batch["domain_ids"], num_domains=self.num_domains, sync=sync)
+               if self.capture is not None else nullcontext())
+        with ctx, self.accelerator.autocast():
+            logits, losses = self.domain_losses(batch)
+            if hasattr(self.algorithm, "loss_from_logits"):  # IRM, Fishr: penalties that need the logits
+                objective = self.algorithm.loss_from_logits(losses, logits, batch["labels"], batch["domain_ids"], step)
+            else:
+                objective = self.algorithm.loss(losses, step)
+            self.accelerator.backward(objective / self.cfg.grad_accum)
+        return losses.detach().float().cpu()
+
+    def domain_backward(self, batches: list[dict[str, Any]]) -> Callable[[int], float]:
+        """For meta-learning methods (Fish): ``fn(k)`` back-propagates ``L_k`` alone over every micro-batch."""
+        def backward_domain(k: int) -> float:
+            total = 0.0
+            for batch in batches:
+                with self.accelerator.autocast():
+                    loss_k = self.domain_losses(batch)[1][k] / self.cfg.grad_accum
+                    self.accelerator.backward(loss_k)
+                total += float(loss_k.detach())
+            return total
+
+        return backward_domain
+
+    def metrics(self) -> dict[str, Any]:
+        """Whatever the optimizer wrapper and the algorithm report about their last step (masks, weights…)."""
+        opt = getattr(self.optimizer, "optimizer", self.optimizer)  # unwrap Accelerate's AcceleratedOptimizer
+        return {**(getattr(opt, "last_metrics", None) or {}), **(getattr(self.algorithm, "last_metrics", None) or {})}
+
+
+def prepare_run(cfg: TrainConfig) -> Run:
+    import torch
+    from accelerate import Accelerator
+
+    from iga.gradients import DomainGradCapture
+    from iga.training.schedule import build_scheduler
+
+    if cfg.sets_per_batch % cfg.grad_accum:
+        raise ValueError(f"sets_per_batch={cfg.sets_per_batch} must be divisible by grad_accum={cfg.grad_accum}")
+    torch.manual_seed(cfg.seed)
+    accelerator = Accelerator(cpu=cfg.cpu, mixed_precision=cfg.mixed_precision)
+    sets, manifest = load_train_sets(cfg)
+    algorithm = build_algorithm(cfg, len(cfg.train_domains))
+    model, tokenizer = load_student(cfg)
+    capture = DomainGradCapture(model, space=algorithm.capture_space) if algorithm.capture_space else None
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = algorithm.build_optimizer(model, trainable, capture, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = build_scheduler(optimizer, warmup_steps=cfg.warmup_steps, total_steps=cfg.steps, schedule=cfg.schedule)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    return Run(cfg=cfg, accelerator=accelerator, sets=sets, manifest=manifest, algorithm=algorithm, model=model,
+               tokenizer=tokenizer, collate=IsomerCollator(tokenizer, max_length=cfg.max_length, cot_field=cfg.cot_field),
+               capture=capture, teacher=load_teacher(cfg, accelerator.device), trainable=trainable,
+               optimizer=optimizer, scheduler=scheduler)
