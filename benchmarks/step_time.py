@@ -181,7 +181,9 @@ def _counted_bytes(model) -> dict[str, int]:
         factors = sum(p.numel() * p.element_size() for layer in cap.layers for p in layer.parameters())
     return {
         "largest_layer_domain_grads": largest,
-        "consumer_temporaries_largest_layer": 4 * largest // K,  # Ḡ, V, V̂/M, G̃: four m×n fp32 at most
+        "consumer_temporaries_largest_layer": 4
+        * largest
+        // K,  # Ḡ, V, Ḡ², centring buffer (the rest in place)
         "stored_factor_grads": factors,
         "accumulation_buffers_all_layers": all_layers,
     }
@@ -221,6 +223,41 @@ def _ratios(t: dict[str, float]) -> dict[str, float]:
     }
 
 
+def _markdown(result: dict[str, Any]) -> str:
+    cfg, env = result["config"], result["environment"]
+    wall, cpu = result["median_seconds"], result["median_cpu_seconds"]
+    lines = [
+        f"Preset `{result['preset']}`: Llama h{cfg['hidden']}/i{cfg['intermediate']}/L{cfg['layers']}/V{cfg['vocab']}, "
+        f"{cfg['params']:,} params, LoRA r={cfg['rank']} on all linear layers ({cfg['trainable_params']:,} trainable), "
+        f"K={cfg['num_domains']} × {cfg['rows_per_domain']} rows × {cfg['seq']} tokens, fp32; median of "
+        f"{cfg['repeats']} interleaved runs after {cfg['warmup']} warm-up. Load average (1 min) before/after: "
+        f"{result['load_average_1_5_15']['before'][0]:.2f} / {result['load_average_1_5_15']['after'][0]:.2f}. "
+        f"torch {env['torch']}, transformers {env['transformers']}, peft {env['peft']}, Python {env['python']}, "
+        f"{env['cpu_count']} CPUs, {env['torch_threads']} torch threads.",
+        "",
+        "| variant | wall median (ms) | CPU median (ms) | wall / ERM |",
+        "|---|---|---|---|",
+    ]
+    for name in wall:
+        lines.append(
+            f"| `{name}` | {1000 * wall[name]:.1f} | {1000 * cpu[name]:.1f} | {wall[name] / wall['erm_step']:.2f} |"
+        )
+    lines += ["", "| ratio | wall medians | CPU medians |", "|---|---|---|"]
+    for key, value in result["ratios"].items():
+        lines.append(f"| {key} | {value:.3f} | {result['ratios_of_cpu_medians'][key]:.3f} |")
+    peaks, counted = result["step_peak_bytes"], result["counted_bytes"]
+    lines += [
+        "",
+        f"Peak live tensor bytes during one step (profiler memory timeline): ERM {peaks['erm_step'] / 2**20:.2f} MiB, "
+        f"IGA {peaks['iga_step'] / 2**20:.2f} MiB. Counted from the layer shapes: largest layer's (K, m, n) block "
+        f"{counted['largest_layer_domain_grads'] / 2**20:.2f} MiB, stored factor gradients "
+        f"{counted['stored_factor_grads'] / 2**20:.2f} MiB, accumulation buffers of all layers (only with gradient "
+        f"accumulation) {counted['accumulation_buffers_all_layers'] / 2**20:.2f} MiB.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def _environment() -> dict[str, Any]:
     import peft
     import torch
@@ -243,6 +280,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default="ci")
     parser.add_argument("--out", help="write the results as JSON to this path")
+    parser.add_argument(
+        "--markdown", help="write the results as a markdown table (for docs/performance.md) here"
+    )
     args = parser.parse_args(argv)
 
     preset = PRESETS[args.preset]
@@ -281,6 +321,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         from iga.utils.io import atomic_write_json
 
         atomic_write_json(args.out, result)
+    if args.markdown:
+        from iga.utils.io import atomic_write_text
+
+        atomic_write_text(args.markdown, _markdown(result))
     ratios = result["ratios"]
     print(f"ratio iga_step/erm_step = {ratios['iga_step/erm_step']:.3f}")
     print(f"ratio kseparate/hooks = {ratios['kseparate/hooks (full)']:.3f}")

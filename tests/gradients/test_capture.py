@@ -153,6 +153,26 @@ def test_factor_space_equals_k_backward_factor_grads(model):
     model.zero_grad(set_to_none=True)
 
 
+@pytest.mark.filterwarnings("ignore:`lora_bias=True` was passed")  # PEFT: merging impossible; irrelevant here
+def test_trainable_lora_bias_is_captured_in_factor_space_and_left_to_the_mean_in_full_space():
+    net = tiny_lora_llama(lora_bias=True, seed=10)
+    batch = domain_major_batch(num_domains=K, ragged=True, seed=10)
+    bias_names = sorted(
+        n for n, p in net.named_parameters() if p.requires_grad and n.endswith("lora_B.default.bias")
+    )
+    assert len(bias_names) == 7
+    with DomainGradCapture(net) as full:
+        assert sorted(n for n, _ in full.uncovered_parameters) == bias_names
+    ref = per_domain_grads_kbackward(net, _domain_loss_fn(net, batch), K, space="factor")
+    with DomainGradCapture(net, space="factor") as cap:
+        assert cap.uncovered_parameters == []
+        with cap.domains(batch["domain_ids"], num_domains=K):
+            _losses(net, batch).mean().backward()
+        by_name = {n: cap.factor_grads()[p] for n, p in net.named_parameters() if n in bias_names}
+    for name in bias_names:
+        torch.testing.assert_close(by_name[name], ref[name], **TOL)
+
+
 def test_plain_linear_weight_and_bias():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)).double()

@@ -254,7 +254,9 @@ class IGAOptimizer(torch.optim.Optimizer):
                     norm = nn.utils.clip_grad_norm_(self._params(), self.config.max_grad_norm)
                 else:
                     grads = [p.grad for p in self._params() if p.grad is not None]
-                    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+                    # .to(): a model split over several devices has its gradients on several devices.
+                    norms = [torch.linalg.vector_norm(g).to(grads[0].device) for g in grads]
+                    norm = torch.linalg.vector_norm(torch.stack(norms))
                 metrics["grad_norm"] = float(norm)
             self.base_optimizer.step()
             self.last_metrics = metrics

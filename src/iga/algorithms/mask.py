@@ -21,7 +21,9 @@ def domain_statistics(domain_grads: Tensor) -> tuple[Tensor, Tensor]:
     numbers but was measured ~100× slower on CPU for (4, 344, 128) (a strided reduction over the outer dim).
     """
     if domain_grads.dim() < 1 or domain_grads.shape[0] < 2:
-        raise ValueError(f"domain_grads must be (K, ...) with K >= 2 domains, got shape {tuple(domain_grads.shape)}")
+        raise ValueError(
+            f"domain_grads must be (K, ...) with K >= 2 domains, got shape {tuple(domain_grads.shape)}"
+        )
     g = domain_grads.to(torch.promote_types(domain_grads.dtype, torch.float32))
     k_dom = g.shape[0]
     mean = g.sum(0).div_(k_dom)
@@ -34,7 +36,12 @@ def domain_statistics(domain_grads: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def normalised_variance(
-    var: Tensor, mean_sq: Tensor, variance_norm: str = "relative", eps: float = 1e-12, *, inplace: bool = False
+    var: Tensor,
+    mean_sq: Tensor,
+    variance_norm: str = "relative",
+    eps: float = 1e-12,
+    *,
+    inplace: bool = False,
 ) -> Tensor:
     """``V̂`` from the variance ``V`` and the squared mean ``Ḡ²`` (both possibly EMA-smoothed).
 

@@ -1,4 +1,4 @@
-"""``iga eval-external`` (reasoning-gym tasks) and ``iga data import`` (public files, reasoning-gym isomer sets).
+"""``iga eval-external`` (reasoning-gym tasks, imported files) and ``iga data import`` (public files, isomer sets).
 
 Two typer apps, wired by ``iga.cli``: ``app`` holds ``eval-external`` (a top-level command) and ``data_app`` holds
 ``import`` (a ``data`` sub-command). Heavy imports stay inside the commands.
@@ -17,8 +17,6 @@ from iga.commands._common import user_errors
 app = typer.Typer()
 data_app = typer.Typer()
 
-PROMPT_FORMATS = ("auto", "plain", "chat")
-
 
 def _echo_err(message: str) -> None:
     typer.echo(message, err=True)
@@ -29,11 +27,11 @@ def _load(run: Path | None, student: str | None) -> tuple[Any, Any, str | None]:
     if (run is None) == (student is None):
         raise ValueError("give exactly one of --run DIR (a trained run) or --student NAME_OR_PATH")
     if run is not None:
-        from iga.experiments.evaluate import load_run
+        from iga.experiments.evaluate import inference_copy, load_run
 
         _, model, tokenizer = load_run(run)
         trained = json.loads((run / "config.json").read_text()).get("prompt_format")
-        return model, tokenizer, trained
+        return inference_copy(model), tokenizer, trained
     from iga.models.gguf import resolve_student
     from iga.models.pretrain import load_base
 
@@ -42,60 +40,73 @@ def _load(run: Path | None, student: str | None) -> tuple[Any, Any, str | None]:
     return model, tokenizer, None
 
 
-def choose_format(name: str, tokenizer: Any, trained: str | None = None) -> Any:
-    """The prompt format: ``plain``, ``chat``, or ``auto`` (the run's own format; else chat iff a chat template)."""
-    from iga.models.chat import ChatPromptFormat
-    from iga.models.prompting import PromptFormat
-
-    if name not in PROMPT_FORMATS:
-        raise ValueError(f"--format: must be one of {', '.join(PROMPT_FORMATS)}, got {name!r}")
-    if name == "auto":
-        name = trained or ("chat" if getattr(tokenizer, "chat_template", None) else "plain")
-    return ChatPromptFormat(tokenizer) if name == "chat" else PromptFormat()
-
-
 def _print_table(results: list[dict[str, Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="reasoning-gym (scored by reasoning-gym's score_answer)")
-    for col in ("task", "n", "accuracy strict", "accuracy flexible", "mean score", "extraction failures", "gen s"):
-        table.add_column(col, justify="left" if col == "task" else "right")
+    table = Table(
+        title="accuracy = share with full credit; mean = mean score (reasoning-gym's, partial credit)"
+    )
+    table.add_column("task", no_wrap=True)
+    for col in ("n", "strict", "flexible", "mean", "no answer", "gen s"):
+        table.add_column(col, justify="right")
     for r in results:
         s, f = r["strict"], r["flexible"]
-        table.add_row(r["task"], str(r["n"]), f"{s['accuracy']:.3f}", f"{f['accuracy']:.3f}",
-                      f"{s['mean_score']:.3f}", f"{s['extraction_failures']} / {f['extraction_failures']}",
-                      f"{r['generation_seconds']:.1f}")
+        table.add_row(
+            r["task"].removeprefix("reasoning_gym:"),
+            str(r["n"]),
+            f"{s['accuracy']:.3f}",
+            f"{f['accuracy']:.3f}",
+            f"{s['mean_score']:.3f}",
+            f"{s['extraction_failures']}/{f['extraction_failures']}",
+            f"{r['generation_seconds']:.0f}",
+        )
     Console().print(table)
 
 
 @app.command("eval-external")
 @user_errors
 def eval_external(
-    task: list[str] = typer.Option(..., "--task", help="reasoning_gym:TASK (repeatable); TASK one of "
-                                   "gsm_symbolic, basic_arithmetic, syllogism, propositional_logic, "
-                                   "family_relationships."),
+    task: list[str] | None = typer.Option(
+        None,
+        "--task",
+        help="reasoning_gym:TASK (repeatable); TASK one of gsm_symbolic, basic_arithmetic, syllogism, "
+        "propositional_logic, family_relationships.",
+    ),
+    records: list[Path] | None = typer.Option(
+        None, "--records", help="A JSONL of imported records (`iga data import`), scored by our extraction."
+    ),
     run: Path | None = typer.Option(None, "--run", help="A run folder written by `iga train`."),
-    student: str | None = typer.Option(None, "--student", help="A preset (smollm2-135m, gemma3-270m) or a "
-                                       "local HF checkpoint folder."),
-    n: int = typer.Option(50, "--n", help="Items per task."),
+    student: str | None = typer.Option(
+        None, "--student", help="A preset (smollm2-135m, gemma3-270m) or a local HF checkpoint folder."
+    ),
+    n: int = typer.Option(50, "--n", help="Items per reasoning-gym task."),
     seed: int = typer.Option(0, "--seed", help="reasoning-gym seed (same seed, same items)."),
     prompt_format: str = typer.Option("auto", "--format", help="auto | plain | chat."),
     max_new_tokens: int = typer.Option(256, "--max-new-tokens"),
     batch_size: int = typer.Option(8, "--batch-size"),
-    out: Path | None = typer.Option(None, "--out", help="Write every item (completion, extraction, score) "
-                                    "to this JSON file."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Write every item (completion, extraction, score) to this JSON file."
+    ),
 ) -> None:
-    """Evaluate a run or a student on reasoning-gym tasks; with --run the summary goes into result.json."""
+    """Evaluate a run or a student on reasoning-gym tasks and imported files; --run merges into result.json."""
+    from iga.external.evaluate import evaluate_file
     from iga.external.reasoning_gym import evaluate_task, get_task
+    from iga.models.chat import make_prompt_format
     from iga.utils.io import atomic_write_json, atomic_write_jsonl
 
-    for spec in task:
+    if not task and not records:
+        raise ValueError("give at least one --task reasoning_gym:TASK or --records FILE.jsonl")
+    for spec in task or []:
         get_task(spec)  # fail on a bad task before loading a model
+    for path in records or []:
+        if not path.is_file():
+            raise FileNotFoundError(f"--records: no such file: {path}")
     model, tokenizer, trained = _load(run, student)
-    fmt = choose_format(prompt_format, tokenizer, trained)
-    results = [evaluate_task(model, tokenizer, spec, n=n, seed=seed, fmt=fmt, max_new_tokens=max_new_tokens,
-                             batch_size=batch_size) for spec in task]
+    fmt = make_prompt_format(prompt_format, tokenizer, trained=trained)
+    common = {"fmt": fmt, "max_new_tokens": max_new_tokens, "batch_size": batch_size}
+    results = [evaluate_task(model, tokenizer, spec, n=n, seed=seed, **common) for spec in task or []]
+    results += [evaluate_file(model, tokenizer, path, **common) for path in records or []]
     fmt_name = type(fmt).__name__
     _print_table(results)
     if out is not None:
@@ -105,7 +116,7 @@ def eval_external(
 
         external = dict(read_result(run).get("external", {}))
         for r in results:
-            name = r["task"].split(":", 1)[1]
+            name = r["task"].split(":", 1)[1].removesuffix(".jsonl")
             atomic_write_jsonl(run / f"external-{name}.jsonl", r["items"])
             external[r["task"]] = {k: v for k, v in r.items() if k != "items"} | {"prompt_format": fmt_name}
         update_result(run, external=external)
@@ -114,15 +125,22 @@ def eval_external(
 @data_app.command("import")
 @user_errors
 def import_data(
-    fmt: str = typer.Option(..., "--format", help="gsm8k | prontoqa | folio | clutrr (a FILE you have), or "
-                            "reasoning_gym:basic_arithmetic (isomer sets, no FILE)."),
+    fmt: str = typer.Option(
+        ...,
+        "--format",
+        help="gsm8k | prontoqa | folio | clutrr (a FILE you have), or "
+        "reasoning_gym:basic_arithmetic (isomer sets, no FILE).",
+    ),
     file: Path | None = typer.Argument(None, help="The public file to read (not for reasoning_gym:...)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output JSONL."),
     split: str | None = typer.Option(None, "--split", help="Split to stamp on every record."),
     n: int = typer.Option(100, "--n", help="reasoning_gym imports: isomer sets to build."),
     seed: int = typer.Option(0, "--seed", help="reasoning_gym imports: seed."),
-    domains: str | None = typer.Option(None, "--domains", help="reasoning_gym imports: comma-separated domains "
-                                       "(default: training + held-out)."),
+    domains: str | None = typer.Option(
+        None,
+        "--domains",
+        help="reasoning_gym imports: comma-separated domains (default: training + held-out).",
+    ),
 ) -> None:
     """Convert a public benchmark file (or reasoning-gym instances) into our JSONL records."""
     from iga.utils.io import atomic_write_jsonl
@@ -141,8 +159,10 @@ def import_data(
         from iga.external.loaders import load_external
 
         if file is None:
-            raise ValueError(f"--format {fmt} reads a file: give its path, e.g. `iga data import --format {fmt} "
-                             "FILE --out OUT.jsonl`")
+            raise ValueError(
+                f"--format {fmt} reads a file: give its path, e.g. `iga data import --format {fmt} "
+                "FILE --out OUT.jsonl`"
+            )
         records = load_external(fmt, file, split=split)
         kind = "single-domain evaluation records"
     atomic_write_jsonl(out, records)

@@ -4,7 +4,8 @@
   with reasoning-gym's own ``score_answer``.
 * :mod:`iga.external.rg_isomers` — build isomer sets from reasoning-gym instances where the task exposes enough
   structure (``basic_arithmetic``).
-* :mod:`iga.external.loaders` — GSM8K JSONL, ProntoQA JSON, FOLIO JSONL and CLUTRR CSV files → our record dicts.
+* :mod:`iga.external.loaders` — GSM8K JSONL, ProntoQA JSON, FOLIO JSONL and CLUTRR CSV files → our record dicts
+  (built by :mod:`iga.external.records`).
 
 Importing this package is cheap: reasoning-gym is imported only when a task is built.
 """

@@ -3,8 +3,8 @@
 Each loader turns one file into our record dicts (``docs/data-format.md``): ``id``, ``instance_id`` (= ``id``),
 ``domain`` (the benchmark's name), ``question``, ``answer``, ``answer_type``, ``family``, ``source`` (format, file
 name, line) and, where the file has a rationale, ``gold_cot`` in our ``Step i: …`` / ``The answer is X.`` form
-with its ``anchors``. Records are single-domain: they serve evaluation (``evaluate_records``, ``iga eval-external``
-style reports), not IGA training, and ``iga data check`` reports them as sets with one domain.
+with its ``anchors``. Records are single-domain: they serve evaluation (``iga eval-external --records FILE``, or
+:func:`iga.evaluation.evaluate_records`), not IGA training, and ``iga data check`` reports them as one-domain sets.
 
 A file in the wrong format stops at the first problem with ``file:line: field: message`` (``InputError``).
 
@@ -35,59 +35,36 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from iga.external.records import nonempty, record, require_text
 from iga.utils.io import InputError, iter_jsonl
 
 #: CLUTRR's relation vocabulary, in its index order (the Hugging Face release's ``target`` integers).
-CLUTRR_RELATIONS = (
-    "aunt", "son-in-law", "grandfather", "brother", "sister", "father", "mother", "grandmother", "uncle",
-    "daughter-in-law", "grandson", "granddaughter", "father-in-law", "mother-in-law", "nephew", "son", "daughter",
-    "niece", "husband", "wife", "sister-in-law",
+CLUTRR_RELATIONS = tuple(
+    [
+        "aunt",
+        "son-in-law",
+        "grandfather",
+        "brother",
+        "sister",
+        "father",
+        "mother",
+        "grandmother",
+        "uncle",
+        "daughter-in-law",
+        "grandson",
+        "granddaughter",
+        "father-in-law",
+        "mother-in-law",
+        "nephew",
+        "son",
+        "daughter",
+        "niece",
+        "husband",
+        "wife",
+        "sister-in-law",
+    ]
 )
 FOLIO_LABELS = {"true": "true", "false": "false", "uncertain": "unknown", "unknown": "unknown"}
-
-
-def _record(fmt: str, index: int, path: Path, line: int | None, *, question: str, answer: str,
-            answer_type: str, family: str, steps: Sequence[str] = (), split: str | None = None,
-            label_space: Sequence[str] = (), source_id: Any = None) -> dict[str, Any]:
-    rid = f"{fmt}-{index:05d}"
-    rec: dict[str, Any] = {
-        "id": rid, "instance_id": rid, "domain": fmt, "family": family, "question": question.strip(),
-        "answer": answer, "answer_type": answer_type,
-        "source": {"format": fmt, "file": path.name, "line": line,
-                   **({"id": source_id} if source_id is not None else {})},
-    }
-    if steps:
-        rec["gold_cot"], rec["anchors"] = gold_cot(steps, answer)
-    if label_space:
-        rec["label_space"] = list(label_space)
-    if split is not None:
-        rec["split"] = split
-    return rec
-
-
-def gold_cot(steps: Sequence[str], answer: str) -> tuple[str, list[int]]:
-    """Our CoT form of a rationale and its anchors (end of each step line, then start of ``The answer is``).
-
-    >>> gold_cot(["Half of 48 is 24.", "48 + 24 = 72."], "72")
-    ('Step 1: Half of 48 is 24.\\nStep 2: 48 + 24 = 72.\\nThe answer is 72.', [24, 46, 48])
-    """
-    lines, anchors, offset = [], [], 0
-    for i, step in enumerate(steps, start=1):
-        line = f"Step {i}: {step.strip()}"
-        lines.append(line)
-        anchors.append(offset + len(line) - 1)
-        offset += len(line) + 1
-    anchors.append(offset)
-    lines.append(f"The answer is {answer}.")
-    return "\n".join(lines), anchors
-
-
-def _text(obj: Mapping, name: str, path: Path, line: int | None, what: str, *, where: str = "") -> str:
-    value = obj.get(name)
-    if not isinstance(value, str) or not value.strip():
-        got = "missing" if value is None else f"got {type(value).__name__} {value!r:.40}"
-        raise InputError(f"must be a non-empty string ({what}); {got}", file=path, line=line, field=where + name)
-    return value
 
 
 # ---------------------------------------------------------------- GSM8K
@@ -100,25 +77,44 @@ def load_gsm8k(path: str | os.PathLike, *, split: str | None = None) -> list[dic
 
     path, out = Path(path), []
     for lineno, obj in iter_jsonl(path):
-        question = _text(obj, "question", path, lineno, "the problem")
-        raw = _text(obj, "answer", path, lineno, "the rationale ending in '#### N'")
+        question = require_text(obj, "question", path, lineno, "the problem")
+        raw = require_text(obj, "answer", path, lineno, "the rationale ending in '#### N'")
         rationale, sep, final = raw.rpartition("####")
         if not sep:
-            raise InputError("no '#### N' final answer (a GSM8K answer ends with a line '#### 72')",
-                             file=path, line=lineno, field="answer")
+            raise InputError(
+                "no '#### N' final answer (a GSM8K answer ends with a line '#### 72')",
+                file=path,
+                line=lineno,
+                field="answer",
+            )
         final = final.strip()
         value = parse_answer(final, "int")
         answer_type = "int"
         if value is None:
             value, answer_type = parse_answer(final, "fraction"), "fraction"
         if value is None:
-            raise InputError(f"the final answer after '####' is not a number: {final!r}",
-                             file=path, line=lineno, field="answer")
+            raise InputError(
+                f"the final answer after '####' is not a number: {final!r}",
+                file=path,
+                line=lineno,
+                field="answer",
+            )
         steps = [s.strip() for s in _CALC.sub("", rationale).splitlines() if s.strip()]
-        out.append(_record("gsm8k", len(out), path, lineno, question=question,
-                           answer=format_answer(value, answer_type), answer_type=answer_type,
-                           family="IsoArith", steps=steps, split=split))
-    return _nonempty(out, path)
+        out.append(
+            record(
+                "gsm8k",
+                len(out),
+                path,
+                lineno,
+                question=question,
+                answer=format_answer(value, answer_type),
+                answer_type=answer_type,
+                family="IsoArith",
+                steps=steps,
+                split=split,
+            )
+        )
+    return nonempty(out, path)
 
 
 # ---------------------------------------------------------------- FOLIO
@@ -130,19 +126,37 @@ def load_folio(path: str | os.PathLike, *, split: str | None = None) -> list[dic
         if isinstance(premises, list) and premises and all(isinstance(p, str) for p in premises):
             premises = "\n".join(p.strip() for p in premises)
         if not isinstance(premises, str) or not premises.strip():
-            raise InputError("must be a non-empty string or a list of strings (the story's premises)",
-                             file=path, line=lineno, field="premises")
-        conclusion = _text(obj, "conclusion", path, lineno, "the statement to judge")
+            raise InputError(
+                "must be a non-empty string or a list of strings (the story's premises)",
+                file=path,
+                line=lineno,
+                field="premises",
+            )
+        conclusion = require_text(obj, "conclusion", path, lineno, "the statement to judge")
         label = obj.get("label")
         if not isinstance(label, str) or label.strip().lower() not in FOLIO_LABELS:
-            raise InputError(f"must be one of True, False, Uncertain; got {label!r}", file=path, line=lineno,
-                             field="label")
-        question = (f"{premises.strip()}\n\nBased only on these premises, is the following statement true, false, "
-                    f"or unknown?\n{conclusion.strip()}")
-        out.append(_record("folio", len(out), path, lineno, question=question,
-                           answer=FOLIO_LABELS[label.strip().lower()], answer_type="tri", family="IsoDeduce",
-                           split=split, source_id=obj.get("example_id")))
-    return _nonempty(out, path)
+            raise InputError(
+                f"must be one of True, False, Uncertain; got {label!r}", file=path, line=lineno, field="label"
+            )
+        question = (
+            f"{premises.strip()}\n\nBased only on these premises, is the following statement true, false, "
+            f"or unknown?\n{conclusion.strip()}"
+        )
+        out.append(
+            record(
+                "folio",
+                len(out),
+                path,
+                lineno,
+                question=question,
+                answer=FOLIO_LABELS[label.strip().lower()],
+                answer_type="tri",
+                family="IsoDeduce",
+                split=split,
+                source_id=obj.get("example_id"),
+            )
+        )
+    return nonempty(out, path)
 
 
 # ---------------------------------------------------------------- ProntoQA
@@ -163,40 +177,70 @@ def _prontoqa_generator(data: Mapping, text: str, path: Path, split: str | None)
         line = _line_of(text, json.dumps(key))
         test = example.get("test_example") if isinstance(example, Mapping) else None
         if not isinstance(test, Mapping):
-            raise InputError("must be an object with a 'test_example' object (ProntoQA generator output)",
-                             file=path, line=line, field=str(key))
+            raise InputError(
+                "must be an object with a 'test_example' object (ProntoQA generator output)",
+                file=path,
+                line=line,
+                field=str(key),
+            )
         where = f"{key}.test_example."
-        facts = _text(test, "question", path, line, "the facts", where=where)
-        query = _text(test, "query", path, line, "'True or false: ...'", where=where)
+        facts = require_text(test, "question", path, line, "the facts", where=where)
+        query = require_text(test, "query", path, line, "'True or false: ...'", where=where)
         answer = _bool_answer(test.get("answer"), path, line, where + "answer")
         cot = test.get("chain_of_thought") or []
         if not (isinstance(cot, list) and all(isinstance(s, str) for s in cot)):
-            raise InputError("must be a list of strings", file=path, line=line, field=where + "chain_of_thought")
+            raise InputError(
+                "must be a list of strings", file=path, line=line, field=where + "chain_of_thought"
+            )
         statement = re.sub(r"^\s*true\s+or\s+false\s*:\s*", "", query, flags=re.IGNORECASE)
-        yield _record("prontoqa", index, path, line, question=f"{facts.strip()}\nIs the following statement "
-                      f"true? {statement.strip()}", answer=answer, answer_type="bool", family="IsoDeduce",
-                      steps=cot, split=split, source_id=key)
+        yield record(
+            "prontoqa",
+            index,
+            path,
+            line,
+            question=f"{facts.strip()}\nIs the following statement true? {statement.strip()}",
+            answer=answer,
+            answer_type="bool",
+            family="IsoDeduce",
+            steps=cot,
+            split=split,
+            source_id=key,
+        )
 
 
 def _prontoqa_logiclm(data: Sequence, text: str, path: Path, split: str | None) -> Iterator[dict]:
     for index, example in enumerate(data):
         where = f"[{index}]."
         if not isinstance(example, Mapping):
-            raise InputError("must be an object with 'context', 'question' and 'answer'", file=path,
-                             field=f"[{index}]")
+            raise InputError(
+                "must be an object with 'context', 'question' and 'answer'", file=path, field=f"[{index}]"
+            )
         line = _line_of(text, json.dumps(example["id"])) if isinstance(example.get("id"), str) else None
-        context = _text(example, "context", path, line, "the facts", where=where)
-        question = _text(example, "question", path, line, "the statement to judge", where=where)
+        context = require_text(example, "context", path, line, "the facts", where=where)
+        question = require_text(example, "question", path, line, "the statement to judge", where=where)
         letter = str(example.get("answer", "")).strip().upper()
         options = {str(o).strip()[:1].upper(): str(o) for o in example.get("options") or []}
         chosen = options.get(letter, "")
         if not chosen:
-            raise InputError(f"must be the letter of one of the options {sorted(options)}; got "
-                             f"{example.get('answer')!r}", file=path, line=line, field=where + "answer")
+            raise InputError(
+                f"must be the letter of one of the options {sorted(options)}; got {example.get('answer')!r}",
+                file=path,
+                line=line,
+                field=where + "answer",
+            )
         answer = _bool_answer(re.sub(r"^[A-Z]\)\s*", "", chosen), path, line, where + "options")
-        yield _record("prontoqa", index, path, line, question=f"{context.strip()}\n{question.strip()}",
-                      answer=answer, answer_type="bool", family="IsoDeduce", split=split,
-                      source_id=example.get("id"))
+        yield record(
+            "prontoqa",
+            index,
+            path,
+            line,
+            question=f"{context.strip()}\n{question.strip()}",
+            answer=answer,
+            answer_type="bool",
+            family="IsoDeduce",
+            split=split,
+            source_id=example.get("id"),
+        )
 
 
 def load_prontoqa(path: str | os.PathLike, *, split: str | None = None) -> list[dict]:
@@ -214,9 +258,12 @@ def load_prontoqa(path: str | os.PathLike, *, split: str | None = None) -> list[
     elif isinstance(data, list):
         records = list(_prontoqa_logiclm(data, text, path, split))
     else:
-        raise InputError("the top level must be an object of examples (generator output) or a list (Logic-LM)",
-                         file=path, line=1)
-    return _nonempty(records, path)
+        raise InputError(
+            "the top level must be an object of examples (generator output) or a list (Logic-LM)",
+            file=path,
+            line=1,
+        )
+    return nonempty(records, path)
 
 
 # ---------------------------------------------------------------- CLUTRR
@@ -228,8 +275,12 @@ def _clutrr_relation(row: Mapping[str, str], path: Path, line: int) -> str:
         if column == "target" and value.isdigit() and int(value) < len(CLUTRR_RELATIONS):
             return CLUTRR_RELATIONS[int(value)]
     got = row.get("target_text") or row.get("target")
-    raise InputError(f"unknown relation {got!r}; CLUTRR relations: {', '.join(CLUTRR_RELATIONS)}",
-                     file=path, line=line, field="target_text" if "target_text" in row else "target")
+    raise InputError(
+        f"unknown relation {got!r}; CLUTRR relations: {', '.join(CLUTRR_RELATIONS)}",
+        file=path,
+        line=line,
+        field="target_text" if "target_text" in row else "target",
+    )
 
 
 def load_clutrr(path: str | os.PathLike, *, split: str | None = None) -> list[dict]:
@@ -243,8 +294,13 @@ def load_clutrr(path: str | os.PathLike, *, split: str | None = None) -> list[di
         missing = [c for c in ("story", "query") if c not in columns]
         if missing or not columns & {"target", "target_text"}:
             need = missing + ([] if columns & {"target", "target_text"} else ["target_text (or target)"])
-            raise InputError(f"missing column(s) {', '.join(need)}; a CLUTRR CSV has story, query and "
-                             "target_text (Hugging Face) or target (generator)", file=path, line=1, field="header")
+            raise InputError(
+                f"missing column(s) {', '.join(need)}; a CLUTRR CSV has story, query and "
+                "target_text (Hugging Face) or target (generator)",
+                file=path,
+                line=1,
+                field="header",
+            )
         start = reader.line_num + 1
         for row in reader:
             line, start = start, reader.line_num + 1  # a quoted story may span several physical lines
@@ -256,26 +312,38 @@ def load_clutrr(path: str | os.PathLike, *, split: str | None = None) -> list[di
             except (ValueError, SyntaxError):
                 pair = None
             if not (isinstance(pair, tuple) and len(pair) == 2 and all(isinstance(p, str) for p in pair)):
-                raise InputError(f"must be a pair of names like \"('Ann', 'Bob')\"; got {row.get('query')!r}",
-                                 file=path, line=line, field="query")
+                raise InputError(
+                    f"must be a pair of names like \"('Ann', 'Bob')\"; got {row.get('query')!r}",
+                    file=path,
+                    line=line,
+                    field="query",
+                )
             first, second = pair
             question = f"{story}\nWhat relation is {second} to {first}?"
-            out.append(_record("clutrr", len(out), path, line, question=question,
-                               answer=_clutrr_relation(row, path, line), answer_type="label",
-                               family="IsoRelate", split=split, label_space=CLUTRR_RELATIONS,
-                               source_id=row.get("id") or None))
-    return _nonempty(out, path)
-
-
-def _nonempty(records: list[dict], path: Path) -> list[dict]:
-    if not records:
-        raise InputError("no examples found (empty file?)", file=path)
-    return records
+            out.append(
+                record(
+                    "clutrr",
+                    len(out),
+                    path,
+                    line,
+                    question=question,
+                    answer=_clutrr_relation(row, path, line),
+                    answer_type="label",
+                    family="IsoRelate",
+                    split=split,
+                    label_space=CLUTRR_RELATIONS,
+                    source_id=row.get("id") or None,
+                )
+            )
+    return nonempty(out, path)
 
 
 #: ``iga data import --format NAME`` → loader.
 LOADERS: dict[str, Callable[..., list[dict]]] = {
-    "gsm8k": load_gsm8k, "prontoqa": load_prontoqa, "folio": load_folio, "clutrr": load_clutrr,
+    "gsm8k": load_gsm8k,
+    "prontoqa": load_prontoqa,
+    "folio": load_folio,
+    "clutrr": load_clutrr,
 }
 
 
@@ -288,4 +356,3 @@ def load_external(fmt: str, path: str | os.PathLike, *, split: str | None = None
     if split is not None and split not in SPLITS:
         raise ValueError(f"split: must be one of {', '.join(SPLITS)}, got {split!r}")
     return LOADERS[fmt](path, split=split)
-

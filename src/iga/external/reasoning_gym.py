@@ -30,8 +30,22 @@ PREFIX = "reasoning_gym"
 MODES = ("strict", "flexible")
 # reasoning-gym's own relation vocabulary (graphs/family_relationships.py, Relationship enum), in its spelling.
 FAMILY_RELATIONS = (
-    "mother", "father", "sister", "brother", "daughter", "son", "wife", "husband", "grandmother", "grandfather",
-    "aunt", "uncle", "niece", "nephew", "mother-in-law", "father-in-law",
+    "mother",
+    "father",
+    "sister",
+    "brother",
+    "daughter",
+    "son",
+    "wife",
+    "husband",
+    "grandmother",
+    "grandfather",
+    "aunt",
+    "uncle",
+    "niece",
+    "nephew",
+    "mother-in-law",
+    "father-in-law",
 )
 
 
@@ -112,13 +126,20 @@ def to_record(task: RGTask, entry: Mapping, index: int, seed: int) -> dict[str, 
 
 
 _ANSWER_IS = re.compile(r"\bthe\s+(?:final\s+)?answer\s+is\b[ \t]*:?", re.IGNORECASE)
-_ASCII_LOGIC = ((r"<->", "↔"), (r"<=>", "↔"), (r"->", "→"), (r"=>", "→"), (r"&&?", "∧"), (r"\|\|?", "∨"),
-                (r"[~!]", "¬"))
+_ASCII_LOGIC = (
+    (r"<->", "↔"),
+    (r"<=>", "↔"),
+    (r"->", "→"),
+    (r"=>", "→"),
+    (r"&&?", "∧"),
+    (r"\|\|?", "∨"),
+    (r"[~!]", "¬"),
+)
 
 
 def _formula(completion: str, mode: str) -> tuple[str | None, str | None]:
     """``(span, method)`` of a free-form answer: the last ``The answer is …`` line (flexible: else the last line)."""
-    spans = [completion[m.end():].split("\n", 1)[0].strip() for m in _ANSWER_IS.finditer(completion)]
+    spans = [completion[m.end() :].split("\n", 1)[0].strip() for m in _ANSWER_IS.finditer(completion)]
     spans = [s for s in spans if s]
     method = "the_answer_is" if spans else None
     if not spans and mode == "flexible":
@@ -148,8 +169,9 @@ def extract(task: RGTask, completion: str, mode: str = "strict") -> tuple[str | 
     return found.text, rg_answer, found.method
 
 
-def score_completions(task: RGTask, dataset: Any, entries: Sequence[Mapping],
-                      completions: Sequence[str]) -> dict[str, Any]:
+def score_completions(
+    task: RGTask, dataset: Any, entries: Sequence[Mapping], completions: Sequence[str]
+) -> dict[str, Any]:
     """Score ``completions`` of ``entries`` with reasoning-gym in both extraction modes.
 
     Returns ``{"n", "strict": {...}, "flexible": {...}, "items": [...]}`` where each mode has ``accuracy`` (share
@@ -182,8 +204,18 @@ def score_completions(task: RGTask, dataset: Any, entries: Sequence[Mapping],
     return summary
 
 
-def evaluate_task(model: Any, tokenizer: Any, spec: str, *, n: int = 50, seed: int = 0, fmt: Any = None,
-                  max_new_tokens: int = 256, batch_size: int = 8, progress: bool = True) -> dict[str, Any]:
+def evaluate_task(
+    model: Any,
+    tokenizer: Any,
+    spec: str,
+    *,
+    n: int = 50,
+    seed: int = 0,
+    fmt: Any = None,
+    max_new_tokens: int = 256,
+    batch_size: int = 8,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Generate answers for ``n`` items of task ``spec`` and score them (see :func:`score_completions`).
 
     ``fmt`` is a prompt format (:class:`~iga.models.prompting.PromptFormat` by default, or a
@@ -199,9 +231,22 @@ def evaluate_task(model: Any, tokenizer: Any, spec: str, *, n: int = 50, seed: i
     dataset, entries = build_items(task, n, seed)
     records = [to_record(task, e, i, seed) for i, e in enumerate(entries)]
     t0 = time.perf_counter()
-    completions = generate_completions(model, tokenizer, records, fmt=fmt or PromptFormat(),
-                                       max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
+    completions = generate_completions(
+        model,
+        tokenizer,
+        records,
+        fmt=fmt or PromptFormat(),
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        progress=progress,
+    )
     seconds = time.perf_counter() - t0
     result = score_completions(task, dataset, entries, completions)
-    return {"task": f"{PREFIX}:{task.name}", "family": task.family, "seed": seed,
-            "reasoning_gym_version": version("reasoning-gym"), "generation_seconds": round(seconds, 2), **result}
+    return {
+        "task": f"{PREFIX}:{task.name}",
+        "family": task.family,
+        "seed": seed,
+        "reasoning_gym_version": version("reasoning-gym"),
+        "generation_seconds": round(seconds, 2),
+        **result,
+    }

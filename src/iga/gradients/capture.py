@@ -65,6 +65,11 @@ class DomainGradCapture:
         allow_dropout: in ``full`` space, accept ``lora_dropout > 0`` (with a warning) although the chain identity
             ``g_A = s·BᵀG`` then no longer holds exactly.
 
+    Attributes:
+        layers: the captured layers (:class:`CapturedLayer`).
+        uncovered_parameters: ``(name, param)`` of trainable parameters whose per-domain gradients are not
+            captured (norms, embeddings, LoRA biases in full space, ...); optimizers give them the mean gradient.
+
     Memory: without accumulation, ``full`` space holds one layer's (K, m, n) tensor at a time — about
     ``4·K·m·n`` bytes for the largest layer plus what the consumer allocates. With gradient accumulation the
     per-domain sums of every layer live until the sync micro-batch: ``4·K·Σ_ℓ m_ℓ n_ℓ`` bytes. ``factor`` space
@@ -110,7 +115,10 @@ class DomainGradCapture:
         self._factor: dict[nn.Parameter, Tensor] = {}
         self._handles: list[Any] = []
         self._attach()
-        captured = {id(p) for layer in self.layers for p in layer.parameters()}
+        if space == "full":
+            captured = {id(p) for layer in self.layers for p in layer.parameters()}
+        else:
+            captured = {id(p) for t in self._factor_targets() for p in (t.weight, t.bias) if p is not None}
         self.uncovered_parameters: list[tuple[str, nn.Parameter]] = [
             (n, p) for n, p in model.named_parameters() if p.requires_grad and id(p) not in captured
         ]

@@ -21,6 +21,7 @@ def tiny_lora_llama(
     rank: int = 4,
     lora_alpha: int = 8,
     lora_dropout: float = 0.0,
+    lora_bias: bool = False,
     target_modules: str | list[str] = "all-linear",
     dtype: torch.dtype = torch.float64,
     seed: int = 0,
@@ -53,6 +54,7 @@ def tiny_lora_llama(
         r=rank,
         lora_alpha=lora_alpha,
         lora_dropout=lora_dropout,
+        lora_bias=lora_bias,
         target_modules=target_modules,
         init_lora_weights=False,
     )

@@ -13,7 +13,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 #: Appended to every question; the answer line is what our extraction reads first.
-DEFAULT_INSTRUCTION = 'Reason step by step, then finish with a line of the form "The answer is X."'
+DEFAULT_INSTRUCTION = (
+    'Reason step by step, then end with the sentence "The answer is" followed by your final answer.'
+)
 # A string no template rewrites, used to find where the assistant's content starts and ends.
 _PROBE = "\x1eIGA-PROBE\x1e"
 
@@ -40,8 +42,14 @@ class ChatPromptFormat:
         '<eos>\\n'
     """
 
-    def __init__(self, tokenizer: Any, *, system: str | None = None, instruction: str = DEFAULT_INSTRUCTION,
-                 show_choices: bool = True) -> None:
+    def __init__(
+        self,
+        tokenizer: Any,
+        *,
+        system: str | None = None,
+        instruction: str = DEFAULT_INSTRUCTION,
+        show_choices: bool = True,
+    ) -> None:
         if not getattr(tokenizer, "chat_template", None):
             raise ValueError(
                 "tokenizer has no chat_template (a base model, not an instruct model); use the plain "
@@ -52,8 +60,9 @@ class ChatPromptFormat:
         self.end_of_turn = self._probe()
 
     def _render(self, messages: list[dict[str, str]], *, generation_prompt: bool) -> str:
-        text = self.tokenizer.apply_chat_template(messages, tokenize=False,
-                                                  add_generation_prompt=generation_prompt)
+        text = self.tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=generation_prompt
+        )
         if not isinstance(text, str):
             raise TypeError(f"apply_chat_template returned {type(text).__name__}, expected str")
         return text
@@ -72,7 +81,7 @@ class ChatPromptFormat:
                 "the tokenizer's chat template does not render the assistant turn as <generation prompt> + "
                 "<content>, so training text and generation prompts would disagree; use PromptFormat instead"
             )
-        return full[len(prompt) + len(_PROBE):]
+        return full[len(prompt) + len(_PROBE) :]
 
     def user_message(self, record: Mapping) -> str:
         """The user turn: the question, the allowed answers (for labels, if asked), then the instruction."""
@@ -103,3 +112,21 @@ class ChatPromptFormat:
         shift = len(self.prompt(record))
         anchors: Sequence[int] = record.get("anchors") or []
         return [shift + int(a) for a in anchors]
+
+
+PROMPT_FORMATS = ("auto", "plain", "chat")
+
+
+def make_prompt_format(name: str, tokenizer: Any, *, trained: str | None = None) -> Any:
+    """``plain`` (:class:`~iga.models.prompting.PromptFormat`), ``chat`` (:class:`ChatPromptFormat`) or ``auto``.
+
+    ``auto`` is ``trained`` when given (the format a run was trained with), else chat exactly when the tokenizer
+    has a chat template.
+    """
+    from iga.models.prompting import PromptFormat
+
+    if name not in PROMPT_FORMATS:
+        raise ValueError(f"prompt format: must be one of {', '.join(PROMPT_FORMATS)}, got {name!r}")
+    if name == "auto":
+        name = trained or ("chat" if getattr(tokenizer, "chat_template", None) else "plain")
+    return ChatPromptFormat(tokenizer) if name == "chat" else PromptFormat()

@@ -3,14 +3,16 @@
 A real pretrained LM knows the words of finance or cooking and knows that 7 × 8 = 56, but it has never been
 taught our tasks. The base corpus imitates that:
 
-1. **Domain sentences.** IsoBench instances are generated with a *separate* seed (``seed + 10_007``, so no train
-   or evaluation instance is reused) in **every** domain — train, held-out and stress — and their problem
-   statements are cut into single sentences. Questions (sentences ending in ``?``) and shortcut-cue sentences
-   are dropped; the remaining premise sentences are shuffled across instances and domains and packed into
-   documents. The base therefore reads every domain's vocabulary and phrasing, but never a complete problem,
-   never a question, never a chain-of-thought and never an answer.
-2. **Arithmetic facts.** ``a + b = c``, ``a - b = c``, ``a × b = c``, ``a ÷ b = c`` over small numbers and
-   fraction facts ``a/b of c is d``, as plain lines — number knowledge a real LM has.
+1. **Domain paragraphs.** IsoBench instances are generated with a *separate* seed (``seed + 10_007``, so no train
+   or evaluation instance is reused) in **every** domain — train, held-out and stress. Each problem statement
+   loses its question (sentences ending in ``?``) and its shortcut cue; what remains is a paragraph of premises
+   (facts, rules, quantities). The base therefore reads every domain's vocabulary and phrasing, but never a
+   question, never a chain-of-thought and never an answer.
+2. **Recaps.** Half of the paragraphs are followed by ``Recap:`` and their own sentences in another order. Real
+   pretraining text repeats itself constantly (quotes, summaries, lists), which is how LMs learn to copy names and
+   numbers from context; a base that cannot copy cannot be taught a CoT by a low-rank adapter in minutes.
+3. **Arithmetic facts.** ``a + b = c``, ``a - b = c``, ``a × b = c``, ``a ÷ b = c`` over small numbers and
+   fraction facts ``a/b of c is d``, in documents of eight — number knowledge a real LM has.
 
 The tokenizer is trained on the same corpus plus the gold CoT lines of those separate-seed instances (so its
 merges cover the ``Step i:`` format); the base model itself never trains on a CoT line.
@@ -52,18 +54,31 @@ def arithmetic_facts(max_sum: int = 40, max_factor: int = 12) -> list[str]:
     return facts
 
 
+def premises(record: dict) -> list[str]:
+    """The premise sentences of one record's question, in order (no question sentence, no shortcut cue)."""
+    cue = (record.get("shortcut") or {}).get("text")
+    return [s for s in _SENTENCE_END.split(record["question"].strip()) if s and not s.endswith("?") and s != cue]
+
+
 def premise_sentences(records: Sequence[dict]) -> list[str]:
-    """Premise sentences of the records' questions (no questions, no shortcut cues), de-duplicated in order."""
+    """Premise sentences of the records' questions, de-duplicated in order."""
     seen: dict[str, None] = {}
     for rec in records:
-        cue = (rec.get("shortcut") or {}).get("text")
-        for sent in _SENTENCE_END.split(rec["question"].strip()):
-            if sent and not sent.endswith("?") and sent != cue:
-                seen.setdefault(sent, None)
+        for sent in premises(rec):
+            seen.setdefault(sent, None)
     return list(seen)
 
 
-def build_corpus(*, seed: int = 0, sentences_per_doc: int = 8, domains_dir: str | None = None,
+def _paragraph(record: dict, seed: int, index: int) -> str:
+    sents = premises(record)
+    text = " ".join(sents)
+    if index % 2 == 0 and len(sents) > 1:
+        order = sorted(range(len(sents)), key=lambda i: _shuffle_key(seed + index, i))
+        text += " Recap: " + " ".join(sents[i] for i in order)
+    return text
+
+
+def build_corpus(*, seed: int = 0, domains_dir: str | None = None,
                  preset: str = "small") -> Corpus:
     from iga.isomers import generate_records, load_domains, make_config
 
@@ -71,10 +86,11 @@ def build_corpus(*, seed: int = 0, sentences_per_doc: int = 8, domains_dir: str 
     domains = load_domains(domains_dir)
     records = [r for split in generate_records(config, seed + CORPUS_SEED_OFFSET, domains=domains).values()
                for r in split]
-    sentences = premise_sentences(records) + arithmetic_facts()
-    order = sorted(range(len(sentences)), key=lambda i: _shuffle_key(seed, i))
-    shuffled = [sentences[i] for i in order]
-    docs = [" ".join(shuffled[i : i + sentences_per_doc]) for i in range(0, len(shuffled), sentences_per_doc)]
+    paragraphs = [_paragraph(r, seed, i) for i, r in enumerate(records)]
+    facts = arithmetic_facts()
+    facts = [facts[i] for i in sorted(range(len(facts)), key=lambda i: _shuffle_key(seed, i))]
+    docs = [p for p in paragraphs if p] + [" ".join(facts[i:i + 8]) for i in range(0, len(facts), 8)]
+    docs = [docs[i] for i in sorted(range(len(docs)), key=lambda i: _shuffle_key(seed + 1, i))]
     cot_lines = sorted({line for r in records for line in r["gold_cot"].splitlines()})
     fp = hashlib.sha256("\n".join(docs + ["<cot>"] + cot_lines).encode()).hexdigest()[:16]
     return Corpus(documents=docs, tokenizer_texts=docs + cot_lines, fingerprint=fp)

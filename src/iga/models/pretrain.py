@@ -40,7 +40,7 @@ class PretrainConfig:
 PRETRAIN_PRESETS: dict[str, dict[str, int]] = {
     "micro": {"vocab_size": 512, "steps": 30, "batch_size": 8, "seq_len": 64},
     "tiny": {"vocab_size": 1024, "steps": 150, "batch_size": 32, "seq_len": 96},
-    "small": {"vocab_size": 2048, "steps": 200, "batch_size": 32, "seq_len": 96},
+    "small": {"vocab_size": 2048, "steps": 400, "batch_size": 32, "seq_len": 96},
     "medium": {"vocab_size": 2048, "steps": 300, "batch_size": 32, "seq_len": 96},
 }
 
