@@ -29,13 +29,20 @@ are the ratios that DESIGN §8 sets targets for.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
-import time
-from collections.abc import Callable
 from typing import Any
+
+from _common import (
+    K,
+    counted_bytes,
+    environment,
+    losses_factory,
+    ratios,
+    step_peak_bytes,
+    time_round_robin,
+    variants,
+)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -45,13 +52,11 @@ PRESETS: dict[str, dict[str, int]] = {
     "default": {"hidden": 256, "intermediate": 688, "layers": 4, "vocab": 512, "rows_per_domain": 4, "seq": 128,
                 "rank": 8, "warmup": 2, "repeats": 7},
 }  # fmt: skip
-K = 4
 
 
 def _setup(preset: dict[str, int]):
     import torch
 
-    from iga.gradients import per_domain_token_loss
     from iga.gradients.testing import domain_major_batch, tiny_lora_llama
 
     model = tiny_lora_llama(
@@ -73,154 +78,7 @@ def _setup(preset: dict[str, int]):
         prompt_len=preset["seq"] // 4,
         seed=0,
     )
-
-    def losses_of(net) -> Callable[..., Any]:
-        def losses(rows: Any = slice(None), num_domains: int = K):
-            out = net(input_ids=batch["input_ids"][rows], attention_mask=batch["attention_mask"][rows])
-            if num_domains == K:
-                ids = batch["domain_ids"][rows]
-            else:
-                ids = torch.zeros(out.logits.shape[0], dtype=torch.long)
-            return per_domain_token_loss(out.logits, batch["labels"][rows], ids, num_domains)
-
-        return losses
-
-    return model, batch, losses_of
-
-
-def _variants(model, batch, losses_of) -> dict[str, Callable[[], None]]:
-    """Each hooked variant gets its own copy of the model with its capture built once, so no variant runs with
-    another's hooks attached and no timing includes building a capture."""
-    import copy
-
-    import torch
-
-    from iga import create_iga_optimizer
-    from iga.gradients import DomainGradCapture
-    from iga.gradients.reference import per_domain_grads_kbackward, per_domain_grads_shared_forward
-
-    ids = batch["domain_ids"]
-    rows = [torch.nonzero(ids == k).flatten() for k in range(K)]
-    losses = losses_of(model)  # the un-hooked model: ERM and the references
-    erm_opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-
-    def erm_step() -> None:
-        erm_opt.zero_grad(set_to_none=True)
-        losses().mean().backward()
-        erm_opt.step()
-
-    iga_model = copy.deepcopy(model)
-    iga_losses = losses_of(iga_model)
-    iga_opt = create_iga_optimizer(iga_model, lr=1e-4)
-
-    def iga_step() -> None:
-        iga_opt.zero_grad(set_to_none=True)
-        with iga_opt.capture.domains(ids, num_domains=K):
-            iga_losses().mean().backward()
-        iga_opt.step()
-
-    def hooks(space: str) -> Callable[[], None]:
-        net = copy.deepcopy(model)
-        net_losses = losses_of(net)
-        cap = DomainGradCapture(net, space=space)
-        if space == "full":
-            cap.set_consumer(lambda layer, grads: None)
-
-        def run() -> None:
-            net.zero_grad(set_to_none=True)
-            cap.reset()
-            with cap.domains(ids, num_domains=K):
-                net_losses().mean().backward()
-
-        return run
-
-    def kseparate(space: str) -> Callable[[], None]:
-        return lambda: per_domain_grads_kbackward(model, lambda k: losses(rows[k], 1)[0], K, space=space)
-
-    def kbackward(space: str) -> Callable[[], None]:
-        return lambda: per_domain_grads_shared_forward(model, losses, space=space)
-
-    return {
-        "erm_step": erm_step,
-        "iga_step": iga_step,
-        "hooks_full": hooks("full"),
-        "kseparate_full": kseparate("full"),
-        "kbackward_full": kbackward("full"),
-        "hooks_factor": hooks("factor"),
-        "kseparate_factor": kseparate("factor"),
-        "kbackward_factor": kbackward("factor"),
-    }
-
-
-def _time_round_robin(
-    variants: dict[str, Callable[[], None]], warmup: int, repeats: int
-) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
-    """Wall and process-CPU seconds per run. The variants are interleaved (one run of each per round) so that
-    background load, if any, hits all alike; CPU time counts only this process's threads."""
-    for fn in variants.values():
-        for _ in range(warmup):
-            fn()
-    wall: dict[str, list[float]] = {name: [] for name in variants}
-    cpu: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(repeats):
-        for name, fn in variants.items():
-            start, start_cpu = time.perf_counter(), time.process_time()
-            fn()
-            wall[name].append(time.perf_counter() - start)
-            cpu[name].append(time.process_time() - start_cpu)
-    return wall, cpu
-
-
-def _counted_bytes(model) -> dict[str, int]:
-    """Bytes of the extra tensors of the IGA path, from the shapes the consumer actually receives."""
-    from iga.gradients import DomainGradCapture
-
-    with DomainGradCapture(model) as cap:
-        largest = max(K * m * n * 4 for m, n in (layer.shape for layer in cap.layers))
-        all_layers = sum(K * m * n * 4 for m, n in (layer.shape for layer in cap.layers))
-        factors = sum(p.numel() * p.element_size() for layer in cap.layers for p in layer.parameters())
-    return {
-        "largest_layer_domain_grads": largest,
-        "consumer_temporaries_largest_layer": 4
-        * largest
-        // K,  # Ḡ, V, Ḡ², centring buffer (the rest in place)
-        "stored_factor_grads": factors,
-        "accumulation_buffers_all_layers": all_layers,
-    }
-
-
-def _step_peak_bytes(fn: Callable[[], None]) -> int:
-    """Peak of live tensor bytes during one run of ``fn``, above the level at its start (profiler timeline)."""
-    import tempfile
-    import warnings
-
-    from torch.profiler import ProfilerActivity, profile
-
-    fn()  # warm: optimizer state and lazily built objects exist before the measured run
-    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
-        warnings.simplefilter(
-            "ignore"
-        )  # "allocated before the profiling started": blocks that predate the step
-        with profile(
-            activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True
-        ) as prof:
-            fn()
-        path = os.path.join(tmp, "timeline.json")
-        prof.export_memory_timeline(path, device="cpu")
-        with open(path, encoding="utf-8") as f:
-            _, sizes = json.load(f)
-    totals = [sum(row) for row in sizes]
-    return max(totals) - totals[0]
-
-
-def _ratios(t: dict[str, float]) -> dict[str, float]:
-    return {
-        "iga_step/erm_step": t["iga_step"] / t["erm_step"],
-        "kseparate/hooks (full)": t["kseparate_full"] / t["hooks_full"],
-        "kbackward/hooks (full)": t["kbackward_full"] / t["hooks_full"],
-        "kseparate/hooks (factor)": t["kseparate_factor"] / t["hooks_factor"],
-        "kbackward/hooks (factor)": t["kbackward_factor"] / t["hooks_factor"],
-    }
+    return model, batch, losses_factory(batch)
 
 
 def _markdown(result: dict[str, Any]) -> str:
@@ -258,24 +116,6 @@ def _markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _environment() -> dict[str, Any]:
-    import peft
-    import torch
-    import transformers
-
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "peft": peft.__version__,
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "device": "cpu",
-    }
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default="ci")
@@ -290,8 +130,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     n_params = sum(p.numel() for p in model.parameters())
     n_lora = sum(p.numel() for p in model.parameters() if p.requires_grad)
     load_before = os.getloadavg()
-    variants = _variants(model, batch, losses_of)
-    times, cpu_times = _time_round_robin(variants, preset["warmup"], preset["repeats"])
+    timed = variants(model, batch, losses_of)
+    times, cpu_times = time_round_robin(timed, preset["warmup"], preset["repeats"])
     medians = {name: statistics.median(t) for name, t in times.items()}
     cpu_medians = {name: statistics.median(t) for name, t in cpu_times.items()}
     for name, t in times.items():
@@ -305,13 +145,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "median_seconds": medians,
         "median_cpu_seconds": cpu_medians,
         "all_seconds": times,
-        "ratios": _ratios(medians),
-        "ratios_of_cpu_medians": _ratios(cpu_medians),
+        "ratios": ratios(medians),
+        "ratios_of_cpu_medians": ratios(cpu_medians),
         "load_average_1_5_15": {"before": load_before, "after": os.getloadavg()},
-        "counted_bytes": _counted_bytes(model),
-        "environment": _environment(),
+        "counted_bytes": counted_bytes(model),
+        "environment": environment(),
     }
-    peaks = {name: _step_peak_bytes(variants[name]) for name in ("erm_step", "iga_step")}
+    peaks = {name: step_peak_bytes(timed[name]) for name in ("erm_step", "iga_step")}
     result["step_peak_bytes"] = peaks
     print(
         f"peak live tensor bytes during a step: erm {peaks['erm_step'] / 2**20:.2f} MiB, "
@@ -325,10 +165,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         from iga.utils.io import atomic_write_text
 
         atomic_write_text(args.markdown, _markdown(result))
-    ratios = result["ratios"]
-    print(f"ratio iga_step/erm_step = {ratios['iga_step/erm_step']:.3f}")
-    print(f"ratio kseparate/hooks = {ratios['kseparate/hooks (full)']:.3f}")
-    print(f"ratio kbackward/hooks = {ratios['kbackward/hooks (full)']:.3f}")
+    final = result["ratios"]
+    print(f"ratio iga_step/erm_step = {final['iga_step/erm_step']:.3f}")
+    print(f"ratio kseparate/hooks = {final['kseparate/hooks (full)']:.3f}")
+    print(f"ratio kbackward/hooks = {final['kbackward/hooks (full)']:.3f}")
     return result
 
 

@@ -22,6 +22,7 @@ warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", categ
 from iga.commands import algorithms as _algorithms  # noqa: E402
 from iga.commands import data as _data  # noqa: E402
 from iga.commands import demo as _demo  # noqa: E402
+from iga.commands import external as _external  # noqa: E402
 from iga.commands import pretrain as _pretrain  # noqa: E402
 from iga.commands import teach as _teach  # noqa: E402
 from iga.commands import train as _train  # noqa: E402
@@ -31,9 +32,10 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
+_data.app.registered_commands += _external.data_app.registered_commands
 app.add_typer(_data.app, name="data")
 app.registered_groups += _algorithms.app.registered_groups
-for _group in (_demo, _pretrain, _teach, _train):
+for _group in (_demo, _external, _pretrain, _teach, _train):
     app.registered_commands += _group.app.registered_commands
 
 

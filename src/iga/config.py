@@ -35,10 +35,11 @@ class TrainConfig(_Strict):
     train_split: str = "train"
     train_domains: list[str] = Field(default_factory=lambda: ["math", "medicine", "law", "science"])
     student: str = "small"
-    base_dir: str | None = None  # pretrained base (a folder with config.json + tokenizer), built-in if None
+    base_dir: str | None = None  # a base folder (`iga pretrain`), a local HF checkpoint, or a preset (smollm2-135m)
     lora: LoRAConfig = Field(default_factory=LoRAConfig)
     loss: Literal["sft", "kd", "mix"] = "sft"
     cot_field: Literal["gold_cot", "teacher_cot"] = "gold_cot"  # teacher_cot: written by `iga teach`
+    prompt_format: Literal["plain", "chat"] = "plain"  # chat: the tokenizer's chat template (instruct models)
     teacher_dir: str | None = None  # in-memory teacher for loss kd/mix (same tokenizer as the student)
     kd_temperature: float = Field(2.0, gt=0)
     kd_alpha: float = Field(0.5, ge=0, le=1)  # mix = alpha·CE + (1 − alpha)·KD

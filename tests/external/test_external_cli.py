@@ -28,8 +28,8 @@ def cli() -> typer.Typer:
 
 
 def invoke(cli, *args: str):
-    """The result, with its output's whitespace collapsed (rich wraps long lines)."""
-    res = CliRunner().invoke(cli, list(args))
+    """The result, with its output's whitespace collapsed; a wide terminal so rich never breaks a path."""
+    res = CliRunner().invoke(cli, list(args), env={"COLUMNS": "1000"})
     res.text = " ".join(res.output.split())
     return res
 

@@ -112,8 +112,9 @@ def test_collator_supervises_exactly_the_cot_and_the_end_of_turn(tok):
     row, labels = batch["input_ids"][0].tolist(), batch["labels"][0].tolist()
     supervised = [t for t, lab in zip(row, labels, strict=True) if lab != -100]
     assert tok.decode(supervised) == COT + "<eos>"
-    n_prompt = len(tok(fmt.prompt(RECORD), add_special_tokens=False)["input_ids"])
-    assert labels.index(next(lab for lab in labels if lab != -100)) == n_prompt + 1  # + the collator's BOS
+    # The prompt is tokenised as the evaluator tokenises it for generation (special tokens included).
+    n_prompt = len(tok(fmt.prompt(RECORD))["input_ids"])
+    assert labels.index(next(lab for lab in labels if lab != -100)) == n_prompt
 
 
 def _smollm2_dir() -> Path | None:

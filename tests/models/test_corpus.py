@@ -55,3 +55,12 @@ def test_arithmetic_facts_are_true():
 def test_corpus_is_deterministic(corpus):
     assert build_corpus(preset="tiny").fingerprint == corpus.fingerprint
     assert build_corpus(preset="tiny", seed=1).fingerprint != corpus.fingerprint
+
+
+def test_recaps_repeat_their_paragraph_in_another_order(corpus):
+    recaps = [d for d in corpus.documents if " Recap: " in d]
+    assert len(recaps) > 0.2 * len(corpus.documents)
+    for doc in recaps[:50]:
+        head, tail = doc.split(" Recap: ")
+        split = re.compile(r"(?<=[.!])\s+")
+        assert sorted(split.split(head)) == sorted(split.split(tail))

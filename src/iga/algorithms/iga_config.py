@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from iga.algorithms.lora_map import LORA_MAPS
 from iga.algorithms.mask import VARIANCE_NORMS
 from iga.algorithms.projection import DEFAULT_EXACT_MAX_NUMEL
+from iga.distributed import check_stats_scope
 
 
 def _is_int(value: object) -> bool:
@@ -40,6 +41,11 @@ class IGAConfig:
         eps: ε of the variance normalisations and of ``rescale``.
         max_grad_norm: clip the total gradient norm to this value AFTER the rewrite (None = off). Turn the
             trainer's own clipping off: it would clip the unmasked mean gradient before the rewrite.
+        stats_scope: under data parallelism (DDP), ``"local"`` — each rank builds ``Ḡ, V``, the mask and the
+            projection from its own complete isomer sets and only the resulting LoRA-factor gradients are averaged
+            (LoRA-sized traffic); ``"global"`` — each layer's per-domain sums ``G_k`` are averaged over the ranks
+            inside the backward before any statistic (exactly one process on the global batch; K× full-layer
+            traffic). Identical in one process.
     """
 
     tau: float = 10.0
@@ -54,6 +60,7 @@ class IGAConfig:
     damping: float = 1e-6
     eps: float = 1e-12
     max_grad_norm: float | None = None
+    stats_scope: str = "local"
 
     def __post_init__(self) -> None:
         if not _is_number(self.tau) or self.tau < 0:
@@ -92,6 +99,7 @@ class IGAConfig:
             raise ValueError(
                 f"IGAConfig.max_grad_norm must be a number > 0 or None (off), got {self.max_grad_norm!r}"
             )
+        check_stats_scope(self.stats_scope, "IGAConfig.stats_scope")
 
     def tau_at(self, step: int) -> float:
         """τ at 0-based optimizer step ``step`` (linear warm-up from 0)."""

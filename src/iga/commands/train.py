@@ -53,9 +53,19 @@ def eval_cmd(
     split: list[str] | None = typer.Option(None, "--split", help="Splits to evaluate (repeatable)."),
     per_skeleton: int | None = typer.Option(None, "--per-skeleton", help="Isomer sets per skeleton (default all)."),
     batch_size: int = typer.Option(32, "--batch-size"),
+    external: list[str] | None = typer.Option(
+        None, "--external", help="Instead of IsoBench: reasoning_gym:TASK (repeatable), as `iga eval-external`."),
+    n: int = typer.Option(50, "--n", help="With --external: items per task."),
 ) -> None:
     """Evaluate a run: accuracy per split/domain/skeleton/family, behaviour, LCS; merged into result.json."""
     from iga.commands.report import print_run_summary
+
+    if external:
+        from iga.commands.external import eval_external
+
+        eval_external(task=external, records=None, run=run, student=None, n=n, seed=0, prompt_format="auto",
+                      max_new_tokens=256, batch_size=min(batch_size, 8), out=None)
+        return
     from iga.experiments.evaluate import DEFAULT_EVAL_SPLITS, evaluate_run
 
     evaluate_run(run, splits=tuple(split or DEFAULT_EVAL_SPLITS), per_skeleton=per_skeleton, batch_size=batch_size)

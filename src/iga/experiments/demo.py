@@ -25,13 +25,15 @@ class DemoConfig:
     student: str = "small"
     algorithms: tuple[str, ...] = ("erm", "iga")
     algorithm_options: dict[str, dict[str, Any]] = field(default_factory=lambda: {"iga": {"tau": 10.0}})
-    steps: int = 150
+    steps: int = 300
     sets_per_batch: int = 4
     lr: float = 3e-3
-    lora_r: int = 8
+    lora_r: int = 16
     eval_per_skeleton: int = 5
     max_new_tokens: int | None = None  # None: sized from the data
-    skeletons: tuple[str, ...] | None = None
+    # One skeleton per family, with the shortest chains of thought: what a ~7 M student learns in minutes.
+    skeletons: tuple[str, ...] | None = ("S01_arith_chain", "S06_mp_chain", "S09_transitive_order",
+                                         "S11_state_tracking")
     cache_dir: str | None = None
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from iga.config import TrainConfig, build_config
 from iga.experiments.results import update_result
+from iga.models.prompting import PromptFormat
 from iga.utils.io import read_jsonl
 
 DEFAULT_EVAL_SPLITS = ("id_test", "ood_surface", "ood_depth")
@@ -37,7 +38,7 @@ def load_run(run_dir: str | Path) -> tuple[TrainConfig, Any, Any]:
     """(config, model with the run's adapter, tokenizer) of a finished run."""
     from peft import PeftModel
 
-    from iga.models.pretrain import load_base
+    from iga.training.setup import load_base_model
 
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.json"
@@ -46,7 +47,7 @@ def load_run(run_dir: str | Path) -> tuple[TrainConfig, Any, Any]:
     cfg = build_config(TrainConfig, json.loads(cfg_path.read_text()), source=str(cfg_path))
     if not (run_dir / "adapter").exists():
         raise FileNotFoundError(f"{run_dir} has no trained adapter yet (training did not finish)")
-    base, tokenizer = load_base(cfg.base_dir)
+    base, tokenizer = load_base_model(cfg)
     model = PeftModel.from_pretrained(base, str(run_dir / "adapter"))
     model.eval()
     return cfg, model, tokenizer
@@ -67,7 +68,8 @@ def inference_copy(model: Any) -> Any:
 
 def evaluate_model(model: Any, tokenizer: Any, data_dir: str | Path, *, train_domains: Sequence[str],
                    splits: Sequence[str] = DEFAULT_EVAL_SPLITS, per_skeleton: int | None = None,
-                   max_new_tokens: int | None = None, batch_size: int = 32, progress: bool = True) -> dict[str, Any]:
+                   max_new_tokens: int | None = None, batch_size: int = 32, progress: bool = True,
+                   fmt: Any = None) -> dict[str, Any]:
     """Accuracy (strict/flexible, per split/domain/skeleton/family), behaviour and LCS of ``model``.
 
     ``max_new_tokens=None`` sizes generation from the data: the longest gold CoT of the evaluated records plus a
@@ -90,15 +92,16 @@ def evaluate_model(model: Any, tokenizer: Any, data_dir: str | Path, *, train_do
         max_new_tokens = longest + 16
     model = inference_copy(model)
     t0 = time.perf_counter()
-    scores = evaluate_records(model, tokenizer, records, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                              progress=progress)
+    fmt = fmt if fmt is not None else PromptFormat()
+    scores = evaluate_records(model, tokenizer, records, fmt=fmt, max_new_tokens=max_new_tokens,
+                              batch_size=batch_size, progress=progress)
     gen_seconds = time.perf_counter() - t0
     heldout = sorted({r["domain"] for r in records} - set(train_domains))
     summary = summarise(records, scores, list(train_domains), heldout)
     lcs_records = [r for r in records if r.get("split") in LCS_SPLITS]
     lcs = None
     if lcs_records:
-        states = collect_anchor_states(model, tokenizer, lcs_records, batch_size=batch_size)
+        states = collect_anchor_states(model, tokenizer, lcs_records, fmt=fmt, batch_size=batch_size)
         report = compute_lcs_report(
             states, [r["instance_id"] for r in lcs_records], domains=[r["domain"] for r in lcs_records],
             train_domains=list(train_domains), extra_settings={"pooling": states.pooling,
@@ -121,8 +124,10 @@ def evaluate_run(run_dir: str | Path, *, splits: Sequence[str] = DEFAULT_EVAL_SP
     from iga.utils.io import atomic_write_jsonl
 
     cfg, model, tokenizer = load_run(run_dir)
+    from iga.training.setup import prompt_format
+
     ev = evaluate_model(model, tokenizer, cfg.data_dir, train_domains=cfg.train_domains, splits=splits,
-                        per_skeleton=per_skeleton, progress=progress, **kwargs)
+                        per_skeleton=per_skeleton, progress=progress, fmt=prompt_format(cfg, tokenizer), **kwargs)
     atomic_write_jsonl(Path(run_dir) / "completions.jsonl", ev.pop("completions"))
     update_result(run_dir, eval=ev)
     return ev

@@ -37,8 +37,11 @@ def run_training(cfg: TrainConfig, *, resume: bool = False, evaluate: bool = Tru
     if evaluate:
         from iga.experiments.evaluate import evaluate_model
 
+        from iga.training.setup import prompt_format
+
         ev = evaluate_model(trained["model"], trained["tokenizer"], cfg.data_dir, train_domains=cfg.train_domains,
-                            per_skeleton=per_skeleton, progress=progress, max_new_tokens=max_new_tokens)
+                            per_skeleton=per_skeleton, progress=progress, max_new_tokens=max_new_tokens,
+                            fmt=prompt_format(cfg, trained["tokenizer"]))
         from iga.utils.io import atomic_write_jsonl
 
         atomic_write_jsonl(out / "completions.jsonl", ev.pop("completions"))

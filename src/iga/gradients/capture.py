@@ -50,6 +50,7 @@ class _Context:
 
 
 Consumer = Callable[[CapturedLayer, Tensor], None]
+Reducer = Callable[[list[Tensor]], None]
 
 
 class DomainGradCapture:
@@ -110,6 +111,7 @@ class DomainGradCapture:
         if space == "full":
             self._check_dropout(allow_dropout)
         self._consumer: Consumer | None = None
+        self._reducer: Reducer | None = None
         self._ctx: _Context | None = None
         self._acc_domains: int | None = None
         self._factor: dict[nn.Parameter, Tensor] = {}
@@ -191,6 +193,26 @@ class DomainGradCapture:
             )
         self._consumer = consumer
 
+    @property
+    def reducer(self) -> Reducer | None:
+        """The in-place cross-process reduction applied to each layer's complete per-domain sums (full space)."""
+        return self._reducer
+
+    def set_reducer(self, reducer: Reducer | None) -> None:
+        """Reduce each layer's complete per-domain sums across processes before the consumer sees them.
+
+        ``reducer([grads, bias_grads?])`` must reduce the tensors in place, e.g.
+        :func:`iga.distributed.all_reduce_mean` for IGA's ``stats_scope="global"``. It runs inside the backward,
+        once per layer in backward order, which is the same on every rank of a data-parallel job. ``None`` turns
+        it off.
+        """
+        if self.space != "full":
+            raise ValueError(
+                "set_reducer acts on full-space sums inside the backward; in factor space reduce "
+                "factor_grads() before using them"
+            )
+        self._reducer = reducer
+
     @contextmanager
     def domains(
         self, domain_ids: Tensor, *, num_domains: int, sync: bool = True, position_ids: Tensor | None = None
@@ -249,6 +271,7 @@ class DomainGradCapture:
             handle.remove()
         self._handles.clear()
         self._consumer = None
+        self._reducer = None
 
     def __enter__(self) -> DomainGradCapture:
         return self
@@ -312,8 +335,10 @@ class DomainGradCapture:
         self._dispatch(layer, grads, bias_grads)
 
     def _dispatch(self, layer: CapturedLayer, grads: Tensor, bias_grads: Tensor | None) -> None:
-        # The one place where a layer's per-domain sums are complete (all micro-batches): a DDP
-        # stats_scope="global" all-reduce of (grads, bias_grads) belongs here, before any statistic is built.
+        # The one place where a layer's per-domain sums are complete (all micro-batches), hence where a
+        # cross-process reduction (IGA's stats_scope="global") must happen: before any statistic is built.
+        if self._reducer is not None:
+            self._reducer([grads] if bias_grads is None else [grads, bias_grads])
         if self._consumer is None:
             layer.domain_grads, layer.bias_domain_grads = grads, bias_grads
             return

@@ -80,8 +80,7 @@ def sets_for_step(num_sets: int, sets_per_batch: int, step: int, seed: int) -> l
 class IsomerCollator:
     """Tokenise isomer sets into a padded, domain-major batch with prompt tokens masked out of the loss."""
 
-    def __init__(self, tokenizer: Any, *, max_length: int, fmt: PromptFormat | None = None,
-                 cot_field: str = "gold_cot") -> None:
+    def __init__(self, tokenizer: Any, *, max_length: int, fmt: Any = None, cot_field: str = "gold_cot") -> None:
         if tokenizer.pad_token_id is None:
             raise ValueError("the tokenizer has no pad token")
         self.tokenizer, self.max_length = tokenizer, max_length
@@ -94,11 +93,12 @@ class IsomerCollator:
         if rid is not None and rid in self._cache:
             return self._cache[rid]
         tok = self.tokenizer
-        prompt = tok(self.fmt.prompt(record), add_special_tokens=False)["input_ids"]
+        # The prompt is tokenised exactly as the evaluator tokenises it for generation (special tokens as the
+        # tokenizer adds them), so the student trains on the same prefix it will be asked to continue.
+        prompt = tok(self.fmt.prompt(record))["input_ids"]
         completion = tok(self.fmt.completion(record, self.cot_field), add_special_tokens=False)["input_ids"]
-        bos = [tok.bos_token_id] if tok.bos_token_id is not None else []
-        ids = bos + prompt + completion + [tok.eos_token_id]
-        labels = [-100] * (len(bos) + len(prompt)) + completion + [tok.eos_token_id]
+        ids = prompt + completion + [tok.eos_token_id]
+        labels = [-100] * len(prompt) + completion + [tok.eos_token_id]
         if len(ids) > self.max_length:
             raise ValueError(f"record {record.get('id')!r} is {len(ids)} tokens long, above max_length="
                              f"{self.max_length}; raise max_length or build shorter problems")

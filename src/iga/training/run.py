@@ -13,7 +13,7 @@ from typing import Any
 
 from iga.config import TrainConfig
 from iga.training.data import IsomerCollator, IsomerSet, sets_for_step
-from iga.training.setup import load_student, load_teacher, load_train_sets
+from iga.training.setup import load_student, load_teacher, load_train_sets, prompt_format
 
 
 def build_algorithm(cfg: TrainConfig, num_domains: int) -> Any:
@@ -124,6 +124,7 @@ def prepare_run(cfg: TrainConfig) -> Run:
     scheduler = build_scheduler(optimizer, warmup_steps=cfg.warmup_steps, total_steps=cfg.steps, schedule=cfg.schedule)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     return Run(cfg=cfg, accelerator=accelerator, sets=sets, manifest=manifest, algorithm=algorithm, model=model,
-               tokenizer=tokenizer, collate=IsomerCollator(tokenizer, max_length=cfg.max_length, cot_field=cfg.cot_field),
+               tokenizer=tokenizer, collate=IsomerCollator(tokenizer, max_length=cfg.max_length, cot_field=cfg.cot_field,
+                                                          fmt=prompt_format(cfg, tokenizer)),
                capture=capture, teacher=load_teacher(cfg, accelerator.device), trainable=trainable,
                optimizer=optimizer, scheduler=scheduler)

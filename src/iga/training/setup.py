@@ -24,14 +24,28 @@ def load_train_sets(cfg: TrainConfig) -> tuple[list[IsomerSet], dict]:
     return group_isomer_sets(records, cfg.train_domains, source=str(path)), manifest
 
 
-def load_student(cfg: TrainConfig) -> tuple[Any, Any]:
-    """(LoRA-wrapped model, tokenizer) from ``cfg.base_dir`` (a pretrained base or any local HF checkpoint)."""
-    from iga.models.lora import attach_lora
+def load_base_model(cfg: TrainConfig) -> tuple[Any, Any]:
+    """(model, tokenizer) of ``cfg.base_dir``: a pretrained base folder, a local checkpoint or a real-model preset."""
+    from iga.models.gguf import resolve_student
     from iga.models.pretrain import load_base
 
     if cfg.base_dir is None:
-        raise ValueError("base_dir is required: run `iga pretrain` (built-in students) or pass a local checkpoint")
-    model, tokenizer = load_base(cfg.base_dir)
+        raise ValueError("base_dir is required: run `iga pretrain` (built-in students), pass a local checkpoint, "
+                         "or a preset such as smollm2-135m")
+    return load_base(resolve_student(cfg.base_dir))
+
+
+def prompt_format(cfg: TrainConfig, tokenizer: Any) -> Any:
+    from iga.models.chat import make_prompt_format
+
+    return make_prompt_format(cfg.prompt_format, tokenizer)
+
+
+def load_student(cfg: TrainConfig) -> tuple[Any, Any]:
+    """(LoRA-wrapped model, tokenizer) from ``cfg.base_dir`` (a pretrained base or any local HF checkpoint)."""
+    from iga.models.lora import attach_lora
+
+    model, tokenizer = load_base_model(cfg)
     for p in model.parameters():
         p.requires_grad_(False)
     model = attach_lora(model, r=cfg.lora.r, alpha=cfg.lora.alpha, dropout=cfg.lora.dropout,

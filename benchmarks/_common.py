@@ -1,0 +1,241 @@
+"""Pieces shared by the step-time and memory benchmarks (``step_time.py``, ``gpu_step_time.py``,
+``memory_0p5b.py``): the timed variants, the round-robin timer, peak-memory probes and the model shapes.
+
+Imported as ``from _common import ...``: the scripts run as ``python benchmarks/<script>.py``, which puts this
+folder on ``sys.path``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from typing import Any
+
+K = 4
+
+#: Random-init model shapes (built from a config, never downloaded). ``qwen2.5-0.5b`` is Qwen2.5-0.5B's
+#: architecture (494 M parameters, GQA with 2 KV heads, tied 151 936-token embeddings).
+SHAPES: dict[str, dict[str, Any]] = {
+    "qwen2.5-0.5b": {"arch": "qwen2", "hidden": 896, "intermediate": 4864, "layers": 24, "heads": 14,
+                     "kv_heads": 2, "vocab": 151936},
+    "llama-0.5b": {"arch": "llama", "hidden": 1024, "intermediate": 4096, "layers": 24, "heads": 16,
+                   "kv_heads": 16, "vocab": 32000},
+    "tiny": {"arch": "qwen2", "hidden": 64, "intermediate": 128, "layers": 2, "heads": 4, "kv_heads": 2,
+             "vocab": 512},
+}  # fmt: skip
+
+
+def build_lora_model(shape: dict[str, Any], *, rank: int, dtype: Any, device: str, seed: int = 0) -> Any:
+    """A random-init causal LM of ``shape`` with LoRA (r, α = 2r, no dropout, both factors random) on every
+    linear layer but the LM head, on ``device`` in ``dtype`` (LoRA factors stay fp32, PEFT's default)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+    config_cls, model_cls = {
+        "qwen2": (Qwen2Config, Qwen2ForCausalLM),
+        "llama": (LlamaConfig, LlamaForCausalLM),
+    }[shape["arch"]]
+    config = config_cls(
+        vocab_size=shape["vocab"],
+        hidden_size=shape["hidden"],
+        intermediate_size=shape["intermediate"],
+        num_hidden_layers=shape["layers"],
+        num_attention_heads=shape["heads"],
+        num_key_value_heads=shape["kv_heads"],
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,
+        attn_implementation="sdpa",
+    )
+    torch.manual_seed(seed)
+    with torch.device(device):
+        base = model_cls(config).to(dtype)
+    lora = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules="all-linear",
+                      init_lora_weights=False)  # fmt: skip
+    model = get_peft_model(base, lora)
+    model.train()
+    return model
+
+
+def losses_factory(batch: dict[str, Any]) -> Callable[[Any], Callable[..., Any]]:
+    """``losses_of(net)`` → ``losses(rows=all, num_domains=K)``: per-domain token losses of ``net`` on rows of
+    ``batch`` (one domain when ``num_domains`` is 1, for the K-separate-passes reference)."""
+    import torch
+
+    from iga.gradients import per_domain_token_loss
+
+    def losses_of(net) -> Callable[..., Any]:
+        def losses(rows: Any = slice(None), num_domains: int = K):
+            out = net(input_ids=batch["input_ids"][rows], attention_mask=batch["attention_mask"][rows])
+            if num_domains == K:
+                ids = batch["domain_ids"][rows]
+            else:
+                ids = torch.zeros(out.logits.shape[0], dtype=torch.long)
+            return per_domain_token_loss(out.logits, batch["labels"][rows], ids, num_domains)
+
+        return losses
+
+    return losses_of
+
+
+def variants(model, batch, losses_of) -> dict[str, Callable[[], None]]:
+    """Each hooked variant gets its own copy of the model with its capture built once, so no variant runs with
+    another's hooks attached and no timing includes building a capture."""
+    import copy
+
+    import torch
+
+    from iga import create_iga_optimizer
+    from iga.gradients import DomainGradCapture
+    from iga.gradients.reference import per_domain_grads_kbackward, per_domain_grads_shared_forward
+
+    ids = batch["domain_ids"]
+    rows = [torch.nonzero(ids == k).flatten() for k in range(K)]
+    losses = losses_of(model)  # the un-hooked model: ERM and the references
+    erm_opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+
+    def erm_step() -> None:
+        erm_opt.zero_grad(set_to_none=True)
+        losses().mean().backward()
+        erm_opt.step()
+
+    iga_model = copy.deepcopy(model)
+    iga_losses = losses_of(iga_model)
+    iga_opt = create_iga_optimizer(iga_model, lr=1e-4)
+
+    def iga_step() -> None:
+        iga_opt.zero_grad(set_to_none=True)
+        with iga_opt.capture.domains(ids, num_domains=K):
+            iga_losses().mean().backward()
+        iga_opt.step()
+
+    def hooks(space: str) -> Callable[[], None]:
+        net = copy.deepcopy(model)
+        net_losses = losses_of(net)
+        cap = DomainGradCapture(net, space=space)
+        if space == "full":
+            cap.set_consumer(lambda layer, grads: None)
+
+        def run() -> None:
+            net.zero_grad(set_to_none=True)
+            cap.reset()
+            with cap.domains(ids, num_domains=K):
+                net_losses().mean().backward()
+
+        return run
+
+    def kseparate(space: str) -> Callable[[], None]:
+        return lambda: per_domain_grads_kbackward(model, lambda k: losses(rows[k], 1)[0], K, space=space)
+
+    def kbackward(space: str) -> Callable[[], None]:
+        return lambda: per_domain_grads_shared_forward(model, losses, space=space)
+
+    return {
+        "erm_step": erm_step,
+        "iga_step": iga_step,
+        "hooks_full": hooks("full"),
+        "kseparate_full": kseparate("full"),
+        "kbackward_full": kbackward("full"),
+        "hooks_factor": hooks("factor"),
+        "kseparate_factor": kseparate("factor"),
+        "kbackward_factor": kbackward("factor"),
+    }
+
+
+def time_round_robin(
+    variants: dict[str, Callable[[], None]],
+    warmup: int,
+    repeats: int,
+    sync: Callable[[], None] | None = None,
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Wall and process-CPU seconds per run. The variants are interleaved (one run of each per round) so that
+    background load, if any, hits all alike; CPU time counts only this process's threads. ``sync`` (e.g.
+    ``torch.cuda.synchronize``) runs before each clock read, so asynchronous GPU work is inside the interval."""
+    barrier = sync or (lambda: None)
+    for fn in variants.values():
+        for _ in range(warmup):
+            fn()
+    wall: dict[str, list[float]] = {name: [] for name in variants}
+    cpu: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(repeats):
+        for name, fn in variants.items():
+            barrier()
+            start, start_cpu = time.perf_counter(), time.process_time()
+            fn()
+            barrier()
+            wall[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
+    return wall, cpu
+
+
+def counted_bytes(model) -> dict[str, int]:
+    """Bytes of the extra tensors of the IGA path, from the shapes the consumer actually receives."""
+    from iga.gradients import DomainGradCapture
+
+    with DomainGradCapture(model) as cap:
+        largest = max(K * m * n * 4 for m, n in (layer.shape for layer in cap.layers))
+        all_layers = sum(K * m * n * 4 for m, n in (layer.shape for layer in cap.layers))
+        factors = sum(p.numel() * p.element_size() for layer in cap.layers for p in layer.parameters())
+    return {
+        "largest_layer_domain_grads": largest,
+        "consumer_temporaries_largest_layer": 4
+        * largest
+        // K,  # Ḡ, V, Ḡ², centring buffer (the rest in place)
+        "stored_factor_grads": factors,
+        "accumulation_buffers_all_layers": all_layers,
+    }
+
+
+def step_peak_bytes(fn: Callable[[], None]) -> int:
+    """Peak of live tensor bytes during one run of ``fn``, above the level at its start (profiler timeline)."""
+    import tempfile
+    import warnings
+
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()  # warm: optimizer state and lazily built objects exist before the measured run
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter(
+            "ignore"
+        )  # "allocated before the profiling started": blocks that predate the step
+        with profile(
+            activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True
+        ) as prof:
+            fn()
+        path = os.path.join(tmp, "timeline.json")
+        prof.export_memory_timeline(path, device="cpu")
+        with open(path, encoding="utf-8") as f:
+            _, sizes = json.load(f)
+    totals = [sum(row) for row in sizes]
+    return max(totals) - totals[0]
+
+
+def ratios(t: dict[str, float]) -> dict[str, float]:
+    return {
+        "iga_step/erm_step": t["iga_step"] / t["erm_step"],
+        "kseparate/hooks (full)": t["kseparate_full"] / t["hooks_full"],
+        "kbackward/hooks (full)": t["kbackward_full"] / t["hooks_full"],
+        "kseparate/hooks (factor)": t["kseparate_factor"] / t["hooks_factor"],
+        "kbackward/hooks (factor)": t["kbackward_factor"] / t["hooks_factor"],
+    }
+
+
+def environment() -> dict[str, Any]:
+    import peft
+    import torch
+    import transformers
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "peft": peft.__version__,
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": "cpu",
+    }
