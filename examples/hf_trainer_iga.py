@@ -51,7 +51,9 @@ def local_setup(model_path: str, data_dir: str) -> tuple[Any, Any, list[dict]]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tiny", action="store_true", help="random micro model + embedded tiny data (CPU, seconds)")
+    parser.add_argument(
+        "--tiny", action="store_true", help="random micro model + embedded tiny data (CPU, seconds)"
+    )
     parser.add_argument("--model", help="local Hugging Face checkpoint folder")
     parser.add_argument("--data", help="built isomer suite folder (train.jsonl)")
     parser.add_argument("--out", default="runs/hf-iga")
@@ -83,7 +85,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         p.requires_grad_(False)
     model = attach_lora(model, r=args.rank, alpha=2 * args.rank, dropout=0.0, target_modules="all-linear")
     train_dataset = isomer_dataset(
-        records, TRAIN_DOMAINS, tokenizer=tokenizer, prompt_format=args.prompt_format, tokenize=True,
+        records,
+        TRAIN_DOMAINS,
+        tokenizer=tokenizer,
+        prompt_format=args.prompt_format,
+        tokenize=True,
         max_length=args.max_length,
     )
     training_args = TrainingArguments(
@@ -99,9 +105,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         save_strategy="no" if args.tiny else "steps",
         save_steps=100,
         bf16=args.bf16,
-        gradient_checkpointing=args.gradient_checkpointing,
+        activation_checkpointing=args.gradient_checkpointing,  # transformers 5.24's name for gradient_checkpointing
         use_cpu=args.tiny or not torch.cuda.is_available(),
         report_to="none",
+        remove_unused_columns=False,  # keep domain_id for the collator
         seed=args.seed,
         disable_tqdm=args.tiny,
     )
@@ -115,8 +122,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = trainer.train()
     model.save_pretrained(os.path.join(args.out, "adapter"))
     last = trainer.state.log_history[-2] if len(trainer.state.log_history) > 1 else {}
-    print(f"trained {result.global_step} steps; last loss {last.get('loss', float('nan')):.4f}, "
-          f"mask mean {last.get('iga/mask_mean', float('nan')):.3f}; adapter in {args.out}/adapter")
+    print(
+        f"trained {result.global_step} steps; last loss {last.get('loss', float('nan')):.4f}, "
+        f"mask mean {last.get('iga/mask_mean', float('nan')):.3f}; adapter in {args.out}/adapter"
+    )
     return {"log_history": trainer.state.log_history, "global_step": result.global_step, "out": args.out}
 
 

@@ -59,7 +59,9 @@ def local_setup(model_path: str, data_dir: str) -> tuple[Any, Any, list[dict]]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tiny", action="store_true", help="random micro model + embedded tiny data (CPU, seconds)")
+    parser.add_argument(
+        "--tiny", action="store_true", help="random micro model + embedded tiny data (CPU, seconds)"
+    )
     parser.add_argument("--model", help="local Hugging Face checkpoint folder")
     parser.add_argument("--data", help="built isomer suite folder (train.jsonl)")
     parser.add_argument("--out", default="runs/trl-iga")
@@ -86,7 +88,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from iga.integrations import IGASFTTrainer, isomer_dataset
 
     model, tokenizer, records = tiny_setup() if args.tiny else local_setup(args.model, args.data)
-    train_dataset = isomer_dataset(records, TRAIN_DOMAINS, tokenizer=tokenizer, prompt_format=args.prompt_format)
+    train_dataset = isomer_dataset(
+        records, TRAIN_DOMAINS, tokenizer=tokenizer, prompt_format=args.prompt_format
+    )
     config = SFTConfig(
         output_dir=args.out,
         per_device_train_batch_size=args.sets_per_batch * len(TRAIN_DOMAINS),  # rows: whole isomer sets
@@ -103,9 +107,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         save_steps=100,
         # SFTConfig defaults both to True; bf16 is ~5x slower on CPU and checkpointing only saves GPU memory.
         bf16=args.bf16,
-        gradient_checkpointing=args.gradient_checkpointing,
+        activation_checkpointing=args.gradient_checkpointing,  # transformers 5.24's name for gradient_checkpointing
         use_cpu=args.tiny or not torch.cuda.is_available(),
         report_to="none",
+        remove_unused_columns=False,  # keep domain_id for the collator
         seed=args.seed,
         disable_tqdm=args.tiny,
     )
@@ -114,16 +119,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args=config,
         train_dataset=train_dataset,
         processing_class=tokenizer,
-        peft_config=LoraConfig(r=args.rank, lora_alpha=2 * args.rank, lora_dropout=0.0, target_modules="all-linear"),
+        peft_config=LoraConfig(
+            r=args.rank, lora_alpha=2 * args.rank, lora_dropout=0.0, target_modules="all-linear"
+        ),
         iga_config=IGAConfig(tau=args.tau),
     )
     result = trainer.train()
     trainer.model.save_pretrained(os.path.join(args.out, "adapter"))
     last = trainer.state.log_history[-2] if len(trainer.state.log_history) > 1 else {}
-    print(f"trained {result.global_step} steps; last loss {last.get('loss', float('nan')):.4f}, "
-          f"mask mean {last.get('iga/mask_mean', float('nan')):.3f}; adapter in {args.out}/adapter")
-    return {"log_history": trainer.state.log_history, "global_step": result.global_step, "out": args.out,
-            "first_prompt": train_dataset[0]["prompt"]}
+    print(
+        f"trained {result.global_step} steps; last loss {last.get('loss', float('nan')):.4f}, "
+        f"mask mean {last.get('iga/mask_mean', float('nan')):.3f}; adapter in {args.out}/adapter"
+    )
+    return {
+        "log_history": trainer.state.log_history,
+        "global_step": result.global_step,
+        "out": args.out,
+        "first_prompt": train_dataset[0]["prompt"],
+    }
 
 
 if __name__ == "__main__":

@@ -41,22 +41,16 @@ _SHARDED = {
 }
 
 
-def _dist():  # noqa: ANN202 - the torch.distributed module, imported lazily
+def world_size() -> int:
+    """Number of processes of the default group (1 when no process group is initialised)."""
     import torch.distributed as dist
 
-    return dist
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 def is_distributed() -> bool:
     """True when a default process group is initialised with more than one process."""
-    dist = _dist()
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-def world_size() -> int:
-    """Number of processes of the default group (1 when not distributed)."""
-    dist = _dist()
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    return world_size() > 1
 
 
 def all_reduce_mean(tensors: Sequence[Tensor]) -> None:
@@ -69,8 +63,9 @@ def all_reduce_mean(tensors: Sequence[Tensor]) -> None:
     if not tensors or not is_distributed():
         return
     import torch
+    import torch.distributed as dist
 
-    dist, n = _dist(), world_size()
+    n = world_size()
     groups: dict[tuple, list[Tensor]] = {}
     for t in tensors:
         groups.setdefault((t.device, t.dtype), []).append(t)
@@ -91,9 +86,10 @@ def any_rank(flag: bool, like: Tensor) -> bool:
     if not is_distributed():
         return flag
     import torch
+    import torch.distributed as dist
 
     t = torch.tensor([1.0 if flag else 0.0], device=like.device)
-    _dist().all_reduce(t, op=_dist().ReduceOp.MAX)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item() > 0)
 
 
@@ -101,6 +97,29 @@ def check_stats_scope(value: object, owner: str) -> None:
     """Raise ``ValueError`` naming ``owner`` unless ``value`` is one of :data:`STATS_SCOPES`."""
     if value not in STATS_SCOPES:
         raise ValueError(f"{owner} must be one of {STATS_SCOPES}, got {value!r}")
+
+
+def check_launch(num_processes: int, *, cpu: bool) -> None:
+    """Refuse a multi-process launch that Accelerate sees as one process (each rank would train alone).
+
+    ``torchrun --nproc_per_node N`` sets ``WORLD_SIZE=N``; on a machine without GPUs a plain ``Accelerator()``
+    then reports one process per rank and every rank trains, checkpoints and writes results on its own.
+
+    Example:
+        >>> import os
+        >>> os.environ.get("WORLD_SIZE", "1") == "1" and check_launch(1, cpu=False) is None
+        True
+    """
+    import os
+
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > 1 and num_processes != launched:
+        hint = " On a machine without GPUs set `cpu: true` (`--set cpu=true`)." if not cpu else ""
+        raise ValueError(
+            f"launched with WORLD_SIZE={launched} processes but Accelerate sees {num_processes}: every process "
+            f"would train on its own and overwrite the others' results.{hint} See "
+            "configs/accelerate/ddp_cpu.yaml and ddp_gpu.yaml for working launch commands"
+        )
 
 
 def check_distributed_type(distributed_type: str, *, algorithm: str, capture_space: str | None) -> None:

@@ -32,7 +32,9 @@ def _rows(n_sets: int, k: int, seed: int) -> tuple[list[str], list[int]]:
 def test_batches_are_whole_sets_domain_major_in_iga_train_order(n_sets, k, spb, multiple, seed, shuffle):
     spb = min(spb, n_sets)
     instances, domains = _rows(n_sets, k, shuffle)
-    sampler = IsomerSetBatchSampler(instances, domains, rows_per_batch=spb * k, seed=seed, batches_multiple_of=multiple)
+    sampler = IsomerSetBatchSampler(
+        instances, domains, rows_per_batch=spb * k, seed=seed, batches_multiple_of=multiple
+    )
     assert len(sampler) % multiple == 0 and len(sampler) * spb >= n_sets
     first_seen = list(dict.fromkeys(instances))  # sets are numbered by first appearance
     for epoch in (0, 1):
@@ -49,7 +51,9 @@ def test_batches_are_whole_sets_domain_major_in_iga_train_order(n_sets, k, spb, 
 def test_sampler_reads_a_datasets_column_table():
     from datasets import Dataset
 
-    ds = Dataset.from_dict({"instance_id": ["a", "a", "b", "b"], "domain_id": [1, 0, 0, 1], "x": [0, 1, 2, 3]})
+    ds = Dataset.from_dict(
+        {"instance_id": ["a", "a", "b", "b"], "domain_id": [1, 0, 0, 1], "x": [0, 1, 2, 3]}
+    )
     sampler = IsomerSetBatchSampler.from_dataset(ds, rows_per_batch=2)
     assert sampler.num_domains == 2 and sampler.sets == [[1, 0], [2, 3]]
 
@@ -117,7 +121,10 @@ def test_collator_delegates_padding_and_keeps_domain_ids():
 def test_collator_refuses_padding_free_and_missing_domain():
     from transformers import DataCollatorWithFlattening
 
-    rows = [{"input_ids": [1, 2], "labels": [1, 2], "domain_id": 0}, {"input_ids": [3], "labels": [3], "domain_id": 1}]
+    rows = [
+        {"input_ids": [1, 2], "labels": [1, 2], "domain_id": 0},
+        {"input_ids": [3], "labels": [3], "domain_id": 1},
+    ]
     with pytest.raises(ValueError, match="returned 1 row\\(s\\) for 2 examples"):
         DomainBatchCollator(DataCollatorWithFlattening())(rows)
     with pytest.raises(ValueError, match="remove_unused_columns=False"):

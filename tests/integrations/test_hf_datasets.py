@@ -53,10 +53,14 @@ def test_chat_prompts_come_from_the_tokenizer_template(iso_records, tokenizer):
     auto = isomer_dataset(iso_records, DOMAINS, tokenizer=chat_tok)  # auto: a template means chat
     expected = ChatPromptFormat(chat_tok).prompt(iso_records[0])
     assert auto[0]["prompt"] == expected and expected.startswith("<|user|>There are")
-    assert isomer_dataset(iso_records, DOMAINS, tokenizer=chat_tok, prompt_format="plain")[0]["prompt"].startswith("Q: ")
+    assert isomer_dataset(iso_records, DOMAINS, tokenizer=chat_tok, prompt_format="plain")[0][
+        "prompt"
+    ].startswith("Q: ")
     tokenized = isomer_dataset(iso_records, DOMAINS, tokenizer=chat_tok, tokenize=True, max_length=200)[0]
     masked = tokenized["labels"].index(next(t for t in tokenized["labels"] if t != -100))
-    assert chat_tok.decode(tokenized["input_ids"][:masked]).endswith(expected)  # -100 on exactly the chat prompt
+    assert chat_tok.decode(tokenized["input_ids"][:masked]).endswith(
+        expected
+    )  # -100 on exactly the chat prompt
     assert chat_tok.decode(tokenized["input_ids"][masked:]) == iso_records[0]["gold_cot"] + chat_tok.eos_token
 
 

@@ -6,12 +6,17 @@ Data flow per step: ``DomainGradCapture(space="full")`` hands each layer's (K, m
 the factor gradients at once and keeps only those (r(m+n) numbers per layer), so no two layers' full matrices
 are alive together. ``step()`` writes them into ``.grad`` (autograd is still accumulating into A and B while the
 hook runs, so ``.grad`` is never touched there), clips, and steps the base optimizer.
+
+Data parallelism (DDP): with ``stats_scope="global"`` the capture averages each layer's per-domain sums over the
+ranks inside the backward (before the statistics); with ``"local"`` every rank masks and projects its own sums.
+In both scopes ``step()`` then averages the written gradients of every trainable parameter over the ranks (one
+LoRA-sized all-reduce, which also keeps the ranks bitwise in sync), so the backward may run under DDP's
+``no_sync()``: DDP's own all-reduce of ``.grad`` would be overwritten anyway.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections import OrderedDict
 from dataclasses import asdict
 from typing import Any
 
@@ -19,28 +24,21 @@ import torch
 from torch import Tensor, nn
 
 from iga.algorithms.base import Algorithm, make_base_optimizer
+from iga.algorithms.gradient_wrapper import OptimizerWrapper
 from iga.algorithms.iga_config import IGAConfig
 from iga.algorithms.lora_map import map_products, project_products
 from iga.algorithms.mask import domain_statistics, normalised_variance
 from iga.algorithms.registry import register_algorithm
+from iga.distributed import all_reduce_mean
 from iga.gradients.capture import CapturedLayer, DomainGradCapture
 
-_HOOK_NAMES = (
-    "_optimizer_step_pre_hooks",
-    "_optimizer_step_post_hooks",
-    "_optimizer_state_dict_pre_hooks",
-    "_optimizer_state_dict_post_hooks",
-    "_optimizer_load_state_dict_pre_hooks",
-    "_optimizer_load_state_dict_post_hooks",
-)
 
-
-class IGAOptimizer(torch.optim.Optimizer):
+class IGAOptimizer(OptimizerWrapper):
     """Wraps a base optimizer (AdamW by default) and rewrites the LoRA gradients with IGA before each step.
 
-    It is a ``torch.optim.Optimizer`` whose ``param_groups``, ``state`` and ``defaults`` are the base optimizer's,
-    so LR schedulers, the HF Trainer and Accelerate drive it as usual (Opacus ``DPOptimizer`` / PEFT
-    ``create_riemannian_optimizer`` pattern).
+    It is a ``torch.optim.Optimizer`` whose ``param_groups``, ``state`` and ``defaults`` are the base optimizer's
+    (:class:`~iga.algorithms.gradient_wrapper.OptimizerWrapper`), so LR schedulers, the HF Trainer and Accelerate
+    drive it as usual.
 
     Parameters that are not LoRA factors of a captured layer (norms, embeddings, LoRA biases) keep their autograd
     gradient, which is already the mean gradient of ``L = (1/K) Σ_k L_k``, i.e. plain ERM. Plain trainable
@@ -68,25 +66,10 @@ class IGAOptimizer(torch.optim.Optimizer):
         capture: DomainGradCapture,
         config: IGAConfig | None = None,
     ) -> None:
-        if not isinstance(base_optimizer, torch.optim.Optimizer):
-            raise TypeError(
-                f"base_optimizer must be a torch.optim.Optimizer, got {type(base_optimizer).__name__}"
-            )
         if not isinstance(capture, DomainGradCapture) or capture.space != "full":
             raise ValueError("IGAOptimizer needs a DomainGradCapture(model, space='full')")
-        self.base_optimizer, self.capture = base_optimizer, capture
+        super().__init__(base_optimizer, capture, "IGAOptimizer")
         self.config = config if config is not None else IGAConfig()
-        for name in _HOOK_NAMES:
-            setattr(self, name, OrderedDict())
-        self._patch_step_function()
-        in_optimizer = {id(p) for group in base_optimizer.param_groups for p in group["params"]}
-        missing = [
-            layer.name for layer in capture.layers for p in layer.parameters() if id(p) not in in_optimizer
-        ]
-        if missing:
-            raise ValueError(
-                f"trainable parameters of captured layer {missing[0]!r} are not in the base optimizer"
-            )
         self._layer_index = {id(layer): i for i, layer in enumerate(capture.layers)}
         self._step = 0
         self._skipped = 0
@@ -96,34 +79,7 @@ class IGAOptimizer(torch.optim.Optimizer):
         self.last_metrics: dict[str, float] = {}
         self._clear_pending()
         capture.set_consumer(self._consume)
-
-    # ------------------------------------------------------------ Optimizer pass-through
-    @property
-    def param_groups(self) -> list[dict[str, Any]]:  # type: ignore[override]
-        return self.base_optimizer.param_groups
-
-    @param_groups.setter
-    def param_groups(self, value: list[dict[str, Any]]) -> None:
-        self.base_optimizer.param_groups = value
-
-    @property
-    def state(self) -> Any:  # type: ignore[override]
-        return self.base_optimizer.state
-
-    @state.setter
-    def state(self, value: Any) -> None:
-        self.base_optimizer.state = value
-
-    @property
-    def defaults(self) -> dict[str, Any]:  # type: ignore[override]
-        return self.base_optimizer.defaults
-
-    @defaults.setter
-    def defaults(self, value: dict[str, Any]) -> None:
-        self.base_optimizer.defaults = value
-
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        self.base_optimizer.add_param_group(param_group)
+        capture.set_reducer(self._reduce_domain_sums)
 
     # ------------------------------------------------------------ per-layer work (inside the backward)
     def _clear_pending(self) -> None:
@@ -168,6 +124,11 @@ class IGAOptimizer(torch.optim.Optimizer):
         seed = (self.config.svd_seed * 1_000_003 + self._step) * 65_537 + self._layer_index[id(layer)]
         return torch.Generator(device=device).manual_seed(seed % (2**63))
 
+    def _reduce_domain_sums(self, sums: list[Tensor]) -> None:
+        # Read at call time, so that a config swapped between steps takes effect; a no-op in one process.
+        if self.config.stats_scope == "global":
+            all_reduce_mean(sums)
+
     @torch.no_grad()
     def _consume(self, layer: CapturedLayer, domain_grads: Tensor) -> None:
         tau = self.config.tau_at(self._step)
@@ -206,15 +167,16 @@ class IGAOptimizer(torch.optim.Optimizer):
         self._pending[layer.lora_B] = grad_b.to(layer.lora_B.dtype)
 
     # ------------------------------------------------------------ step
-    def _params(self) -> list[nn.Parameter]:
-        return [p for group in self.param_groups for p in group["params"]]
-
     def _skip(self, tau: float) -> None:
         self._skipped += 1
         if not self._warned_nonfinite:
+            where = (
+                f"in {self._nonfinite[:3]} ({len(self._nonfinite)} layer(s))"
+                if self._nonfinite
+                else "on another rank"
+            )
             warnings.warn(
-                f"IGA: non-finite gradient statistics in {self._nonfinite[:3]} "
-                f"({len(self._nonfinite)} layer(s)); skipping this optimizer step (counted in "
+                f"IGA: non-finite gradient statistics {where}; skipping this optimizer step (counted in "
                 "last_metrics['skipped_steps'], warned once)",
                 RuntimeWarning,
                 stacklevel=3,
@@ -224,7 +186,7 @@ class IGAOptimizer(torch.optim.Optimizer):
         self.last_metrics = {"tau": tau, "skipped_steps": float(self._skipped), "skipped": 1.0}
 
     def step(self, closure: Any = None) -> None:  # type: ignore[override]
-        """Write the IGA factor gradients into ``.grad``, clip, and step the base optimizer."""
+        """Write the IGA factor gradients into ``.grad``, average them over ranks, clip, step the base optimizer."""
         if closure is not None:
             raise ValueError(
                 "IGAOptimizer.step does not take a closure (closure-based optimizers are not supported)"
@@ -237,27 +199,15 @@ class IGAOptimizer(torch.optim.Optimizer):
                 "last micro-batch of an accumulation step)"
             )
         try:
-            if self._nonfinite:
+            if self._all_skip(bool(self._nonfinite)):
                 self._skip(tau)
                 return
-            with torch.no_grad():
-                for param, grad in self._pending.items():
-                    if param.grad is None or param.grad.shape != grad.shape:
-                        param.grad = grad
-                    else:
-                        param.grad.copy_(grad)
-                self._ema.update(self._pending_ema)
-                if self._pending_ema:
-                    self._ema_steps += 1
-                metrics = self._metrics(tau)
-                if self.config.max_grad_norm is not None:
-                    norm = nn.utils.clip_grad_norm_(self._params(), self.config.max_grad_norm)
-                else:
-                    grads = [p.grad for p in self._params() if p.grad is not None]
-                    # .to(): a model split over several devices has its gradients on several devices.
-                    norms = [torch.linalg.vector_norm(g).to(grads[0].device) for g in grads]
-                    norm = torch.linalg.vector_norm(torch.stack(norms))
-                metrics["grad_norm"] = float(norm)
+            self._write_grads(self._pending)
+            self._ema.update(self._pending_ema)
+            if self._pending_ema:
+                self._ema_steps += 1
+            metrics = self._metrics(tau)
+            metrics["grad_norm"] = self._clip(self.config.max_grad_norm)
             self.base_optimizer.step()
             self.last_metrics = metrics
         finally:
@@ -341,6 +291,7 @@ def create_iga_optimizer(
     damping: float = IGAConfig.damping,
     eps: float = IGAConfig.eps,
     max_grad_norm: float | None = IGAConfig.max_grad_norm,
+    stats_scope: str = IGAConfig.stats_scope,
     capture: DomainGradCapture | None = None,
 ) -> IGAOptimizer:
     """Build ``IGAOptimizer(base(trainable params), DomainGradCapture(model, space="full"), IGAConfig(...))``.
@@ -369,6 +320,7 @@ def create_iga_optimizer(
         damping=damping,
         eps=eps,
         max_grad_norm=max_grad_norm,
+        stats_scope=stats_scope,
     )
     if capture is None:
         capture = DomainGradCapture(model, space="full")

@@ -75,7 +75,11 @@ class IsomerSetBatchSampler:
                 f"rows_per_batch (per_device_train_batch_size) = {rows_per_batch} must be a multiple of the "
                 f"{k_dom} domains: a batch holds whole isomer sets, one row per domain"
             )
-        if isinstance(batches_multiple_of, bool) or not isinstance(batches_multiple_of, int) or batches_multiple_of < 1:
+        if (
+            isinstance(batches_multiple_of, bool)
+            or not isinstance(batches_multiple_of, int)
+            or batches_multiple_of < 1
+        ):
             raise ValueError(f"batches_multiple_of must be an int >= 1, got {batches_multiple_of!r}")
         self.num_domains, self.batch_size, self.seed = k_dom, rows_per_batch, seed
         self.batches_multiple_of = batches_multiple_of
@@ -236,5 +240,7 @@ class DomainBatchCollator:
                 raise ValueError(f"row {i}: labels has {lab.numel()} tokens but input_ids has {ids.numel()}")
             input_ids[i, : ids.numel()] = ids
             labels[i, : ids.numel()] = lab
-            attention[i, : ids.numel()] = 1 if "attention_mask" not in r else torch.as_tensor(r["attention_mask"])
+            attention[i, : ids.numel()] = (
+                1 if "attention_mask" not in r else torch.as_tensor(r["attention_mask"])
+            )
         return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}

@@ -126,7 +126,9 @@ def _resolve_format(prompt_format: str | Any, tokenizer: Any) -> Any:
         from iga.models.chat import make_prompt_format
 
         if prompt_format == "chat" and tokenizer is None:
-            raise ValueError("prompt_format='chat' needs the tokenizer whose chat template renders the prompt")
+            raise ValueError(
+                "prompt_format='chat' needs the tokenizer whose chat template renders the prompt"
+            )
         return make_prompt_format(prompt_format, tokenizer)
     if not (hasattr(prompt_format, "prompt") and hasattr(prompt_format, "completion")):
         raise TypeError(

@@ -43,7 +43,15 @@ from iga.integrations.batching import DomainBatchCollator, IsomerSetBatchSampler
 logger = logging.getLogger(__name__)
 
 #: ``IGAOptimizer.last_metrics`` entries added to the Trainer's logs as ``iga/<name>`` (values of the last step).
-LOGGED_METRICS = ("mask_mean", "mask_below_half", "vhat_mean", "tau", "grad_norm", "energy_kept_mean", "skipped_steps")
+LOGGED_METRICS = (
+    "mask_mean",
+    "mask_below_half",
+    "vhat_mean",
+    "tau",
+    "grad_norm",
+    "energy_kept_mean",
+    "skipped_steps",
+)
 
 
 def check_training_args(args: TrainingArguments, *, trainer: str = "IGATrainer") -> None:
@@ -81,7 +89,9 @@ def check_training_args(args: TrainingArguments, *, trainer: str = "IGATrainer")
     }
     for name, (bad, why) in refusals.items():
         if bad:
-            raise ValueError(f"{trainer}: TrainingArguments.{name}={getattr(args, name)!r} is not supported: {why}")
+            raise ValueError(
+                f"{trainer}: TrainingArguments.{name}={getattr(args, name)!r} is not supported: {why}"
+            )
     if getattr(args, "train_sampling_strategy", "random") not in ("random", "sequential"):
         warnings.warn(
             f"{trainer}: train_sampling_strategy={args.train_sampling_strategy!r} is ignored; batches are whole "
@@ -163,8 +173,10 @@ class IGATrainerMixin:
         if args.max_grad_norm and args.max_grad_norm > 0:
             if config.max_grad_norm is None:
                 config = replace(config, max_grad_norm=float(args.max_grad_norm))
-                logger.info("IGA: clipping to max_grad_norm=%s after the IGA rewrite (Trainer clipping off)",
-                            args.max_grad_norm)
+                logger.info(
+                    "IGA: clipping to max_grad_norm=%s after the IGA rewrite (Trainer clipping off)",
+                    args.max_grad_norm,
+                )
             elif config.max_grad_norm != args.max_grad_norm:
                 warnings.warn(
                     f"IGA: TrainingArguments.max_grad_norm={args.max_grad_norm} ignored in favour of "
@@ -195,7 +207,9 @@ class IGATrainerMixin:
         trainer: Any = self
         if trainer.optimizer is None:
             base = super().create_optimizer(model)  # type: ignore[misc]
-            trainer.optimizer = IGAOptimizer(base, DomainGradCapture(trainer.model, space="full"), self._iga_config)
+            trainer.optimizer = IGAOptimizer(
+                base, DomainGradCapture(trainer.model, space="full"), self._iga_config
+            )
         return trainer.optimizer
 
     def get_train_dataloader(self) -> Any:
@@ -217,7 +231,9 @@ class IGATrainerMixin:
             params["prefetch_factor"] = args.dataloader_prefetch_factor
         return trainer.accelerator.prepare(DataLoader(trainer.train_dataset, **params))
 
-    def training_step(self, model: nn.Module, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Tensor:
+    def training_step(
+        self, model: nn.Module, inputs: dict[str, Any], num_items_in_batch: Any = None
+    ) -> Tensor:
         """The Trainer's step (forward + backward) inside the capture's per-domain context."""
         trainer: Any = self
         if "domain_ids" not in inputs:
@@ -249,7 +265,9 @@ class IGATrainerMixin:
                 raise ValueError("a training batch has no 'domain_ids'")
             losses, outputs = self._domain_losses(model, inputs, domain_ids)
             detached = losses.detach().float()
-            self._domain_loss_sum = detached if self._domain_loss_sum is None else self._domain_loss_sum + detached
+            self._domain_loss_sum = (
+                detached if self._domain_loss_sum is None else self._domain_loss_sum + detached
+            )
             self._domain_loss_count += 1
             loss = losses.mean()
         else:
@@ -267,7 +285,9 @@ class IGATrainerMixin:
             logs.update({f"iga/{k}": float(metrics[k]) for k in LOGGED_METRICS if k in metrics})
         super().log(logs, start_time)  # type: ignore[misc]
 
-    def _domain_losses(self, model: nn.Module, inputs: dict[str, Any], domain_ids: Tensor) -> tuple[Tensor, Any]:
+    def _domain_losses(
+        self, model: nn.Module, inputs: dict[str, Any], domain_ids: Tensor
+    ) -> tuple[Tensor, Any]:
         raise NotImplementedError
 
     def _pooled_loss(self, model: nn.Module, inputs: dict[str, Any]) -> tuple[Tensor, Any]:
@@ -306,13 +326,19 @@ class IGATrainer(IGATrainerMixin, Trainer):
         **kwargs: Any,
     ) -> None:
         if args is None:
-            raise ValueError("IGATrainer needs TrainingArguments (per_device_train_batch_size = sets × K rows)")
+            raise ValueError(
+                "IGATrainer needs TrainingArguments (per_device_train_batch_size = sets × K rows)"
+            )
         check_training_args(args, trainer=type(self).__name__)
         collator = domain_collator(data_collator, kwargs.get("processing_class"))
-        super().__init__(model=model, args=args, data_collator=collator, train_dataset=train_dataset, **kwargs)
+        super().__init__(
+            model=model, args=args, data_collator=collator, train_dataset=train_dataset, **kwargs
+        )
         self._iga_init(iga_config)
 
-    def _domain_losses(self, model: nn.Module, inputs: dict[str, Any], domain_ids: Tensor) -> tuple[Tensor, Any]:
+    def _domain_losses(
+        self, model: nn.Module, inputs: dict[str, Any], domain_ids: Tensor
+    ) -> tuple[Tensor, Any]:
         labels = inputs.pop("labels")
         outputs = model(**inputs, use_cache=False)
         return per_domain_token_loss(outputs.logits, labels, domain_ids, self.num_domains), outputs

@@ -48,7 +48,9 @@ def check_sft_config(args: SFTConfig) -> None:
     }
     for name, (bad, why) in refusals.items():
         if bad:
-            raise ValueError(f"IGASFTTrainer: SFTConfig.{name}={getattr(args, name)!r} is not supported: {why}")
+            raise ValueError(
+                f"IGASFTTrainer: SFTConfig.{name}={getattr(args, name)!r} is not supported: {why}"
+            )
 
 
 class IGASFTTrainer(IGATrainerMixin, SFTTrainer):
@@ -90,7 +92,9 @@ class IGASFTTrainer(IGATrainerMixin, SFTTrainer):
         self.data_collator = domain_collator(self.data_collator, self.processing_class)
         self._iga_init(iga_config)
 
-    def _domain_losses(self, model: nn.Module, inputs: dict[str, Any], domain_ids: Tensor) -> tuple[Tensor, Any]:
+    def _domain_losses(
+        self, model: nn.Module, inputs: dict[str, Any], domain_ids: Tensor
+    ) -> tuple[Tensor, Any]:
         outputs = model(**inputs, use_cache=False, fused_lm_head=True)
         losses = per_domain_mean(-outputs.log_probs, outputs.label_mask, domain_ids, self.num_domains)
         return losses, outputs

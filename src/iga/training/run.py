@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from iga.config import TrainConfig
+from iga.distributed import check_distributed_type, check_launch
 from iga.training.data import IsomerCollator, IsomerSet, sets_for_step
 from iga.training.setup import load_student, load_teacher, load_train_sets, prompt_format
 
@@ -73,10 +74,15 @@ class Run:
         return logits, losses
 
     def forward_backward(self, batch: dict[str, Any], step: int, *, sync: bool) -> Any:
-        """One micro-batch: forward and backward of the algorithm's objective inside the capture's domain context."""
+        """One micro-batch: forward and backward of the algorithm's objective inside the capture's domain context.
+
+        Under DDP, ``.grad`` is all-reduced only at the last micro-batch, and never for gradient-rewriting methods
+        (a capture): their optimizer overwrites ``.grad`` and averages what it writes itself.
+        """
         ctx = (self.capture.domains(batch["domain_ids"], num_domains=self.num_domains, sync=sync)
                if self.capture is not None else nullcontext())
-        with ctx, self.accelerator.autocast():
+        ddp_sync = nullcontext() if sync and self.capture is None else self.accelerator.no_sync(self.model)
+        with ctx, ddp_sync, self.accelerator.autocast():
             logits, losses = self.domain_losses(batch)
             if hasattr(self.algorithm, "loss_from_logits"):  # IRM, Fishr: penalties that need the logits
                 objective = self.algorithm.loss_from_logits(losses, logits, batch["labels"], batch["domain_ids"], step)
@@ -115,8 +121,10 @@ def prepare_run(cfg: TrainConfig) -> Run:
         raise ValueError(f"sets_per_batch={cfg.sets_per_batch} must be divisible by grad_accum={cfg.grad_accum}")
     torch.manual_seed(cfg.seed)
     accelerator = Accelerator(cpu=cfg.cpu, mixed_precision=cfg.mixed_precision)
+    check_launch(accelerator.num_processes, cpu=cfg.cpu)
     sets, manifest = load_train_sets(cfg)
     algorithm = build_algorithm(cfg, len(cfg.train_domains))
+    check_distributed_type(accelerator.distributed_type, algorithm=cfg.algorithm, capture_space=algorithm.capture_space)
     model, tokenizer = load_student(cfg)
     capture = DomainGradCapture(model, space=algorithm.capture_space) if algorithm.capture_space else None
     trainable = [p for p in model.parameters() if p.requires_grad]
