@@ -4,8 +4,10 @@ against the formula of docs/guide.md ("Memory").
 Formula, in bytes (the per-domain statistics are fp32 whatever the model dtype; K domains; adapted layers ℓ with
 ``W_ℓ ∈ R^{m_ℓ×n_ℓ}`` and LoRA rank r)::
 
-    extra ≈ 4·(K + 3)·max_ℓ m_ℓ·n_ℓ        the largest layer's (K, m, n) per-domain block, plus Ḡ, V and one
-                                            centring / Ḡ² buffer while its mask is built (the rest is in place)
+    extra ≈ (4·K + 21)·max_ℓ m_ℓ·n_ℓ       the largest layer's (K, m, n) per-domain block (4·K·m·n), Ḡ, V and one
+                                            centring / Ḡ² buffer while its mask is built (12·m·n; the rest is in
+                                            place), and the "mask < 0.5" count of the metrics: a bool mask plus
+                                            the int64 copy that ``.sum()`` of a bool tensor makes (9·m·n)
           + 4·Σ_ℓ r·(m_ℓ + n_ℓ)            the IGA factor gradients of every layer, held until step()
     gradient accumulation: + 4·K·Σ_ℓ m_ℓ·n_ℓ   (per-domain sums of every layer, alive until the sync micro-batch)
     ema_beta > 0:          + 8·Σ_ℓ m_ℓ·n_ℓ     (persistent EMA of V and Ḡ²)
@@ -13,7 +15,7 @@ Formula, in bytes (the per-domain statistics are fp32 whatever the model dtype; 
 Measured with ``torch.profiler``'s memory timeline (live tensor bytes; torch has no CPU allocator counters):
 
 1. the IGA per-layer work alone: ``capture.consumer(layer, G)`` on a (K, m, n) block of the largest layer — peak
-   live bytes above the start, plus the block itself — against ``4·(K + 3)·m·n``;
+   live bytes above the start, the block included — against ``(4·K + 21)·m·n``;
 2. whole steps on one model: ``--steps`` ERM steps and IGA steps (forward, backward, AdamW) on a batch of 1
    isomer set × K domains × ``--seq`` tokens; the last step of each is profiled. The difference of the peaks is
    at most the formula: IGA's buffers live during each layer's backward, while ERM's peak can come earlier (the
@@ -45,7 +47,7 @@ def formula(layer_shapes: list[tuple[int, int]], rank: int, *, k_dom: int = K) -
     total = sum(m * n for m, n in layer_shapes)
     terms = {
         "largest_layer_block": 4 * k_dom * largest,
-        "largest_layer_temporaries": 4 * 3 * largest,
+        "largest_layer_temporaries": (4 * 3 + 1 + 8) * largest,
         "pending_factor_grads": 4 * sum(rank * (m + n) for m, n in layer_shapes),
         "accumulation_sums": 4 * k_dom * total,
         "ema_state": 8 * total,
@@ -61,7 +63,6 @@ def _consumer_peak(optimizer: Any, layer: Any) -> int:
     import torch
 
     m, n = layer.shape
-    block_bytes = 4 * K * m * n
 
     def run() -> None:
         grads = torch.randn(
@@ -70,8 +71,7 @@ def _consumer_peak(optimizer: Any, layer: Any) -> int:
         optimizer.capture.consumer(layer, grads)
         optimizer.zero_grad()  # drop the pending factor gradients between the warm-up and the measured run
 
-    peak = step_peak_bytes(run)
-    return max(peak, block_bytes)
+    return step_peak_bytes(run)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     per_layer_formula = terms["largest_layer_block"] + terms["largest_layer_temporaries"]
     print(
         f"IGA per-layer work, largest layer: measured {measured['consumer_largest_layer'] / MIB:8.1f} MiB   "
-        f"formula 4·(K+3)·m·n = {per_layer_formula / MIB:8.1f} MiB"
+        f"formula (4·K+21)·m·n = {per_layer_formula / MIB:8.1f} MiB"
     )
     delta = measured["iga_step"] - measured["erm_step"]
     print(

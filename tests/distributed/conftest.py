@@ -37,15 +37,32 @@ def launch_once(tmp_path_factory: pytest.TempPathFactory, mode: str, prepare=Non
             return out
         out.mkdir(exist_ok=True)
         args = prepare(out) if prepare is not None else []
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1",
-               "TOKENIZERS_PARALLELISM": "false"}
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               str(WORKER), mode, str(out), *args]
+        env = {
+            **os.environ,
+            "HF_HUB_OFFLINE": "1",
+            "HF_DATASETS_OFFLINE": "1",
+            "OMP_NUM_THREADS": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+        }
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(WORKER),
+            mode,
+            str(out),
+            *args,
+        ]
         proc = subprocess.run(cmd, env=env, cwd=WORKER.parent, capture_output=True, text=True, timeout=600)
         if proc.returncode != 0:
             # torchrun's own report is long and says little; the ranks' tracebacks are prefixed "[rankN]:".
             ranks = "\n".join(line for line in proc.stderr.splitlines() if line.startswith("[rank"))
-            pytest.fail(f"2-process worker failed (rc {proc.returncode}):\n{ranks[-6000:] or proc.stderr[-6000:]}")
+            pytest.fail(
+                f"2-process worker failed (rc {proc.returncode}):\n{ranks[-6000:] or proc.stderr[-6000:]}"
+            )
         done.touch()
     return out
 
@@ -59,8 +76,9 @@ def _trainer_inputs(out: Path) -> list[str]:
 
     data, base = out / "data", out / "base"
     build_suite("tiny", data)
-    tok = train_bpe_tokenizer([r["question"] + "\n" + r["gold_cot"] for r in read_jsonl(data / "train.jsonl")],
-                              vocab_size=1024)
+    tok = train_bpe_tokenizer(
+        [r["question"] + "\n" + r["gold_cot"] for r in read_jsonl(data / "train.jsonl")], vocab_size=1024
+    )
     build_student("micro", tok, seed=0).save_pretrained(base)
     tok.save_pretrained(base)
     return [str(data), str(base)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
+from functools import cache
 from typing import Any
 
 import torch
@@ -92,6 +93,7 @@ def grads(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
+@cache  # several tests compare against the same reference; callers must not modify it
 def global_reference(scenario: str) -> dict[str, dict[str, torch.Tensor]]:
     """One process, the whole global batch per step (no accumulation): the large-batch semantics."""
     model = make_model()
@@ -105,6 +107,7 @@ def global_reference(scenario: str) -> dict[str, dict[str, torch.Tensor]]:
     return {"params": trainable(model), "grads": last}
 
 
+@cache
 def local_reference(scenario: str) -> dict[str, dict[str, torch.Tensor]]:
     """One process: per step, each rank's own update computed alone (an optimizer + capture per rank, SGD with
     lr 0 so that only its gradient is taken), then the mean of the per-rank gradients applied with SGD."""

@@ -9,6 +9,7 @@ model, backward under ``no_sync``, the optimizer wrapper averages) or ``ddp_work
 from __future__ import annotations
 
 import sys
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -34,22 +35,38 @@ def run_optimizers(out: Path) -> None:
         ddp_model, ddp_optimizer = accelerator.prepare(model, optimizer)
         last = {}
         for step in range(sc.STEPS):
-            sc.backward(ddp_model, capture, sc.rank_batch(step, rank), count, lambda: accelerator.no_sync(ddp_model))
+            sc.backward(
+                ddp_model, capture, sc.rank_batch(step, rank), count, partial(accelerator.no_sync, ddp_model)
+            )
             ddp_optimizer.step()
             last = sc.grads(model)
             ddp_optimizer.zero_grad()
-        payload = {"params": sc.trainable(model), "grads": last, "world": accelerator.num_processes,
-                   "distributed_type": str(accelerator.distributed_type)}
+        payload = {
+            "params": sc.trainable(model),
+            "grads": last,
+            "world": accelerator.num_processes,
+            "distributed_type": str(accelerator.distributed_type),
+        }
         torch.save(payload, out / f"{scenario}.rank{rank}.pt")
         capture.detach()
 
 
 TRAINER_RUNS = {
     "iga_local": {"algorithm": "iga", "algorithm_options": {"tau": 5.0}},
-    "iga_global_accum": {"algorithm": "iga", "algorithm_options": {"tau": 5.0, "stats_scope": "global"},
-                         "grad_accum": 2},
+    "iga_global_accum": {
+        "algorithm": "iga",
+        "algorithm_options": {"tau": 5.0, "stats_scope": "global"},
+        "grad_accum": 2,
+    },
     "pcgrad": {"algorithm": "pcgrad"},
     "erm_accum": {"algorithm": "erm", "grad_accum": 2},
+    # Loss-side methods: DDP's own all-reduce; penalties and GroupDRO's weights are computed per rank.
+    "irm": {"algorithm": "irm", "algorithm_options": {"anneal_steps": 0}},
+    "fishr": {"algorithm": "fishr", "algorithm_options": {"anneal_steps": 0}},
+    "iga_koyama": {"algorithm": "iga_koyama"},
+    "vrex": {"algorithm": "vrex"},
+    "groupdro": {"algorithm": "groupdro"},
+    "fish": {"algorithm": "fish"},
 }
 
 
@@ -59,9 +76,21 @@ def run_trainer(out: Path, data: str, base: str) -> None:
     from iga.training.setup import load_student
 
     for name, options in TRAINER_RUNS.items():
-        cfg = TrainConfig(data_dir=data, out_dir=str(out / name), base_dir=base, student="micro", steps=2,
-                          sets_per_batch=2, lr=1e-2, warmup_steps=0, log_every=1, checkpoint_every=1,
-                          cpu=True, lora={"r": 4, "alpha": 8, "init": "gaussian"}, **options)
+        cfg = TrainConfig(
+            data_dir=data,
+            out_dir=str(out / name),
+            base_dir=base,
+            student="micro",
+            steps=2,
+            sets_per_batch=2,
+            lr=1e-2,
+            warmup_steps=0,
+            log_every=1,
+            checkpoint_every=1,
+            cpu=True,
+            lora={"r": 4, "alpha": 8, "init": "gaussian"},
+            **options,
+        )
         torch.manual_seed(cfg.seed)  # as prepare_run does: the LoRA initialisation the run starts from
         init = _lora(load_student(cfg)[0])
         result = train(cfg, progress=False)

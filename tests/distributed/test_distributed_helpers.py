@@ -32,7 +32,9 @@ def test_docstring_examples():
 def test_sharding_backends_are_refused_for_gradient_rewriting_methods(kind, algorithm, space):
     from accelerate.utils import DistributedType
 
-    with pytest.raises(ValueError, match=rf"algorithm '{algorithm}' cannot run under {kind}: .*{space}-space"):
+    with pytest.raises(
+        ValueError, match=rf"algorithm '{algorithm}' cannot run under {kind}: .*{space}-space"
+    ):
         check_distributed_type(DistributedType[kind], algorithm=algorithm, capture_space=space)
 
 
@@ -53,12 +55,17 @@ def test_a_launch_that_accelerate_sees_as_one_process_is_refused(monkeypatch):
 
 def test_stats_scope_is_validated():
     assert IGAConfig().stats_scope == "local" and IGAConfig(stats_scope="global").stats_scope == "global"
-    with pytest.raises(ValueError, match=r"IGAConfig.stats_scope must be one of \('local', 'global'\), got 'rank'"):
+    with pytest.raises(
+        ValueError, match=r"IGAConfig.stats_scope must be one of \('local', 'global'\), got 'rank'"
+    ):
         IGAConfig(stats_scope="rank")
     net = nn.Linear(2, 2)
     with pytest.raises(ValueError, match=r"stats_scope must be one of \('local', 'global'\)"):
-        FactorGradOptimizer(torch.optim.SGD(net.parameters(), lr=0.1), DomainGradCapture(net, space="factor"),
-                            stats_scope="all")
+        FactorGradOptimizer(
+            torch.optim.SGD(net.parameters(), lr=0.1),
+            DomainGradCapture(net, space="factor"),
+            stats_scope="all",
+        )
 
 
 def _two_layer_backward(capture: DomainGradCapture, net: nn.Module, micro: int = 1) -> None:
@@ -115,11 +122,15 @@ def _step(model, optimizer, capture):
 
 @pytest.mark.parametrize("scope", ["local", "global"])
 def test_iga_reduces_full_sums_only_in_global_scope_and_always_the_written_grads(monkeypatch, scope):
-    in_backward, in_step = _spy(monkeypatch, "iga.algorithms.iga"), _spy(monkeypatch, "iga.algorithms.gradient_wrapper")
+    in_backward, in_step = (
+        _spy(monkeypatch, "iga.algorithms.iga"),
+        _spy(monkeypatch, "iga.algorithms.gradient_wrapper"),
+    )
     model = tiny_lora_llama(num_layers=1, seed=0)
     capture = DomainGradCapture(model)
     optimizer = get_algorithm("iga")(num_domains=K, stats_scope=scope).build_optimizer(
-        model, [p for p in model.parameters() if p.requires_grad], capture, lr=0.1)
+        model, [p for p in model.parameters() if p.requires_grad], capture, lr=0.1
+    )
     _step(model, optimizer, capture)
     full = sorted([(K, *layer.shape)] for layer in capture.layers)
     assert sorted(in_backward) == (full if scope == "global" else [])
@@ -159,9 +170,13 @@ class _FakeAccelerator:
         loss.backward()
 
 
-@pytest.mark.parametrize(("rewrites", "sync", "expected"), [(False, False, True), (False, True, False),
-                                                            (True, False, True), (True, True, True)])
-def test_trainer_leaves_ddp_sync_to_the_last_micro_batch_of_methods_that_do_not_rewrite(rewrites, sync, expected):
+@pytest.mark.parametrize(
+    ("rewrites", "sync", "expected"),
+    [(False, False, True), (False, True, False), (True, False, True), (True, True, True)],
+)
+def test_trainer_leaves_ddp_sync_to_the_last_micro_batch_of_methods_that_do_not_rewrite(
+    rewrites, sync, expected
+):
     from iga.training.run import Run
 
     @contextmanager
@@ -170,10 +185,21 @@ def test_trainer_leaves_ddp_sync_to_the_last_micro_batch_of_methods_that_do_not_
 
     acc = _FakeAccelerator()
     weights = torch.ones(2, requires_grad=True)
-    run = Run(cfg=SimpleNamespace(grad_accum=1, train_domains=["a", "b"]), accelerator=acc, sets=[], manifest={},
-              algorithm=get_algorithm("erm")(num_domains=2), model=None, tokenizer=None, collate=None,
-              capture=SimpleNamespace(domains=domains) if rewrites else None, teacher=None, trainable=[],
-              optimizer=None, scheduler=None)
+    run = Run(
+        cfg=SimpleNamespace(grad_accum=1, train_domains=["a", "b"]),
+        accelerator=acc,
+        sets=[],
+        manifest={},
+        algorithm=get_algorithm("erm")(num_domains=2),
+        model=None,
+        tokenizer=None,
+        collate=None,
+        capture=SimpleNamespace(domains=domains) if rewrites else None,
+        teacher=None,
+        trainable=[],
+        optimizer=None,
+        scheduler=None,
+    )
     run.domain_losses = lambda batch: (None, weights * 1.0)
     run.forward_backward({"domain_ids": torch.tensor([0, 1])}, 0, sync=sync)
     assert acc.backward_in_no_sync == [expected]
@@ -194,7 +220,9 @@ def test_trainer_refuses_fsdp_for_iga(monkeypatch, tmp_path):
     monkeypatch.setattr("accelerate.Accelerator", FsdpAccelerator)
     build_suite("tiny", tmp_path / "data")
     cfg = TrainConfig(data_dir=str(tmp_path / "data"), out_dir=str(tmp_path / "run"), algorithm="iga")
-    with pytest.raises(ValueError, match="algorithm 'iga' cannot run under FSDP: FSDP shards the LoRA factors"):
+    with pytest.raises(
+        ValueError, match="algorithm 'iga' cannot run under FSDP: FSDP shards the LoRA factors"
+    ):
         prepare_run(cfg)
 
 

@@ -131,3 +131,14 @@ def test_collator_refuses_padding_free_and_missing_domain():
         DomainBatchCollator(pad_token_id=0)([{"input_ids": [1]}])
     with pytest.raises(ValueError, match="pad_token_id"):
         DomainBatchCollator()
+
+
+@pytest.mark.parametrize("name", ["batching", "datasets", "trl"])
+def test_docstring_examples(name):
+    import doctest
+    import importlib
+
+    if name == "trl":
+        pytest.importorskip("trl")
+    result = doctest.testmod(importlib.import_module(f"iga.integrations.{name}"))
+    assert result.attempted > 0 and result.failed == 0

@@ -182,14 +182,15 @@ def test_resume_from_a_trainer_checkpoint_is_exact(iso_data, micro_base, tmp_pat
     from iga import IGAConfig
     from iga.integrations import IGATrainer
 
-    cfg = _cfg(iso_data, micro_base, tmp_path / "unused").model_copy(update={"steps": 4})
+    # 6 sets, 2 per step: 3 steps per epoch, so the checkpoint at step 4 is inside the second epoch.
+    cfg = _cfg(iso_data, micro_base, tmp_path / "unused").model_copy(update={"steps": 6})
 
     def trainer(out):
         from transformers import TrainingArguments
 
         model, tok = _fresh_student(cfg)
         args = _args(TrainingArguments, out, cfg, lr_scheduler_type="cosine", warmup_steps=1, save_strategy="steps",
-                     save_steps=2)  # fmt: skip
+                     save_steps=4)  # fmt: skip
         return IGATrainer(model=model, args=args, train_dataset=_dataset(cfg, tok), processing_class=tok,
                           iga_config=IGAConfig(tau=TAU, ema_beta=0.5))  # fmt: skip
 
@@ -198,8 +199,8 @@ def test_resume_from_a_trainer_checkpoint_is_exact(iso_data, micro_base, tmp_pat
     resumed = trainer(tmp_path / "resumed")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        resumed.train(resume_from_checkpoint=str(tmp_path / "full" / "checkpoint-2"))
-    assert resumed.iga_optimizer.state_dict()["iga"]["step"] == 4  # IGA's counters and EMA came back
+        resumed.train(resume_from_checkpoint=str(tmp_path / "full" / "checkpoint-4"))
+    assert resumed.iga_optimizer.state_dict()["iga"]["step"] == 6  # IGA's counters and EMA came back
     a, b = _lora(full.model), _lora(resumed.model)
     for name in a:
         torch.testing.assert_close(b[name], a[name], rtol=0, atol=0, msg=name)

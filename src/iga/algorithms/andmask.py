@@ -11,6 +11,7 @@ from iga.algorithms.base import Algorithm
 from iga.algorithms.gradient_wrapper import FactorGradOptimizer
 from iga.algorithms.hparam_checks import check_number, check_optional_positive
 from iga.algorithms.registry import register_algorithm
+from iga.distributed import check_stats_scope
 from iga.gradients.capture import DomainGradCapture
 
 
@@ -22,12 +23,17 @@ class ANDMaskHParams:
         tau: agreement threshold τ ∈ [0, 1]: keep coordinate j when ``|mean_k sign(g_kj)| ≥ τ`` (1 = every domain
             has the same sign; 0 = keep everything, i.e. ERM). DomainBed default 1.
         max_grad_norm: clip after the rewrite (None = off); the trainer passes its own clip value here.
+        stats_scope: under DDP, ``"global"`` averages the per-domain factor gradients across ranks before
+            combining them (exact large-batch semantics; K × LoRA-sized traffic), ``"local"`` combines per rank
+            and averages the result.
     """
 
     tau: float = 1.0
     max_grad_norm: float | None = None
+    stats_scope: str = "global"
 
     def __post_init__(self) -> None:
+        check_stats_scope(self.stats_scope, "andmask.stats_scope")
         check_number(self, "tau", min_value=0, max_value=1)
         check_optional_positive(self, "max_grad_norm")
 
@@ -62,7 +68,8 @@ class ANDMaskOptimizer(FactorGradOptimizer):
     def __init__(
         self, base_optimizer: torch.optim.Optimizer, capture: DomainGradCapture, hparams: ANDMaskHParams
     ) -> None:
-        super().__init__(base_optimizer, capture, max_grad_norm=hparams.max_grad_norm)
+        super().__init__(base_optimizer, capture, max_grad_norm=hparams.max_grad_norm,
+                         stats_scope=hparams.stats_scope)
         self.hparams = hparams
 
     def combine(self, domain_grads: dict[nn.Parameter, Tensor]) -> dict[nn.Parameter, Tensor]:

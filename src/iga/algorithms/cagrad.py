@@ -14,6 +14,7 @@ from iga.algorithms.base import Algorithm
 from iga.algorithms.gradient_wrapper import FactorGradOptimizer, combine_domains, gramian
 from iga.algorithms.hparam_checks import check_choice, check_number, check_optional_positive
 from iga.algorithms.registry import register_algorithm
+from iga.distributed import check_stats_scope
 from iga.gradients.capture import DomainGradCapture
 
 CAGRAD_RESCALES = (0, 1, 2)
@@ -29,13 +30,18 @@ class CAGradHParams:
         calpha: radius c ≥ 0 of the ball around ḡ, in units of ‖ḡ‖ (0 = ERM). LibMTL default 0.5.
         rescale: 0 — ``d``; 1 — ``d / (1 + c²)`` (LibMTL default); 2 — ``d / (1 + c)``.
         max_grad_norm: clip after the rewrite (None = off); the trainer passes its own clip value here.
+        stats_scope: under DDP, ``"global"`` averages the per-domain factor gradients across ranks before
+            combining them (exact large-batch semantics; K × LoRA-sized traffic), ``"local"`` combines per rank
+            and averages the result.
     """
 
     calpha: float = 0.5
     rescale: int = 1
     max_grad_norm: float | None = None
+    stats_scope: str = "global"
 
     def __post_init__(self) -> None:
+        check_stats_scope(self.stats_scope, "cagrad.stats_scope")
         check_number(self, "calpha", min_value=0)
         check_choice(self, "rescale", CAGRAD_RESCALES)
         check_optional_positive(self, "max_grad_norm")
@@ -175,7 +181,8 @@ class CAGradOptimizer(FactorGradOptimizer):
     def __init__(
         self, base_optimizer: torch.optim.Optimizer, capture: DomainGradCapture, hparams: CAGradHParams
     ) -> None:
-        super().__init__(base_optimizer, capture, max_grad_norm=hparams.max_grad_norm)
+        super().__init__(base_optimizer, capture, max_grad_norm=hparams.max_grad_norm,
+                         stats_scope=hparams.stats_scope)
         self.hparams = hparams
 
     def combine(self, domain_grads: dict[nn.Parameter, Tensor]) -> dict[nn.Parameter, Tensor]:

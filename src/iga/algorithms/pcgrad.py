@@ -12,6 +12,7 @@ from iga.algorithms.base import Algorithm
 from iga.algorithms.gradient_wrapper import FactorGradOptimizer, combine_domains, gramian
 from iga.algorithms.hparam_checks import check_choice, check_int, check_optional_positive
 from iga.algorithms.registry import register_algorithm
+from iga.distributed import check_stats_scope
 from iga.gradients.capture import DomainGradCapture
 
 PCGRAD_REDUCTIONS = ("mean", "sum")
@@ -27,13 +28,18 @@ class PCGradHParams:
         seed: seed of the random projection order (re-derived from (seed, step), so a resumed run draws the same
             orders).
         max_grad_norm: clip after the rewrite (None = off); the trainer passes its own clip value here.
+        stats_scope: under DDP, ``"global"`` averages the per-domain factor gradients across ranks before
+            combining them (exact large-batch semantics; K × LoRA-sized traffic), ``"local"`` combines per rank
+            and averages the result.
     """
 
     reduction: str = "mean"
     seed: int = 0
     max_grad_norm: float | None = None
+    stats_scope: str = "global"
 
     def __post_init__(self) -> None:
+        check_stats_scope(self.stats_scope, "pcgrad.stats_scope")
         check_choice(self, "reduction", PCGRAD_REDUCTIONS)
         check_int(self, "seed")
         check_optional_positive(self, "max_grad_norm")
@@ -83,7 +89,8 @@ class PCGradOptimizer(FactorGradOptimizer):
     def __init__(
         self, base_optimizer: torch.optim.Optimizer, capture: DomainGradCapture, hparams: PCGradHParams
     ) -> None:
-        super().__init__(base_optimizer, capture, max_grad_norm=hparams.max_grad_norm)
+        super().__init__(base_optimizer, capture, max_grad_norm=hparams.max_grad_norm,
+                         stats_scope=hparams.stats_scope)
         self.hparams = hparams
 
     def combine(self, domain_grads: dict[nn.Parameter, Tensor]) -> dict[nn.Parameter, Tensor]:

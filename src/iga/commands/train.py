@@ -41,6 +41,8 @@ def train_cmd(
         data_dict["algorithm_options"] = deep_merge(data_dict.get("algorithm_options", {}), options)
     cfg = build_config(TrainConfig, data_dict, source=str(config or "command line"))
     result = run_training(cfg, resume=resume, evaluate=evaluate, per_skeleton=per_skeleton)
+    if "rank" in result:  # a non-zero rank of a multi-process launch: rank 0 reports
+        return
     from iga.commands.report import print_run_summary
 
     print_run_summary(cfg.out_dir, result)

@@ -24,14 +24,21 @@ def run_training(cfg: TrainConfig, *, resume: bool = False, evaluate: bool = Tru
                  progress: bool = True, max_new_tokens: int | None = None) -> dict[str, Any]:
     from iga.training.loop import train
 
+    import os
+
+    # Under `accelerate launch` / torchrun every rank runs this function; rank 0 alone writes and evaluates.
+    main = int(os.environ.get("RANK", "0")) == 0
     out = Path(cfg.out_dir)
     cfg_path = out / "config.json"
     if resume and cfg_path.exists():
         _check_resume_config(cfg_path, cfg)
     elif not resume and (out / "checkpoint.pt").exists():
         raise ValueError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-    atomic_write_json(cfg_path, cfg.model_dump())
+    if main:
+        atomic_write_json(cfg_path, cfg.model_dump())
     trained = train(cfg, resume=resume, progress=progress)
+    if not main:
+        return {"train": trained["summary"], "rank": int(os.environ["RANK"])}
     result = update_result(out, config=cfg.model_dump(), data=data_fingerprint(trained["manifest"]),
                            train=trained["summary"])
     if evaluate:

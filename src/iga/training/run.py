@@ -124,7 +124,8 @@ def prepare_run(cfg: TrainConfig) -> Run:
     check_launch(accelerator.num_processes, cpu=cfg.cpu)
     sets, manifest = load_train_sets(cfg)
     algorithm = build_algorithm(cfg, len(cfg.train_domains))
-    check_distributed_type(accelerator.distributed_type, algorithm=cfg.algorithm, capture_space=algorithm.capture_space)
+    check_distributed_type(accelerator.distributed_type, algorithm=cfg.algorithm,
+                           capture_space=algorithm.capture_space)
     model, tokenizer = load_student(cfg)
     capture = DomainGradCapture(model, space=algorithm.capture_space) if algorithm.capture_space else None
     trainable = [p for p in model.parameters() if p.requires_grad]
