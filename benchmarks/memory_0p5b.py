@@ -22,7 +22,8 @@ Measured with ``torch.profiler``'s memory timeline (live tensor bytes; torch has
    LM head's logits gradient) — so the difference is reported next to the formula, not expected to equal it;
 3. with ``--accumulation``: one IGA step of two micro-batches, against the formula's accumulation term.
 
-Usage (2 CPU cores: about 2-4 minutes; peak RSS ≈ 3 GB, ≈ 9 GB with ``--accumulation``)::
+Usage (measured on 2 busy CPU cores: 8 min and 9 GB peak RSS; 14 min and 14 GB with ``--accumulation`` — the
+profiler's memory timeline takes much of both)::
 
     OMP_NUM_THREADS=2 python benchmarks/memory_0p5b.py [--accumulation] [--out runs/bench/memory_0p5b.json]
     python benchmarks/memory_0p5b.py --shape tiny --steps 1      # seconds

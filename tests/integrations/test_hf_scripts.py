@@ -50,7 +50,6 @@ def benchmarks_on_path(monkeypatch):
     sys.modules.pop("_common", None)
 
 
-@pytest.mark.slow
 def test_gpu_benchmark_dry_run_on_cpu(benchmarks_on_path, tmp_path):
     bench = _load("benchmarks/gpu_step_time.py")
     result = bench.main(["--device", "cpu", "--tiny", "--out", str(tmp_path / "r.json"),
@@ -66,7 +65,6 @@ def test_gpu_benchmark_dry_run_on_cpu(benchmarks_on_path, tmp_path):
     assert "| `iga_step` |" in (tmp_path / "r.md").read_text() and (tmp_path / "r.json").exists()
 
 
-@pytest.mark.slow
 def test_memory_check_on_a_tiny_shape(benchmarks_on_path):
     bench = _load("benchmarks/memory_0p5b.py")
     result = bench.main(["--shape", "tiny", "--steps", "1"])

@@ -124,3 +124,8 @@ def test_logit_distillation_and_teacher_cot_field(dataset, micro_base, tmp_path)
         r["teacher_cot"] = r["gold_cot"]
     train_path.write_text("".join(_json.dumps(r) + "\n" for r in rows))
     train(_cfg(dataset, micro_base, tmp_path / "tcot", cot_field="teacher_cot", steps=1), progress=False)
+
+
+def test_fp16_is_refused_for_gradient_rewriting_methods(dataset, micro_base, tmp_path):
+    with pytest.raises(ValueError, match="mixed_precision='fp16' is not supported with 'iga'"):
+        train(_cfg(dataset, micro_base, tmp_path / "fp16", algorithm="iga", mixed_precision="fp16"), progress=False)

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from transformers import Trainer, TrainingArguments
+from transformers import DataCollatorWithFlattening, Trainer, TrainingArguments
 
 from iga.algorithms.iga import IGAOptimizer
 from iga.algorithms.iga_config import IGAConfig
@@ -111,7 +111,7 @@ def domain_collator(data_collator: Any, processing_class: Any) -> DomainBatchCol
     """``data_collator`` wrapped so that it keeps ``domain_id`` (default: pad with the tokenizer's pad token)."""
     if isinstance(data_collator, DomainBatchCollator):
         return data_collator
-    if type(data_collator).__name__ == "DataCollatorWithFlattening":
+    if isinstance(data_collator, DataCollatorWithFlattening):
         raise ValueError(
             "DataCollatorWithFlattening packs the batch into one padding-free row, which erases the row-to-domain "
             "attribution per-domain gradients need; use the default collator"

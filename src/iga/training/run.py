@@ -126,6 +126,11 @@ def prepare_run(cfg: TrainConfig) -> Run:
     algorithm = build_algorithm(cfg, len(cfg.train_domains))
     check_distributed_type(accelerator.distributed_type, algorithm=cfg.algorithm,
                            capture_space=algorithm.capture_space)
+    if cfg.mixed_precision == "fp16" and algorithm.capture_space is not None:
+        # The fp16 GradScaler unscales .grad before the wrapper rewrites it, so clipping and the overflow check
+        # would act on the wrong gradients.
+        raise ValueError(f"mixed_precision='fp16' is not supported with {cfg.algorithm!r}, which rewrites the "
+                         "gradients inside optimizer.step(); use 'bf16' or 'no'")
     model, tokenizer = load_student(cfg)
     capture = DomainGradCapture(model, space=algorithm.capture_space) if algorithm.capture_space else None
     trainable = [p for p in model.parameters() if p.requires_grad]
