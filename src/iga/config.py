@@ -35,7 +35,9 @@ class TrainConfig(_Strict):
     train_split: str = "train"
     train_domains: list[str] = Field(default_factory=lambda: ["math", "medicine", "law", "science"])
     student: str = "small"
-    base_dir: str | None = None  # a base folder (`iga pretrain`), a local HF checkpoint, or a preset (smollm2-135m)
+    base_dir: str | None = (
+        None  # a base folder (`iga pretrain`), a local HF checkpoint, or a preset (smollm2-135m)
+    )
     lora: LoRAConfig = Field(default_factory=LoRAConfig)
     loss: Literal["sft", "kd", "mix"] = "sft"
     cot_field: Literal["gold_cot", "teacher_cot"] = "gold_cot"  # teacher_cot: written by `iga teach`
@@ -58,11 +60,12 @@ class TrainConfig(_Strict):
     checkpoint_every: int = Field(50, ge=1)
     cpu: bool = False
 
-
     @model_validator(mode="after")
     def _teacher_for_kd(self) -> TrainConfig:
         if self.loss in ("kd", "mix") and not self.teacher_dir:
-            raise ValueError(f"loss={self.loss!r} needs teacher_dir (a local causal LM with the student's tokenizer)")
+            raise ValueError(
+                f"loss={self.loss!r} needs teacher_dir (a local causal LM with the student's tokenizer)"
+            )
         return self
 
 

@@ -19,7 +19,9 @@ def test_no_questions_cots_or_answers(corpus):
     text = "\n".join(corpus.documents)
     assert "?" not in text
     assert "Step 1:" not in text and "The answer is" not in text
-    assert any(line.startswith("Step 1:") for line in corpus.tokenizer_texts)  # the tokenizer does see CoT lines
+    assert any(
+        line.startswith("Step 1:") for line in corpus.tokenizer_texts
+    )  # the tokenizer does see CoT lines
 
 
 def test_no_training_or_evaluation_problem_is_in_the_corpus(corpus):

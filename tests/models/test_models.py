@@ -20,7 +20,7 @@ def tok():
 
 
 def test_tokenizer_round_trips_and_saves(tok, tmp_path):
-    for text in TEXTS[:3] + ["unseen wörds like Zalvorin and 1,234"]:
+    for text in [*TEXTS[:3], "unseen wörds like Zalvorin and 1,234"]:
         assert tok.decode(tok(text)["input_ids"]) == text  # byte-level: nothing is ever unknown
     tok.save_pretrained(tmp_path)
     again = load_tokenizer(tmp_path)
@@ -73,8 +73,15 @@ def test_lora_attaches_to_all_linear_and_warns_on_dropout_for_iga(tok):
     model = attach_lora(build_student("micro", tok), r=4, alpha=8)
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     assert names and all("lora_" in n for n in names)
-    assert {n.split(".")[-4] for n in names} == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
-                                                 "down_proj"}
+    assert {n.split(".")[-4] for n in names} == {
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    }
     with pytest.warns(UserWarning, match="lora_dropout > 0 breaks IGA"):
         attach_lora(build_student("micro", tok), dropout=0.1, algorithm="iga")
     with pytest.raises(ValueError, match="LoRA rank r must be >= 1"):

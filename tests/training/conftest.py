@@ -15,7 +15,9 @@ def micro_base(tmp_path_factory) -> Path:
     from iga.models.tokenizer import train_bpe_tokenizer
 
     out = tmp_path_factory.mktemp("base")
-    texts = [r["question"] + "\n" + r["gold_cot"] for r in synthetic_records(20, domains=(*DOMAINS, "finance"))]
+    texts = [
+        r["question"] + "\n" + r["gold_cot"] for r in synthetic_records(20, domains=(*DOMAINS, "finance"))
+    ]
     tok = train_bpe_tokenizer(texts * 5, vocab_size=320)
     model = build_student("micro", tok, seed=0)
     model.save_pretrained(out)

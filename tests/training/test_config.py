@@ -5,7 +5,9 @@ from iga.config import TrainConfig, build_config
 
 def test_wrong_types_name_the_field():
     with pytest.raises(ValueError) as e:
-        build_config(TrainConfig, {"data_dir": "d", "out_dir": "o", "lr": "fast", "lora": {"r": 0}}, source="x.yaml")
+        build_config(
+            TrainConfig, {"data_dir": "d", "out_dir": "o", "lr": "fast", "lora": {"r": 0}}, source="x.yaml"
+        )
     msg = str(e.value)
     assert msg.startswith("x.yaml: invalid configuration")
     assert "lr: Input should be a valid number" in msg

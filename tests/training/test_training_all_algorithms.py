@@ -15,10 +15,22 @@ from iga.training.loop import train
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
 @pytest.mark.parametrize("algorithm", list_algorithms())
 def test_algorithm_trains_two_steps_with_accumulation(dataset, micro_base, tmp_path, algorithm):
-    cfg = TrainConfig(data_dir=str(dataset), out_dir=str(tmp_path / algorithm), base_dir=str(micro_base),
-                      student="micro", steps=2, sets_per_batch=4, grad_accum=2, lr=1e-2, warmup_steps=1,
-                      log_every=1, checkpoint_every=2, max_length=96, algorithm=algorithm,
-                      lora={"r": 4, "alpha": 8, "init": "gaussian"})
+    cfg = TrainConfig(
+        data_dir=str(dataset),
+        out_dir=str(tmp_path / algorithm),
+        base_dir=str(micro_base),
+        student="micro",
+        steps=2,
+        sets_per_batch=4,
+        grad_accum=2,
+        lr=1e-2,
+        warmup_steps=1,
+        log_every=1,
+        checkpoint_every=2,
+        max_length=96,
+        algorithm=algorithm,
+        lora={"r": 4, "alpha": 8, "init": "gaussian"},
+    )
     out = train(cfg, progress=False)
     rows = [json.loads(x) for x in (tmp_path / algorithm / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2]

@@ -12,7 +12,9 @@ def test_sets_are_complete_and_in_domain_order():
 
 
 def test_missing_domain_is_a_clear_error():
-    records = [r for r in synthetic_records(2) if not (r["instance_id"] == "train-1" and r["domain"] == "law")]
+    records = [
+        r for r in synthetic_records(2) if not (r["instance_id"] == "train-1" and r["domain"] == "law")
+    ]
     with pytest.raises(ValueError, match=r"isomer set 'train-1' is missing domain\(s\) \['law'\]"):
         group_isomer_sets(records, DOMAINS)
 
@@ -30,7 +32,9 @@ def test_step_order_is_deterministic_and_covers_every_set_each_epoch():
     first_epoch = [i for step in range(4) for i in sets_for_step(n, per, step, seed=1)][:n]
     assert sorted(first_epoch) == list(range(n))
     assert sets_for_step(n, per, 7, seed=1) == sets_for_step(n, per, 7, seed=1)
-    assert [sets_for_step(n, per, s, seed=1) for s in range(4)] != [sets_for_step(n, per, s, seed=2) for s in range(4)]
+    assert [sets_for_step(n, per, s, seed=1) for s in range(4)] != [
+        sets_for_step(n, per, s, seed=2) for s in range(4)
+    ]
 
 
 def test_collator_is_domain_major_and_masks_prompts(micro_base):

@@ -13,9 +13,20 @@ from iga.training.loop import train
 
 
 def _cfg(dataset, micro_base, out, **kw) -> TrainConfig:
-    base = dict(data_dir=str(dataset), out_dir=str(out), base_dir=str(micro_base), student="micro", steps=4,
-                sets_per_batch=2, lr=1e-2, warmup_steps=1, log_every=1, checkpoint_every=2, max_length=96,
-                lora={"r": 4, "alpha": 8, "init": "gaussian"})
+    base = dict(
+        data_dir=str(dataset),
+        out_dir=str(out),
+        base_dir=str(micro_base),
+        student="micro",
+        steps=4,
+        sets_per_batch=2,
+        lr=1e-2,
+        warmup_steps=1,
+        log_every=1,
+        checkpoint_every=2,
+        max_length=96,
+        lora={"r": 4, "alpha": 8, "init": "gaussian"},
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -26,8 +37,13 @@ def _lora_state(model) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("algorithm", ["erm", "iga"])
 def test_each_algorithm_trains_and_logs(dataset, micro_base, tmp_path, algorithm):
-    cfg = _cfg(dataset, micro_base, tmp_path / algorithm, algorithm=algorithm, algorithm_options=(
-        {"tau": 5.0} if algorithm == "iga" else {}))
+    cfg = _cfg(
+        dataset,
+        micro_base,
+        tmp_path / algorithm,
+        algorithm=algorithm,
+        algorithm_options=({"tau": 5.0} if algorithm == "iga" else {}),
+    )
     out = train(cfg, progress=False)
     rows = [json.loads(x) for x in (tmp_path / algorithm / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
@@ -53,12 +69,16 @@ def test_lora_weights_move_and_base_stays_frozen(dataset, micro_base, tmp_path):
 
 
 @pytest.mark.parametrize("algorithm", ["erm", "iga"])
-def test_resume_after_a_kill_ends_with_identical_weights(dataset, micro_base, tmp_path, monkeypatch, algorithm):
+def test_resume_after_a_kill_ends_with_identical_weights(
+    dataset, micro_base, tmp_path, monkeypatch, algorithm
+):
     import iga.training.loop as loop
 
     opts = {"tau": 5.0, "ema_beta": 0.5} if algorithm == "iga" else {}
-    full = train(_cfg(dataset, micro_base, tmp_path / "full", algorithm=algorithm, algorithm_options=opts),
-                 progress=False)["model"]
+    full = train(
+        _cfg(dataset, micro_base, tmp_path / "full", algorithm=algorithm, algorithm_options=opts),
+        progress=False,
+    )["model"]
 
     real_save = loop.save_checkpoint
 
@@ -97,11 +117,13 @@ def test_pipeline_writes_result_with_provenance_and_metrics(dataset, micro_base,
 
 
 def test_bad_algorithm_and_option_are_clear(dataset, micro_base, tmp_path):
-    with pytest.raises(ValueError, match="unknown algorithm 'igaa'; registered: .*'iga'"):
+    with pytest.raises(ValueError, match=r"unknown algorithm 'igaa'; registered: .*'iga'"):
         train(_cfg(dataset, micro_base, tmp_path / "a", algorithm="igaa"), progress=False)
     with pytest.raises(ValueError, match="unknown hyper-parameter"):
-        train(_cfg(dataset, micro_base, tmp_path / "b", algorithm="iga", algorithm_options={"tua": 1}),
-              progress=False)
+        train(
+            _cfg(dataset, micro_base, tmp_path / "b", algorithm="iga", algorithm_options={"tua": 1}),
+            progress=False,
+        )
     with pytest.raises(ValueError, match="missing domain"):
         train(_cfg(dataset, micro_base, tmp_path / "c", train_domains=["math", "finance"]), progress=False)
 
@@ -110,8 +132,10 @@ def test_logit_distillation_and_teacher_cot_field(dataset, micro_base, tmp_path)
     import json as _json
 
     # Teacher = the base itself (same tokenizer); loss mix trains and logs finite losses.
-    out = train(_cfg(dataset, micro_base, tmp_path / "kd", loss="mix", teacher_dir=str(micro_base), steps=2),
-                progress=False)
+    out = train(
+        _cfg(dataset, micro_base, tmp_path / "kd", loss="mix", teacher_dir=str(micro_base), steps=2),
+        progress=False,
+    )
     rows = [_json.loads(x) for x in (tmp_path / "kd" / "log.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and all(torch.isfinite(torch.tensor(r["loss"])) for r in rows)
     assert out["summary"]["steps_this_run"] == 2
@@ -128,4 +152,7 @@ def test_logit_distillation_and_teacher_cot_field(dataset, micro_base, tmp_path)
 
 def test_fp16_is_refused_for_gradient_rewriting_methods(dataset, micro_base, tmp_path):
     with pytest.raises(ValueError, match="mixed_precision='fp16' is not supported with 'iga'"):
-        train(_cfg(dataset, micro_base, tmp_path / "fp16", algorithm="iga", mixed_precision="fp16"), progress=False)
+        train(
+            _cfg(dataset, micro_base, tmp_path / "fp16", algorithm="iga", mixed_precision="fp16"),
+            progress=False,
+        )

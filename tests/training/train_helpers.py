@@ -16,13 +16,22 @@ def synthetic_records(n_sets: int, split: str = "train", domains=DOMAINS) -> lis
         for d in domains:
             noun = NOUNS.get(d, "things")
             cot = f"Step 1: {a} + {b} = {a + b} {noun}.\nThe answer is {a + b}."
-            records.append({
-                "id": f"{split}-{i}-{d}", "instance_id": f"{split}-{i}", "skeleton": "S01_arith_chain",
-                "family": "IsoArith", "domain": d, "split": split,
-                "question": f"There are {a} {noun} and {b} more {noun}. How many {noun}?",
-                "gold_cot": cot, "answer": str(a + b), "answer_type": "int", "label_space": [],
-                "anchors": [cot.index("\n"), cot.index("The answer")],
-            })
+            records.append(
+                {
+                    "id": f"{split}-{i}-{d}",
+                    "instance_id": f"{split}-{i}",
+                    "skeleton": "S01_arith_chain",
+                    "family": "IsoArith",
+                    "domain": d,
+                    "split": split,
+                    "question": f"There are {a} {noun} and {b} more {noun}. How many {noun}?",
+                    "gold_cot": cot,
+                    "answer": str(a + b),
+                    "answer_type": "int",
+                    "label_space": [],
+                    "anchors": [cot.index("\n"), cot.index("The answer")],
+                }
+            )
     return records
 
 
@@ -34,5 +43,3 @@ def write_dataset(root: Path, n_train: int = 8, n_eval: int = 2) -> Path:
         (root / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (root / "manifest.json").write_text(json.dumps({"content_hash": "synthetic", "seed": 0}))
     return root
-
-

@@ -181,8 +181,9 @@ class CAGradOptimizer(FactorGradOptimizer):
     def __init__(
         self, base_optimizer: torch.optim.Optimizer, capture: DomainGradCapture, hparams: CAGradHParams
     ) -> None:
-        super().__init__(base_optimizer, capture, max_grad_norm=hparams.max_grad_norm,
-                         stats_scope=hparams.stats_scope)
+        super().__init__(
+            base_optimizer, capture, max_grad_norm=hparams.max_grad_norm, stats_scope=hparams.stats_scope
+        )
         self.hparams = hparams
 
     def combine(self, domain_grads: dict[nn.Parameter, Tensor]) -> dict[nn.Parameter, Tensor]:

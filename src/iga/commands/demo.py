@@ -12,10 +12,14 @@ app = typer.Typer()
 @app.command("demo")
 @user_errors
 def demo_cmd(
-    out: str = typer.Option("runs/demo", "--out", help="Folder for data, runs, report.md, summary.json, demo.png."),
+    out: str = typer.Option(
+        "runs/demo", "--out", help="Folder for data, runs, report.md, summary.json, demo.png."
+    ),
     seed: int = typer.Option(0, "--seed"),
     steps: int = typer.Option(None, "--steps", help="Training steps per method (default 150)."),
-    quick: bool = typer.Option(False, "--quick", help="Seconds-long smoke version (micro student, tiny data)."),
+    quick: bool = typer.Option(
+        False, "--quick", help="Seconds-long smoke version (micro student, tiny data)."
+    ),
 ) -> None:
     """Build IsoBench (small, shortcut cues on), pretrain the base (cached), train ERM-SFT and IGA, compare."""
     from rich.console import Console
@@ -31,9 +35,17 @@ def demo_cmd(
     for col in ("method", "ID acc %", "OOD-surface acc %", "OOD-depth acc %", "LCS ↓", "step time s"):
         table.add_column(col, justify="right")
     for method, s in payload["methods"].items():
-        table.add_row(method, *(("–" if s[k] is None else f"{100 * s[k]:.1f}") for k in (
-            "id_accuracy", "ood_accuracy", "ood_depth_accuracy")),
-            "–" if s["lcs"] is None else f"{s['lcs']:.3f}", "–" if s["step_time_s"] is None else f"{s['step_time_s']:.3f}")
+        table.add_row(
+            method,
+            *(
+                ("–" if s[k] is None else f"{100 * s[k]:.1f}")
+                for k in ("id_accuracy", "ood_accuracy", "ood_depth_accuracy")
+            ),
+            "–" if s["lcs"] is None else f"{s['lcs']:.3f}",
+            "–" if s["step_time_s"] is None else f"{s['step_time_s']:.3f}",
+        )
     console.print(table)
-    console.print(f"report: {out}/report.md   plot: {out}/demo.png   summary: {out}/summary.json   "
-                  f"total {payload['timings']['total_seconds']:.0f} s")
+    console.print(
+        f"report: {out}/report.md   plot: {out}/demo.png   summary: {out}/summary.json   "
+        f"total {payload['timings']['total_seconds']:.0f} s"
+    )

@@ -15,8 +15,12 @@ def pretrain_cmd(
     student: str = typer.Option("small", "--student", help="Built-in student: micro, tiny, small."),
     steps: int = typer.Option(None, "--steps", help="Pretraining steps (default: the student's preset)."),
     seed: int = typer.Option(0, "--seed"),
-    cache_dir: str = typer.Option(None, "--cache-dir", help="Where bases are cached (default .iga_cache/bases)."),
-    domains_dir: str = typer.Option(None, "--domains-dir", help="Extra domain files whose words the base should know."),
+    cache_dir: str = typer.Option(
+        None, "--cache-dir", help="Where bases are cached (default .iga_cache/bases)."
+    ),
+    domains_dir: str = typer.Option(
+        None, "--domains-dir", help="Extra domain files whose words the base should know."
+    ),
 ) -> None:
     """Train tokenizer + base on domain-covering text without any task problem (see iga.models.corpus)."""
     import json
@@ -34,5 +38,7 @@ def pretrain_cmd(
 
         path, built = ensure_base(cfg, cache_dir=cache_dir, domains_dir=domains_dir, progress=progress)
     info = json.loads((path / BASE_MARKER).read_text())
-    console.print(f"{'built' if built else 'cached'} base: {path}  ({info['num_parameters'] / 1e6:.2f} M parameters, "
-                  f"final loss {info['final_loss']:.3f}, {info['seconds']} s to build)")
+    console.print(
+        f"{'built' if built else 'cached'} base: {path}  ({info['num_parameters'] / 1e6:.2f} M parameters, "
+        f"final loss {info['final_loss']:.3f}, {info['seconds']} s to build)"
+    )

@@ -22,7 +22,9 @@ def print_run_summary(run_dir: Any, result: Mapping[str, Any]) -> None:
     lcs = (ev.get("lcs") or {}).get("canonical")
     table.add_row(
         str(result.get("config", {}).get("algorithm")),
-        _pct(summary.get("id_accuracy")), _pct(summary.get("ood_accuracy")), _pct(summary.get("ood_depth_accuracy")),
+        _pct(summary.get("id_accuracy")),
+        _pct(summary.get("ood_accuracy")),
+        _pct(summary.get("ood_depth_accuracy")),
         "–" if lcs is None else f"{lcs:.3f}",
         str(result.get("train", {}).get("step_time_s")),
     )

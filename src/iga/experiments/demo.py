@@ -32,8 +32,12 @@ class DemoConfig:
     eval_per_skeleton: int = 5
     max_new_tokens: int | None = None  # None: sized from the data
     # One skeleton per family, with the shortest chains of thought: what a ~7 M student learns in minutes.
-    skeletons: tuple[str, ...] | None = ("S01_arith_chain", "S06_mp_chain", "S09_transitive_order",
-                                         "S11_state_tracking")
+    skeletons: tuple[str, ...] | None = (
+        "S01_arith_chain",
+        "S06_mp_chain",
+        "S09_transitive_order",
+        "S11_state_tracking",
+    )
     cache_dir: str | None = None
 
 
@@ -41,11 +45,20 @@ def _train_config(cfg: DemoConfig, algorithm: str, data_dir: Path, base_dir: Pat
     from iga.config import TrainConfig
 
     return TrainConfig(
-        data_dir=str(data_dir), out_dir=str(Path(cfg.out_dir) / algorithm), algorithm=algorithm,
-        algorithm_options=cfg.algorithm_options.get(algorithm, {}), student=cfg.student, base_dir=str(base_dir),
-        steps=cfg.steps, sets_per_batch=cfg.sets_per_batch, lr=cfg.lr, seed=cfg.seed,
-        lora={"r": cfg.lora_r, "alpha": 2 * cfg.lora_r}, warmup_steps=max(1, cfg.steps // 15),
-        checkpoint_every=max(1, cfg.steps // 3), log_every=max(1, cfg.steps // 30),
+        data_dir=str(data_dir),
+        out_dir=str(Path(cfg.out_dir) / algorithm),
+        algorithm=algorithm,
+        algorithm_options=cfg.algorithm_options.get(algorithm, {}),
+        student=cfg.student,
+        base_dir=str(base_dir),
+        steps=cfg.steps,
+        sets_per_batch=cfg.sets_per_batch,
+        lr=cfg.lr,
+        seed=cfg.seed,
+        lora={"r": cfg.lora_r, "alpha": 2 * cfg.lora_r},
+        warmup_steps=max(1, cfg.steps // 15),
+        checkpoint_every=max(1, cfg.steps // 3),
+        log_every=max(1, cfg.steps // 30),
     )
 
 
@@ -80,16 +93,27 @@ def run_demo(cfg: DemoConfig, *, say: Callable[[str], None] = print, progress: b
 
             shutil.rmtree(run_dir)  # the demo always trains from scratch: its numbers are this run's
         say(f"training {algorithm} for {cfg.steps} steps …")
-        results[algorithm] = run_training(_train_config(cfg, algorithm, data_dir, base_dir), evaluate=True,
-                                          per_skeleton=cfg.eval_per_skeleton, progress=progress,
-                                          max_new_tokens=cfg.max_new_tokens)
+        results[algorithm] = run_training(
+            _train_config(cfg, algorithm, data_dir, base_dir),
+            evaluate=True,
+            per_skeleton=cfg.eval_per_skeleton,
+            progress=progress,
+            max_new_tokens=cfg.max_new_tokens,
+        )
         timings[f"{algorithm}_seconds"] = round(time.perf_counter() - t0, 2)
     timings["total_seconds"] = round(time.perf_counter() - t_start, 2)
 
     summary = {alg: _headline(res) for alg, res in results.items()}
-    plot = comparison_figure({a: s for a, s in summary.items()}, {a: out / a for a in results}, out / "demo.png")
-    payload = {"methods": summary, "config": asdict(cfg), "timings": timings,
-               "data_content_hash": manifest.content_hash, "base_dir": str(base_dir)}
+    plot = comparison_figure(
+        {a: s for a, s in summary.items()}, {a: out / a for a in results}, out / "demo.png"
+    )
+    payload = {
+        "methods": summary,
+        "config": asdict(cfg),
+        "timings": timings,
+        "data_content_hash": manifest.content_hash,
+        "base_dir": str(base_dir),
+    }
     atomic_write_json(out / "summary.json", payload)
     atomic_write_text(out / "report.md", render_report(cfg, summary, results, timings, plot.name, manifest))
     return payload
@@ -117,7 +141,9 @@ def _fmt(x: Any, pct: bool = True) -> str:
     return f"{100 * x:.1f}" if pct else f"{x:.3f}"
 
 
-def render_report(cfg: DemoConfig, summary: dict, results: dict, timings: dict, plot_name: str, manifest: Any) -> str:
+def render_report(
+    cfg: DemoConfig, summary: dict, results: dict, timings: dict, plot_name: str, manifest: Any
+) -> str:
     skeletons = manifest.config.get("skeletons")
     lines = [
         "# iga demo report",
@@ -128,37 +154,56 @@ def render_report(cfg: DemoConfig, summary: dict, results: dict, timings: dict, 
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for alg, s in summary.items():
-        lines.append(f"| {alg} | {_fmt(s['id_accuracy'])} | {_fmt(s['ood_accuracy'])} | "
-                     f"{_fmt(s['ood_depth_accuracy'])} | {_fmt(s['lcs'], False)} | {_fmt(s['step_time_s'], False)} |")
+        lines.append(
+            f"| {alg} | {_fmt(s['id_accuracy'])} | {_fmt(s['ood_accuracy'])} | "
+            f"{_fmt(s['ood_depth_accuracy'])} | {_fmt(s['lcs'], False)} | {_fmt(s['step_time_s'], False)} |"
+        )
     n_id = max((s.get("n_id") or 0) for s in summary.values())
     n_ood = max((s.get("n_ood") or 0) for s in summary.values())
-    lines += ["", "## How to read this", "",
-              f"One seed, {n_id} ID answers and {n_ood} OOD-surface answers per method: a 95% interval on an accuracy "
-              f"near 20% is about ±{_half_width(0.2, max(1, n_ood)):.0f} pp at this n, so differences of a few points "
-              "between methods are noise. The demo shows the pipeline end to end on 2 CPU cores; the study "
-              "(several seeds, all algorithms, larger evaluation) is what tests the method.",
-              "", f"![accuracy and training curves]({plot_name})", "", "## Setup", "",
-              f"- Benchmark: IsoBench preset `{cfg.preset}` with shortcut cues in the training domains; skeletons: "
-              f"{', '.join(skeletons) if skeletons else 'all'} — one per family, the ones with the shortest "
-              "chains of thought, because a ~7 M-parameter student trained for minutes on 2 CPU cores learns "
-              f"those and not the longer ones; data hash `{manifest.content_hash[:16]}`.",
-              f"- Student: built-in `{cfg.student}` base pretrained here (cached), LoRA r={cfg.lora_r} on all linear "
-              f"layers; {cfg.steps} steps of {cfg.sets_per_batch} isomer sets × 4 train domains; lr {cfg.lr}; "
-              f"same seed and budget for every method.",
-              f"- Algorithm options: `{json.dumps(cfg.algorithm_options)}`.",
-              f"- Evaluation: {cfg.eval_per_skeleton} isomer sets per skeleton per split, each rendered in all 8 "
-              "domains; greedy decoding; strict answer extraction. ID = id_test on the train domains, OOD-surface = "
-              "ood_surface on the held-out domains (finance, sports, cooking, fictional); LCS over id_test + "
-              "ood_surface hidden states at the CoT anchors (lower is better).",
-              "", "## Wall time", ""]
+    lines += [
+        "",
+        "## How to read this",
+        "",
+        f"One seed, {n_id} ID answers and {n_ood} OOD-surface answers per method: a 95% interval on an accuracy "
+        f"near 20% is about ±{_half_width(0.2, max(1, n_ood)):.0f} pp at this n, so differences of a few points "
+        "between methods are noise. The demo shows the pipeline end to end on 2 CPU cores; the study "
+        "(several seeds, all algorithms, larger evaluation) is what tests the method.",
+        "",
+        f"![accuracy and training curves]({plot_name})",
+        "",
+        "## Setup",
+        "",
+        f"- Benchmark: IsoBench preset `{cfg.preset}` with shortcut cues in the training domains; skeletons: "
+        f"{', '.join(skeletons) if skeletons else 'all'} — one per family, the ones with the shortest "
+        "chains of thought, because a ~7 M-parameter student trained for minutes on 2 CPU cores learns "
+        f"those and not the longer ones; data hash `{manifest.content_hash[:16]}`.",
+        f"- Student: built-in `{cfg.student}` base pretrained here (cached), LoRA r={cfg.lora_r} on all linear "
+        f"layers; {cfg.steps} steps of {cfg.sets_per_batch} isomer sets × 4 train domains; lr {cfg.lr}; "
+        f"same seed and budget for every method.",
+        f"- Algorithm options: `{json.dumps(cfg.algorithm_options)}`.",
+        f"- Evaluation: {cfg.eval_per_skeleton} isomer sets per skeleton per split, each rendered in all 8 "
+        "domains; greedy decoding; strict answer extraction. ID = id_test on the train domains, OOD-surface = "
+        "ood_surface on the held-out domains (finance, sports, cooking, fictional); LCS over id_test + "
+        "ood_surface hidden states at the CoT anchors (lower is better).",
+        "",
+        "## Wall time",
+        "",
+    ]
     lines += [f"- {k.replace('_seconds', '')}: {v} s" for k, v in timings.items()]
     families = ("IsoArith", "IsoDeduce", "IsoRelate", "IsoState")
-    lines += ["", "## Per-family accuracy (strict, %): ID / OOD-surface", "",
-              "| method | " + " | ".join(families) + " |", "| --- |" + " ---: |" * len(families)]
+    lines += [
+        "",
+        "## Per-family accuracy (strict, %): ID / OOD-surface",
+        "",
+        "| method | " + " | ".join(families) + " |",
+        "| --- |" + " ---: |" * len(families),
+    ]
     for alg, res in results.items():
         fam = ((res.get("eval") or {}).get("summary") or {}).get("by_family") or {}
-        cells = [f"{_fmt((fam.get(f) or {}).get('id_accuracy'))} / {_fmt((fam.get(f) or {}).get('ood_accuracy'))}"
-                 for f in families]
+        cells = [
+            f"{_fmt((fam.get(f) or {}).get('id_accuracy'))} / {_fmt((fam.get(f) or {}).get('ood_accuracy'))}"
+            for f in families
+        ]
         lines.append(f"| {alg} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -178,10 +223,15 @@ def demo_config(**overrides: Any) -> DemoConfig:
 
 def quick_demo_config(out_dir: str, **overrides: Any) -> DemoConfig:
     """A seconds-long demo for tests: micro student, tiny preset, a few steps."""
-    base: dict[str, Any] = dict(out_dir=out_dir, preset="tiny", student="micro", steps=3, sets_per_batch=2,
-                                eval_per_skeleton=1, max_new_tokens=24,
-                                skeletons=("S01_arith_chain", "S06_mp_chain"))
+    base: dict[str, Any] = dict(
+        out_dir=out_dir,
+        preset="tiny",
+        student="micro",
+        steps=3,
+        sets_per_batch=2,
+        eval_per_skeleton=1,
+        max_new_tokens=24,
+        skeletons=("S01_arith_chain", "S06_mp_chain"),
+    )
     base.update(overrides)
     return demo_config(**base)
-
-

@@ -66,10 +66,19 @@ def inference_copy(model: Any) -> Any:
     return model
 
 
-def evaluate_model(model: Any, tokenizer: Any, data_dir: str | Path, *, train_domains: Sequence[str],
-                   splits: Sequence[str] = DEFAULT_EVAL_SPLITS, per_skeleton: int | None = None,
-                   max_new_tokens: int | None = None, batch_size: int = 32, progress: bool = True,
-                   fmt: Any = None) -> dict[str, Any]:
+def evaluate_model(
+    model: Any,
+    tokenizer: Any,
+    data_dir: str | Path,
+    *,
+    train_domains: Sequence[str],
+    splits: Sequence[str] = DEFAULT_EVAL_SPLITS,
+    per_skeleton: int | None = None,
+    max_new_tokens: int | None = None,
+    batch_size: int = 32,
+    progress: bool = True,
+    fmt: Any = None,
+) -> dict[str, Any]:
     """Accuracy (strict/flexible, per split/domain/skeleton/family), behaviour and LCS of ``model``.
 
     ``max_new_tokens=None`` sizes generation from the data: the longest gold CoT of the evaluated records plus a
@@ -93,8 +102,15 @@ def evaluate_model(model: Any, tokenizer: Any, data_dir: str | Path, *, train_do
     model = inference_copy(model)
     t0 = time.perf_counter()
     fmt = fmt if fmt is not None else PromptFormat()
-    scores = evaluate_records(model, tokenizer, records, fmt=fmt, max_new_tokens=max_new_tokens,
-                              batch_size=batch_size, progress=progress)
+    scores = evaluate_records(
+        model,
+        tokenizer,
+        records,
+        fmt=fmt,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        progress=progress,
+    )
     gen_seconds = time.perf_counter() - t0
     heldout = sorted({r["domain"] for r in records} - set(train_domains))
     summary = summarise(records, scores, list(train_domains), heldout)
@@ -103,9 +119,12 @@ def evaluate_model(model: Any, tokenizer: Any, data_dir: str | Path, *, train_do
     if lcs_records:
         states = collect_anchor_states(model, tokenizer, lcs_records, fmt=fmt, batch_size=batch_size)
         report = compute_lcs_report(
-            states, [r["instance_id"] for r in lcs_records], domains=[r["domain"] for r in lcs_records],
-            train_domains=list(train_domains), extra_settings={"pooling": states.pooling,
-                                                               "n_fallback": states.n_fallback})
+            states,
+            [r["instance_id"] for r in lcs_records],
+            domains=[r["domain"] for r in lcs_records],
+            train_domains=list(train_domains),
+            extra_settings={"pooling": states.pooling, "n_fallback": states.n_fallback},
+        )
         lcs = report.to_dict()
     return {
         "summary": summary,
@@ -113,21 +132,43 @@ def evaluate_model(model: Any, tokenizer: Any, data_dir: str | Path, *, train_do
         "n_records": len(records),
         "generation_seconds": round(gen_seconds, 2),
         "max_new_tokens": max_new_tokens,
-        "completions": [{"id": s.id, "completion": s.completion, "strict": s.strict.correct,
-                         "flexible": s.flexible.correct} for s in scores],
+        "completions": [
+            {
+                "id": s.id,
+                "completion": s.completion,
+                "strict": s.strict.correct,
+                "flexible": s.flexible.correct,
+            }
+            for s in scores
+        ],
     }
 
 
-def evaluate_run(run_dir: str | Path, *, splits: Sequence[str] = DEFAULT_EVAL_SPLITS,
-                 per_skeleton: int | None = None, progress: bool = True, **kwargs: Any) -> dict[str, Any]:
+def evaluate_run(
+    run_dir: str | Path,
+    *,
+    splits: Sequence[str] = DEFAULT_EVAL_SPLITS,
+    per_skeleton: int | None = None,
+    progress: bool = True,
+    **kwargs: Any,
+) -> dict[str, Any]:
     """Evaluate a finished run and merge the metrics into its ``result.json`` (completions go to a JSONL)."""
     from iga.utils.io import atomic_write_jsonl
 
     cfg, model, tokenizer = load_run(run_dir)
     from iga.training.setup import prompt_format
 
-    ev = evaluate_model(model, tokenizer, cfg.data_dir, train_domains=cfg.train_domains, splits=splits,
-                        per_skeleton=per_skeleton, progress=progress, fmt=prompt_format(cfg, tokenizer), **kwargs)
+    ev = evaluate_model(
+        model,
+        tokenizer,
+        cfg.data_dir,
+        train_domains=cfg.train_domains,
+        splits=splits,
+        per_skeleton=per_skeleton,
+        progress=progress,
+        fmt=prompt_format(cfg, tokenizer),
+        **kwargs,
+    )
     atomic_write_jsonl(Path(run_dir) / "completions.jsonl", ev.pop("completions"))
     update_result(run_dir, eval=ev)
     return ev

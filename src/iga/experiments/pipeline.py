@@ -16,15 +16,24 @@ def _check_resume_config(path: Path, cfg: TrainConfig) -> None:
     new = cfg.model_dump()
     changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in ("steps",))
     if changed:
-        raise ValueError(f"--resume with a different configuration ({', '.join(changed)} changed); "
-                         f"use a new --out or the original settings of {path}")
+        raise ValueError(
+            f"--resume with a different configuration ({', '.join(changed)} changed); "
+            f"use a new --out or the original settings of {path}"
+        )
 
 
-def run_training(cfg: TrainConfig, *, resume: bool = False, evaluate: bool = True, per_skeleton: int | None = None,
-                 progress: bool = True, max_new_tokens: int | None = None) -> dict[str, Any]:
-    from iga.training.loop import train
-
+def run_training(
+    cfg: TrainConfig,
+    *,
+    resume: bool = False,
+    evaluate: bool = True,
+    per_skeleton: int | None = None,
+    progress: bool = True,
+    max_new_tokens: int | None = None,
+) -> dict[str, Any]:
     import os
+
+    from iga.training.loop import train
 
     # Under `accelerate launch` / torchrun every rank runs this function; rank 0 alone writes and evaluates.
     main = int(os.environ.get("RANK", "0")) == 0
@@ -39,16 +48,23 @@ def run_training(cfg: TrainConfig, *, resume: bool = False, evaluate: bool = Tru
     trained = train(cfg, resume=resume, progress=progress)
     if not main:
         return {"train": trained["summary"], "rank": int(os.environ["RANK"])}
-    result = update_result(out, config=cfg.model_dump(), data=data_fingerprint(trained["manifest"]),
-                           train=trained["summary"])
+    result = update_result(
+        out, config=cfg.model_dump(), data=data_fingerprint(trained["manifest"]), train=trained["summary"]
+    )
     if evaluate:
         from iga.experiments.evaluate import evaluate_model
-
         from iga.training.setup import prompt_format
 
-        ev = evaluate_model(trained["model"], trained["tokenizer"], cfg.data_dir, train_domains=cfg.train_domains,
-                            per_skeleton=per_skeleton, progress=progress, max_new_tokens=max_new_tokens,
-                            fmt=prompt_format(cfg, trained["tokenizer"]))
+        ev = evaluate_model(
+            trained["model"],
+            trained["tokenizer"],
+            cfg.data_dir,
+            train_domains=cfg.train_domains,
+            per_skeleton=per_skeleton,
+            progress=progress,
+            max_new_tokens=max_new_tokens,
+            fmt=prompt_format(cfg, trained["tokenizer"]),
+        )
         from iga.utils.io import atomic_write_jsonl
 
         atomic_write_jsonl(out / "completions.jsonl", ev.pop("completions"))

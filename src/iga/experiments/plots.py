@@ -22,10 +22,17 @@ def read_log(run_dir: str | os.PathLike) -> list[dict]:
     return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
 
 
-def comparison_figure(summaries: Mapping[str, Mapping], run_dirs: Mapping[str, str | os.PathLike],
-                      out: str | os.PathLike, *, metrics: Sequence[tuple[str, str]] = (
-                          ("id_accuracy", "ID"), ("ood_accuracy", "OOD-surface"),
-                          ("ood_depth_accuracy", "OOD-depth"))) -> Path:
+def comparison_figure(
+    summaries: Mapping[str, Mapping],
+    run_dirs: Mapping[str, str | os.PathLike],
+    out: str | os.PathLike,
+    *,
+    metrics: Sequence[tuple[str, str]] = (
+        ("id_accuracy", "ID"),
+        ("ood_accuracy", "OOD-surface"),
+        ("ood_depth_accuracy", "OOD-depth"),
+    ),
+) -> Path:
     """Accuracy bars per method (left) and training loss curves (right), saved as PNG (and SVG beside it)."""
     plt = _pyplot()
     fig, (ax_bar, ax_loss) = plt.subplots(1, 2, figsize=(11, 4))
@@ -36,7 +43,9 @@ def comparison_figure(summaries: Mapping[str, Mapping], run_dirs: Mapping[str, s
         xs = [j + i * width for j in range(len(metrics))]
         bars = ax_bar.bar(xs, values, width, label=method)
         ax_bar.bar_label(bars, fmt="%.1f", fontsize=8)
-    ax_bar.set_xticks([j + width * (len(methods) - 1) / 2 for j in range(len(metrics))], [m for _, m in metrics])
+    ax_bar.set_xticks(
+        [j + width * (len(methods) - 1) / 2 for j in range(len(metrics))], [m for _, m in metrics]
+    )
     ax_bar.set_ylabel("accuracy (%), strict extraction")
     ax_bar.set_ylim(0, 105)
     ax_bar.legend()

@@ -57,7 +57,9 @@ def arithmetic_facts(max_sum: int = 40, max_factor: int = 12) -> list[str]:
 def premises(record: dict) -> list[str]:
     """The premise sentences of one record's question, in order (no question sentence, no shortcut cue)."""
     cue = (record.get("shortcut") or {}).get("text")
-    return [s for s in _SENTENCE_END.split(record["question"].strip()) if s and not s.endswith("?") and s != cue]
+    return [
+        s for s in _SENTENCE_END.split(record["question"].strip()) if s and not s.endswith("?") and s != cue
+    ]
 
 
 def premise_sentences(records: Sequence[dict]) -> list[str]:
@@ -78,19 +80,21 @@ def _paragraph(record: dict, seed: int, index: int) -> str:
     return text
 
 
-def build_corpus(*, seed: int = 0, domains_dir: str | None = None,
-                 preset: str = "small") -> Corpus:
+def build_corpus(*, seed: int = 0, domains_dir: str | None = None, preset: str = "small") -> Corpus:
     from iga.isomers import generate_records, load_domains, make_config
 
     config = make_config(preset, shortcut={"enabled": False})
     domains = load_domains(domains_dir)
-    records = [r for split in generate_records(config, seed + CORPUS_SEED_OFFSET, domains=domains).values()
-               for r in split]
+    records = [
+        r
+        for split in generate_records(config, seed + CORPUS_SEED_OFFSET, domains=domains).values()
+        for r in split
+    ]
     paragraphs = [_paragraph(r, seed, i) for i, r in enumerate(records)]
     facts = arithmetic_facts()
     facts = [facts[i] for i in sorted(range(len(facts)), key=lambda i: _shuffle_key(seed, i))]
-    docs = [p for p in paragraphs if p] + [" ".join(facts[i:i + 8]) for i in range(0, len(facts), 8)]
+    docs = [p for p in paragraphs if p] + [" ".join(facts[i : i + 8]) for i in range(0, len(facts), 8)]
     docs = [docs[i] for i in sorted(range(len(docs)), key=lambda i: _shuffle_key(seed + 1, i))]
     cot_lines = sorted({line for r in records for line in r["gold_cot"].splitlines()})
-    fp = hashlib.sha256("\n".join(docs + ["<cot>"] + cot_lines).encode()).hexdigest()[:16]
+    fp = hashlib.sha256("\n".join([*docs, "<cot>", *cot_lines]).encode()).hexdigest()[:16]
     return Corpus(documents=docs, tokenizer_texts=docs + cot_lines, fingerprint=fp)

@@ -7,9 +7,16 @@ from collections.abc import Sequence
 from typing import Any
 
 
-def attach_lora(model: Any, *, r: int = 8, alpha: float = 16.0, dropout: float = 0.0,
-                target_modules: str | Sequence[str] = "all-linear", init: str = "default",
-                algorithm: str | None = None) -> Any:
+def attach_lora(
+    model: Any,
+    *,
+    r: int = 8,
+    alpha: float = 16.0,
+    dropout: float = 0.0,
+    target_modules: str | Sequence[str] = "all-linear",
+    init: str = "default",
+    algorithm: str | None = None,
+) -> Any:
     """Wrap ``model`` with LoRA adapters (PEFT) and return the PEFT model.
 
     ``init="default"`` is PEFT's (B = 0, so the adapted model starts equal to the base); ``init="gaussian"`` is
@@ -26,10 +33,14 @@ def attach_lora(model: Any, *, r: int = 8, alpha: float = 16.0, dropout: float =
     if init not in ("default", "gaussian"):
         raise ValueError(f"init must be 'default' or 'gaussian', got {init!r}")
     if dropout > 0 and algorithm == "iga":
-        warnings.warn("lora_dropout > 0 breaks IGA's exact full-space identities (grad_A = s·Bᵀ·G); use 0",
-                      stacklevel=2)
+        warnings.warn(
+            "lora_dropout > 0 breaks IGA's exact full-space identities (grad_A = s·Bᵀ·G); use 0", stacklevel=2
+        )
     cfg = LoraConfig(
-        r=r, lora_alpha=alpha, lora_dropout=dropout, task_type="CAUSAL_LM",
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        task_type="CAUSAL_LM",
         target_modules=target_modules if isinstance(target_modules, str) else list(target_modules),
         init_lora_weights=(init == "default"),
     )

@@ -65,8 +65,14 @@ def _pack(token_lists: Sequence[list[int]], seq_len: int, eos_id: int) -> list[l
     return [stream[i * seq_len : (i + 1) * seq_len] for i in range(n)]
 
 
-def pretrain_base(texts: Sequence[str], tokenizer_texts: Sequence[str], out_dir: str | os.PathLike,
-                  cfg: PretrainConfig, *, progress: Callable[[int, int, float], None] | None = None) -> Path:
+def pretrain_base(
+    texts: Sequence[str],
+    tokenizer_texts: Sequence[str],
+    out_dir: str | os.PathLike,
+    cfg: PretrainConfig,
+    *,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> Path:
     """Train tokenizer + base on ``texts`` and save both to ``out_dir`` (a HF checkpoint folder)."""
     import torch
 
@@ -77,7 +83,9 @@ def pretrain_base(texts: Sequence[str], tokenizer_texts: Sequence[str], out_dir:
     t0 = time.perf_counter()
     tok = train_bpe_tokenizer(tokenizer_texts, vocab_size=cfg.vocab_size)
     model = build_student(cfg.student, tok, seed=cfg.seed)
-    blocks = _pack([tok(t, add_special_tokens=False)["input_ids"] for t in texts], cfg.seq_len, tok.eos_token_id)
+    blocks = _pack(
+        [tok(t, add_special_tokens=False)["input_ids"] for t in texts], cfg.seq_len, tok.eos_token_id
+    )
     if len(blocks) < cfg.batch_size:
         raise ValueError(f"pretraining corpus too small: {len(blocks)} blocks of {cfg.seq_len} tokens")
     data = torch.tensor(blocks, dtype=torch.long)
@@ -113,15 +121,18 @@ def pretrain_base(texts: Sequence[str], tokenizer_texts: Sequence[str], out_dir:
     model.save_pretrained(out_dir)
     tok.save_pretrained(out_dir)
     tail = losses[-min(20, len(losses)) :]
-    atomic_write_json(out_dir / BASE_MARKER, {
-        "pretrain_config": asdict(cfg),
-        "student_spec": spec_dict(cfg.student),
-        "num_parameters": sum(p.numel() for p in model.parameters()),
-        "corpus_blocks": len(blocks),
-        "final_loss": sum(tail) / len(tail),
-        "first_loss": losses[0],
-        "seconds": round(time.perf_counter() - t0, 2),
-    })
+    atomic_write_json(
+        out_dir / BASE_MARKER,
+        {
+            "pretrain_config": asdict(cfg),
+            "student_spec": spec_dict(cfg.student),
+            "num_parameters": sum(p.numel() for p in model.parameters()),
+            "corpus_blocks": len(blocks),
+            "final_loss": sum(tail) / len(tail),
+            "first_loss": losses[0],
+            "seconds": round(time.perf_counter() - t0, 2),
+        },
+    )
     return out_dir
 
 
@@ -139,8 +150,13 @@ def load_base(base_dir: str | os.PathLike) -> tuple[Any, Any]:
 DEFAULT_CACHE = Path(os.environ.get("IGA_CACHE", ".iga_cache")) / "bases"
 
 
-def ensure_base(cfg: PretrainConfig, *, cache_dir: str | os.PathLike | None = None, domains_dir: str | None = None,
-                progress: Callable[[int, int, float], None] | None = None) -> tuple[Path, bool]:
+def ensure_base(
+    cfg: PretrainConfig,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    domains_dir: str | None = None,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> tuple[Path, bool]:
     """The cached base for ``cfg`` (built on first use). Returns ``(path, built_now)``.
 
     The cache key hashes the pretraining config and the corpus fingerprint, so a change to either (a new

@@ -25,8 +25,14 @@ class StudentSpec:
     intermediate_size: int
     max_position_embeddings: int = 512
 
-    def llama_config(self, vocab_size: int, *, pad_token_id: int | None = None, bos_token_id: int | None = None,
-                     eos_token_id: int | None = None) -> Any:
+    def llama_config(
+        self,
+        vocab_size: int,
+        *,
+        pad_token_id: int | None = None,
+        bos_token_id: int | None = None,
+        eos_token_id: int | None = None,
+    ) -> Any:
         from transformers import LlamaConfig
 
         return LlamaConfig(
@@ -51,7 +57,9 @@ STUDENTS: dict[str, StudentSpec] = {
     "micro": StudentSpec(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64),
     "tiny": StudentSpec(hidden_size=128, num_hidden_layers=4, num_attention_heads=4, intermediate_size=344),
     "small": StudentSpec(hidden_size=320, num_hidden_layers=5, num_attention_heads=5, intermediate_size=860),
-    "medium": StudentSpec(hidden_size=384, num_hidden_layers=6, num_attention_heads=6, intermediate_size=1024),
+    "medium": StudentSpec(
+        hidden_size=384, num_hidden_layers=6, num_attention_heads=6, intermediate_size=1024
+    ),
 }
 
 
@@ -59,8 +67,10 @@ def student_spec(name: str) -> StudentSpec:
     try:
         return STUDENTS[name]
     except KeyError:
-        raise ValueError(f"unknown student {name!r}; built-in students: {', '.join(STUDENTS)} "
-                         "(or give a local checkpoint path)") from None
+        raise ValueError(
+            f"unknown student {name!r}; built-in students: {', '.join(STUDENTS)} "
+            "(or give a local checkpoint path)"
+        ) from None
 
 
 def build_student(name: str, tokenizer: Any, *, seed: int = 0) -> PreTrainedModel:
@@ -69,7 +79,9 @@ def build_student(name: str, tokenizer: Any, *, seed: int = 0) -> PreTrainedMode
     from transformers import LlamaForCausalLM
 
     cfg = student_spec(name).llama_config(
-        len(tokenizer), pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+        len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
     with torch.random.fork_rng(devices=[]):
@@ -82,7 +94,9 @@ def spec_dict(name: str) -> dict:
     return asdict(student_spec(name))
 
 
-def load_causal_lm(path: str | os.PathLike, *, trust_remote_code: bool = False, dtype: Any = None) -> PreTrainedModel:
+def load_causal_lm(
+    path: str | os.PathLike, *, trust_remote_code: bool = False, dtype: Any = None
+) -> PreTrainedModel:
     """Load a local HF causal-LM checkpoint (safetensors preferred), with clear errors for common mistakes."""
     from transformers import AutoConfig, AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
@@ -97,12 +111,17 @@ def load_causal_lm(path: str | os.PathLike, *, trust_remote_code: bool = False, 
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
     if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and not trust_remote_code:
-        raise ValueError(f"{path} holds a {type(config).__name__} (model_type {config.model_type!r}), which is not a "
-                         "causal language model")
+        raise ValueError(
+            f"{path} holds a {type(config).__name__} (model_type {config.model_type!r}), which is not a "
+            "causal language model"
+        )
     weights = [*path.glob("*.safetensors"), *path.glob("*.bin")]
     if not weights:
         raise ValueError(f"{path} has a config.json but no weights (*.safetensors or *.bin)")
     return AutoModelForCausalLM.from_pretrained(
-        str(path), local_files_only=True, trust_remote_code=trust_remote_code, dtype=dtype,
+        str(path),
+        local_files_only=True,
+        trust_remote_code=trust_remote_code,
+        dtype=dtype,
         use_safetensors=any(w.suffix == ".safetensors" for w in weights) or None,
     )

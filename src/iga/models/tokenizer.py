@@ -17,7 +17,9 @@ if TYPE_CHECKING:  # pragma: no cover
 SPECIAL_TOKENS = {"pad_token": "<pad>", "unk_token": "<unk>", "bos_token": "<bos>", "eos_token": "<eos>"}
 
 
-def train_bpe_tokenizer(texts: Iterable[str], *, vocab_size: int = 2048, min_frequency: int = 2) -> PreTrainedTokenizerBase:
+def train_bpe_tokenizer(
+    texts: Iterable[str], *, vocab_size: int = 2048, min_frequency: int = 2
+) -> PreTrainedTokenizerBase:
     """Train a byte-level BPE tokenizer on ``texts`` and wrap it as a HF fast tokenizer.
 
     >>> tok = train_bpe_tokenizer(["Step 1: 2 + 3 = 5.", "The answer is 5."] * 20, vocab_size=300)
@@ -28,7 +30,9 @@ def train_bpe_tokenizer(texts: Iterable[str], *, vocab_size: int = 2048, min_fre
     from transformers import PreTrainedTokenizerFast
 
     if vocab_size < 300:
-        raise ValueError(f"vocab_size must be >= 300 (256 byte symbols + specials + merges), got {vocab_size}")
+        raise ValueError(
+            f"vocab_size must be >= 300 (256 byte symbols + specials + merges), got {vocab_size}"
+        )
     tok = Tokenizer(models.BPE(unk_token=SPECIAL_TOKENS["unk_token"]))
     tok.normalizer = normalizers.NFKC()
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

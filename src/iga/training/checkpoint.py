@@ -19,8 +19,15 @@ def trainable_state(model: Any) -> dict[str, Any]:
     return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
-def save_checkpoint(path: str | os.PathLike, *, model: Any, optimizer: Any, scheduler: Any, step: int,
-                    extra: dict[str, Any] | None = None) -> Path:
+def save_checkpoint(
+    path: str | os.PathLike,
+    *,
+    model: Any,
+    optimizer: Any,
+    scheduler: Any,
+    step: int,
+    extra: dict[str, Any] | None = None,
+) -> Path:
     import torch
 
     path = Path(path)
@@ -52,8 +59,10 @@ def load_checkpoint(path: str | os.PathLike, *, model: Any, optimizer: Any, sche
     params = dict(model.named_parameters())
     missing = [n for n in payload["trainable"] if n not in params]
     if missing:
-        raise ValueError(f"{path}: checkpoint holds parameters the model does not have, e.g. {missing[:3]}; "
-                         "was it written with another student or LoRA configuration?")
+        raise ValueError(
+            f"{path}: checkpoint holds parameters the model does not have, e.g. {missing[:3]}; "
+            "was it written with another student or LoRA configuration?"
+        )
     with torch.no_grad():
         for name, value in payload["trainable"].items():
             params[name].copy_(value)

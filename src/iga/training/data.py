@@ -23,7 +23,9 @@ class IsomerSet:
     members: tuple[Mapping, ...]  # one record per domain, in the trainer's domain order
 
 
-def group_isomer_sets(records: Sequence[Mapping], domains: Sequence[str], *, source: str = "records") -> list[IsomerSet]:
+def group_isomer_sets(
+    records: Sequence[Mapping], domains: Sequence[str], *, source: str = "records"
+) -> list[IsomerSet]:
     """Group records into complete isomer sets over ``domains`` (records of other domains are ignored).
 
     A set that lacks one of ``domains`` is an error naming the instance and the missing domain: a batch
@@ -52,8 +54,10 @@ def group_isomer_sets(records: Sequence[Mapping], domains: Sequence[str], *, sou
         members = by_set[iid]
         missing = [d for d in domains if d not in members]
         if missing:
-            raise ValueError(f"{source}: isomer set {iid!r} is missing domain(s) {missing}; "
-                             f"every training set needs all of {list(domains)}")
+            raise ValueError(
+                f"{source}: isomer set {iid!r} is missing domain(s) {missing}; "
+                f"every training set needs all of {list(domains)}"
+            )
         sets.append(IsomerSet(iid, tuple(members[d] for d in domains)))
     return sets
 
@@ -80,7 +84,9 @@ def sets_for_step(num_sets: int, sets_per_batch: int, step: int, seed: int) -> l
 class IsomerCollator:
     """Tokenise isomer sets into a padded, domain-major batch with prompt tokens masked out of the loss."""
 
-    def __init__(self, tokenizer: Any, *, max_length: int, fmt: Any = None, cot_field: str = "gold_cot") -> None:
+    def __init__(
+        self, tokenizer: Any, *, max_length: int, fmt: Any = None, cot_field: str = "gold_cot"
+    ) -> None:
         if tokenizer.pad_token_id is None:
             raise ValueError("the tokenizer has no pad token")
         self.tokenizer, self.max_length = tokenizer, max_length
@@ -100,8 +106,10 @@ class IsomerCollator:
         ids = prompt + completion + [tok.eos_token_id]
         labels = [-100] * len(prompt) + completion + [tok.eos_token_id]
         if len(ids) > self.max_length:
-            raise ValueError(f"record {record.get('id')!r} is {len(ids)} tokens long, above max_length="
-                             f"{self.max_length}; raise max_length or build shorter problems")
+            raise ValueError(
+                f"record {record.get('id')!r} is {len(ids)} tokens long, above max_length="
+                f"{self.max_length}; raise max_length or build shorter problems"
+            )
         if rid is not None:
             self._cache[rid] = (ids, labels)
         return ids, labels

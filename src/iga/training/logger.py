@@ -15,13 +15,19 @@ class RunLogger:
     On resume the JSONL is truncated to the steps before the checkpoint, so a log never lists a step twice.
     """
 
-    def __init__(self, out_dir: str | os.PathLike, *, resume_step: int | None = None, tensorboard: bool = True) -> None:
+    def __init__(
+        self, out_dir: str | os.PathLike, *, resume_step: int | None = None, tensorboard: bool = True
+    ) -> None:
         self.path = Path(out_dir) / "log.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if resume_step is None:
             self.path.write_text("")
         elif self.path.exists():
-            kept = [ln for ln in self.path.read_text().splitlines() if ln and json.loads(ln).get("step", 0) <= resume_step]
+            kept = [
+                ln
+                for ln in self.path.read_text().splitlines()
+                if ln and json.loads(ln).get("step", 0) <= resume_step
+            ]
             self.path.write_text("".join(ln + "\n" for ln in kept))
         self._tb = None
         if tensorboard:

@@ -31,8 +31,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
     acc, main = run.accelerator, run.accelerator.is_main_process
     start, ckpt = 0, out / CHECKPOINT_NAME
     if resume and ckpt.exists():
-        payload = load_checkpoint(ckpt, model=acc.unwrap_model(run.model), optimizer=run.optimizer,
-                                  scheduler=run.scheduler)
+        payload = load_checkpoint(
+            ckpt, model=acc.unwrap_model(run.model), optimizer=run.optimizer, scheduler=run.scheduler
+        )
         run.algorithm.load_state_dict(payload["extra"].get("algorithm", {}))
         start = payload["step"]
     logger = RunLogger(out, resume_step=start or None) if main else None
@@ -45,10 +46,13 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
         grad_norm = None
         if hasattr(run.algorithm, "meta_step"):  # Fish: inner steps per domain, then interpolation
             meta = run.algorithm.meta_step(run.domain_backward(batches), step, optimizer=run.optimizer)
-            domain_losses = torch.tensor([meta.get(f"loss/{k}", meta["loss"]) for k in range(run.num_domains)])
+            domain_losses = torch.tensor(
+                [meta.get(f"loss/{k}", meta["loss"]) for k in range(run.num_domains)]
+            )
         else:
-            domain_losses = sum(run.forward_backward(b, step, sync=i == len(batches) - 1)
-                                for i, b in enumerate(batches)) / len(batches)
+            domain_losses = sum(
+                run.forward_backward(b, step, sync=i == len(batches) - 1) for i, b in enumerate(batches)
+            ) / len(batches)
             if cfg.max_grad_norm is not None and not clips_itself(run.algorithm):
                 grad_norm = acc.clip_grad_norm_(run.trainable, cfg.max_grad_norm)
             run.optimizer.step()
@@ -58,14 +62,27 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
         bar.update(step + 1, loss=float(domain_losses.mean()))
         if logger is not None and ((step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps):
             supervised = sum(int((b["labels"] != -100).sum()) for b in batches)
-            logger.log(step + 1, {
-                "loss": domain_losses.mean(), "lr": run.scheduler.get_last_lr()[0], "step_seconds": step_seconds[-1],
-                "tokens_per_second": supervised / step_seconds[-1],
-                **{f"loss/{d}": domain_losses[k] for k, d in enumerate(cfg.train_domains)},
-                **({"grad_norm": grad_norm} if grad_norm is not None else {}), **run.metrics()})
+            logger.log(
+                step + 1,
+                {
+                    "loss": domain_losses.mean(),
+                    "lr": run.scheduler.get_last_lr()[0],
+                    "step_seconds": step_seconds[-1],
+                    "tokens_per_second": supervised / step_seconds[-1],
+                    **{f"loss/{d}": domain_losses[k] for k, d in enumerate(cfg.train_domains)},
+                    **({"grad_norm": grad_norm} if grad_norm is not None else {}),
+                    **run.metrics(),
+                },
+            )
         if main and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps):
-            save_checkpoint(ckpt, model=acc.unwrap_model(run.model), optimizer=run.optimizer,
-                            scheduler=run.scheduler, step=step + 1, extra={"algorithm": run.algorithm.state_dict()})
+            save_checkpoint(
+                ckpt,
+                model=acc.unwrap_model(run.model),
+                optimizer=run.optimizer,
+                scheduler=run.scheduler,
+                step=step + 1,
+                extra={"algorithm": run.algorithm.state_dict()},
+            )
     bar.close()
     if logger is not None:
         logger.close()
@@ -74,10 +91,15 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
     acc.wait_for_everyone()
     model = acc.unwrap_model(run.model)
     summary = {
-        "steps": cfg.steps, "resumed_from": start, "steps_this_run": len(step_seconds),
-        "train_seconds": round(sum(step_seconds), 3), "step_time_s": _median(step_seconds[1:] or step_seconds),
-        "num_isomer_sets": len(run.sets), "trainable_parameters": sum(p.numel() for p in run.trainable),
-        "num_processes": acc.num_processes, "algorithm_hparams": _hparams(run.algorithm),
+        "steps": cfg.steps,
+        "resumed_from": start,
+        "steps_this_run": len(step_seconds),
+        "train_seconds": round(sum(step_seconds), 3),
+        "step_time_s": _median(step_seconds[1:] or step_seconds),
+        "num_isomer_sets": len(run.sets),
+        "trainable_parameters": sum(p.numel() for p in run.trainable),
+        "num_processes": acc.num_processes,
+        "algorithm_hparams": _hparams(run.algorithm),
     }
     if main:
         model.save_pretrained(out / "adapter")
@@ -88,7 +110,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
 def _hparams(algorithm: Any) -> dict[str, Any]:
     from dataclasses import asdict
 
-    return {k: v for k, v in asdict(algorithm.hparams).items() if isinstance(v, str | int | float | bool | None)}
+    return {
+        k: v for k, v in asdict(algorithm.hparams).items() if isinstance(v, str | int | float | bool | None)
+    }
 
 
 def _median(xs: list[float]) -> float | None:

@@ -7,14 +7,20 @@ from typing import Any
 
 
 class StepProgress:
-    def __init__(self, *, total: int, start: int = 0, enabled: bool = True, description: str = "train") -> None:
+    def __init__(
+        self, *, total: int, start: int = 0, enabled: bool = True, description: str = "train"
+    ) -> None:
         self._progress: Any = None
         if enabled and sys.stderr.isatty():
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
             self._progress = Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("loss {task.fields[loss]:.3f}"), TimeRemainingColumn(), transient=False,
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("loss {task.fields[loss]:.3f}"),
+                TimeRemainingColumn(),
+                transient=False,
             )
             self._progress.start()
             self._task = self._progress.add_task(description, total=total, completed=start, loss=float("nan"))

@@ -56,9 +56,13 @@ class Run:
         """This process's slice of step ``step``'s global batch, split into ``grad_accum`` micro-batches."""
         cfg, acc = self.cfg, self.accelerator
         global_ids = sets_for_step(len(self.sets), cfg.sets_per_batch * acc.num_processes, step, cfg.seed)
-        mine = global_ids[acc.process_index * cfg.sets_per_batch:(acc.process_index + 1) * cfg.sets_per_batch]
+        mine = global_ids[
+            acc.process_index * cfg.sets_per_batch : (acc.process_index + 1) * cfg.sets_per_batch
+        ]
         per_micro = cfg.sets_per_batch // cfg.grad_accum
-        chunks = [[self.sets[i] for i in mine[m * per_micro:(m + 1) * per_micro]] for m in range(cfg.grad_accum)]
+        chunks = [
+            [self.sets[i] for i in mine[m * per_micro : (m + 1) * per_micro]] for m in range(cfg.grad_accum)
+        ]
         return [{k: v.to(acc.device) for k, v in self.collate(chunk).items()} for chunk in chunks]
 
     def domain_losses(self, batch: dict[str, Any]) -> tuple[Any, Any]:
@@ -68,9 +72,16 @@ class Run:
         cfg = self.cfg
         logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         teacher_logits = self.teacher(batch["input_ids"], batch["attention_mask"]) if self.teacher else None
-        losses = per_domain_distillation_loss(logits, batch["labels"], batch["domain_ids"], self.num_domains,
-                                              loss=cfg.loss, teacher_logits=teacher_logits,
-                                              temperature=cfg.kd_temperature, alpha=cfg.kd_alpha)
+        losses = per_domain_distillation_loss(
+            logits,
+            batch["labels"],
+            batch["domain_ids"],
+            self.num_domains,
+            loss=cfg.loss,
+            teacher_logits=teacher_logits,
+            temperature=cfg.kd_temperature,
+            alpha=cfg.kd_alpha,
+        )
         return logits, losses
 
     def forward_backward(self, batch: dict[str, Any], step: int, *, sync: bool) -> Any:
@@ -79,13 +90,18 @@ class Run:
         Under DDP, ``.grad`` is all-reduced only at the last micro-batch, and never for gradient-rewriting methods
         (a capture): their optimizer overwrites ``.grad`` and averages what it writes itself.
         """
-        ctx = (self.capture.domains(batch["domain_ids"], num_domains=self.num_domains, sync=sync)
-               if self.capture is not None else nullcontext())
+        ctx = (
+            self.capture.domains(batch["domain_ids"], num_domains=self.num_domains, sync=sync)
+            if self.capture is not None
+            else nullcontext()
+        )
         ddp_sync = nullcontext() if sync and self.capture is None else self.accelerator.no_sync(self.model)
         with ctx, ddp_sync, self.accelerator.autocast():
             logits, losses = self.domain_losses(batch)
             if hasattr(self.algorithm, "loss_from_logits"):  # IRM, Fishr: penalties that need the logits
-                objective = self.algorithm.loss_from_logits(losses, logits, batch["labels"], batch["domain_ids"], step)
+                objective = self.algorithm.loss_from_logits(
+                    losses, logits, batch["labels"], batch["domain_ids"], step
+                )
             else:
                 objective = self.algorithm.loss(losses, step)
             self.accelerator.backward(objective / self.cfg.grad_accum)
@@ -93,6 +109,7 @@ class Run:
 
     def domain_backward(self, batches: list[dict[str, Any]]) -> Callable[[int], float]:
         """For meta-learning methods (Fish): ``fn(k)`` back-propagates ``L_k`` alone over every micro-batch."""
+
         def backward_domain(k: int) -> float:
             total = 0.0
             for batch in batches:
@@ -107,7 +124,10 @@ class Run:
     def metrics(self) -> dict[str, Any]:
         """Whatever the optimizer wrapper and the algorithm report about their last step (masks, weights…)."""
         opt = getattr(self.optimizer, "optimizer", self.optimizer)  # unwrap Accelerate's AcceleratedOptimizer
-        return {**(getattr(opt, "last_metrics", None) or {}), **(getattr(self.algorithm, "last_metrics", None) or {})}
+        return {
+            **(getattr(opt, "last_metrics", None) or {}),
+            **(getattr(self.algorithm, "last_metrics", None) or {}),
+        }
 
 
 def prepare_run(cfg: TrainConfig) -> Run:
@@ -118,27 +138,46 @@ def prepare_run(cfg: TrainConfig) -> Run:
     from iga.training.schedule import build_scheduler
 
     if cfg.sets_per_batch % cfg.grad_accum:
-        raise ValueError(f"sets_per_batch={cfg.sets_per_batch} must be divisible by grad_accum={cfg.grad_accum}")
+        raise ValueError(
+            f"sets_per_batch={cfg.sets_per_batch} must be divisible by grad_accum={cfg.grad_accum}"
+        )
     torch.manual_seed(cfg.seed)
     accelerator = Accelerator(cpu=cfg.cpu, mixed_precision=cfg.mixed_precision)
     check_launch(accelerator.num_processes, cpu=cfg.cpu)
     sets, manifest = load_train_sets(cfg)
     algorithm = build_algorithm(cfg, len(cfg.train_domains))
-    check_distributed_type(accelerator.distributed_type, algorithm=cfg.algorithm,
-                           capture_space=algorithm.capture_space)
+    check_distributed_type(
+        accelerator.distributed_type, algorithm=cfg.algorithm, capture_space=algorithm.capture_space
+    )
     if cfg.mixed_precision == "fp16" and algorithm.capture_space is not None:
         # The fp16 GradScaler unscales .grad before the wrapper rewrites it, so clipping and the overflow check
         # would act on the wrong gradients.
-        raise ValueError(f"mixed_precision='fp16' is not supported with {cfg.algorithm!r}, which rewrites the "
-                         "gradients inside optimizer.step(); use 'bf16' or 'no'")
+        raise ValueError(
+            f"mixed_precision='fp16' is not supported with {cfg.algorithm!r}, which rewrites the "
+            "gradients inside optimizer.step(); use 'bf16' or 'no'"
+        )
     model, tokenizer = load_student(cfg)
     capture = DomainGradCapture(model, space=algorithm.capture_space) if algorithm.capture_space else None
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = algorithm.build_optimizer(model, trainable, capture, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = build_scheduler(optimizer, warmup_steps=cfg.warmup_steps, total_steps=cfg.steps, schedule=cfg.schedule)
+    scheduler = build_scheduler(
+        optimizer, warmup_steps=cfg.warmup_steps, total_steps=cfg.steps, schedule=cfg.schedule
+    )
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    return Run(cfg=cfg, accelerator=accelerator, sets=sets, manifest=manifest, algorithm=algorithm, model=model,
-               tokenizer=tokenizer, collate=IsomerCollator(tokenizer, max_length=cfg.max_length, cot_field=cfg.cot_field,
-                                                          fmt=prompt_format(cfg, tokenizer)),
-               capture=capture, teacher=load_teacher(cfg, accelerator.device), trainable=trainable,
-               optimizer=optimizer, scheduler=scheduler)
+    return Run(
+        cfg=cfg,
+        accelerator=accelerator,
+        sets=sets,
+        manifest=manifest,
+        algorithm=algorithm,
+        model=model,
+        tokenizer=tokenizer,
+        collate=IsomerCollator(
+            tokenizer, max_length=cfg.max_length, cot_field=cfg.cot_field, fmt=prompt_format(cfg, tokenizer)
+        ),
+        capture=capture,
+        teacher=load_teacher(cfg, accelerator.device),
+        trainable=trainable,
+        optimizer=optimizer,
+        scheduler=scheduler,
+    )

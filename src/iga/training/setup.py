@@ -17,7 +17,9 @@ def load_train_sets(cfg: TrainConfig) -> tuple[list[IsomerSet], dict]:
     data_dir = Path(cfg.data_dir)
     path = data_dir / f"{cfg.train_split}.jsonl"
     if not path.exists():
-        raise FileNotFoundError(f"training split not found: {path} (build one with `iga data build --out {data_dir}`)")
+        raise FileNotFoundError(
+            f"training split not found: {path} (build one with `iga data build --out {data_dir}`)"
+        )
     records = read_jsonl(path)
     manifest_path = data_dir / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
@@ -30,8 +32,10 @@ def load_base_model(cfg: TrainConfig) -> tuple[Any, Any]:
     from iga.models.pretrain import load_base
 
     if cfg.base_dir is None:
-        raise ValueError("base_dir is required: run `iga pretrain` (built-in students), pass a local checkpoint, "
-                         "or a preset such as smollm2-135m")
+        raise ValueError(
+            "base_dir is required: run `iga pretrain` (built-in students), pass a local checkpoint, "
+            "or a preset such as smollm2-135m"
+        )
     return load_base(resolve_student(cfg.base_dir))
 
 
@@ -48,8 +52,15 @@ def load_student(cfg: TrainConfig) -> tuple[Any, Any]:
     model, tokenizer = load_base_model(cfg)
     for p in model.parameters():
         p.requires_grad_(False)
-    model = attach_lora(model, r=cfg.lora.r, alpha=cfg.lora.alpha, dropout=cfg.lora.dropout,
-                        target_modules=cfg.lora.target_modules, init=cfg.lora.init, algorithm=cfg.algorithm)
+    model = attach_lora(
+        model,
+        r=cfg.lora.r,
+        alpha=cfg.lora.alpha,
+        dropout=cfg.lora.dropout,
+        target_modules=cfg.lora.target_modules,
+        init=cfg.lora.init,
+        algorithm=cfg.algorithm,
+    )
     return model, tokenizer
 
 

@@ -18,8 +18,14 @@ from typing import Any
 class InputError(ValueError):
     """Bad user input, reported as ``file:line: field: message``."""
 
-    def __init__(self, message: str, *, file: str | os.PathLike | None = None, line: int | None = None,
-                 field: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | os.PathLike | None = None,
+        line: int | None = None,
+        field: str | None = None,
+    ) -> None:
         self.file, self.line, self.field, self.detail = file, line, field, message
         where = ":".join(str(p) for p in (file, line) if p is not None)
         parts = [p for p in (where, field, message) if p]
@@ -99,7 +105,9 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
-                raise InputError(f"invalid JSON ({e.msg} at column {e.colno})", file=path, line=lineno) from None
+                raise InputError(
+                    f"invalid JSON ({e.msg} at column {e.colno})", file=path, line=lineno
+                ) from None
             if not isinstance(obj, dict):
                 raise InputError("each line must be a JSON object", file=path, line=lineno)
             yield lineno, obj
