@@ -134,12 +134,20 @@ def prepare_run(cfg: TrainConfig) -> Run:
     import torch
     from accelerate import Accelerator
 
+    from iga.algorithms import get_algorithm
     from iga.gradients import DomainGradCapture
     from iga.training.schedule import build_scheduler
 
     if cfg.sets_per_batch % cfg.grad_accum:
         raise ValueError(
             f"sets_per_batch={cfg.sets_per_batch} must be divisible by grad_accum={cfg.grad_accum}"
+        )
+    if cfg.mixed_precision == "fp16" and get_algorithm(cfg.algorithm).capture_space is not None:
+        # The fp16 GradScaler unscales .grad before the wrapper rewrites it, so clipping and the overflow check
+        # would act on the wrong gradients. Checked before the Accelerator exists (its state is process-global).
+        raise ValueError(
+            f"mixed_precision='fp16' is not supported with {cfg.algorithm!r}, which rewrites the "
+            "gradients inside optimizer.step(); use 'bf16' or 'no'"
         )
     torch.manual_seed(cfg.seed)
     accelerator = Accelerator(cpu=cfg.cpu, mixed_precision=cfg.mixed_precision)
@@ -149,13 +157,6 @@ def prepare_run(cfg: TrainConfig) -> Run:
     check_distributed_type(
         accelerator.distributed_type, algorithm=cfg.algorithm, capture_space=algorithm.capture_space
     )
-    if cfg.mixed_precision == "fp16" and algorithm.capture_space is not None:
-        # The fp16 GradScaler unscales .grad before the wrapper rewrites it, so clipping and the overflow check
-        # would act on the wrong gradients.
-        raise ValueError(
-            f"mixed_precision='fp16' is not supported with {cfg.algorithm!r}, which rewrites the "
-            "gradients inside optimizer.step(); use 'bf16' or 'no'"
-        )
     model, tokenizer = load_student(cfg)
     capture = DomainGradCapture(model, space=algorithm.capture_space) if algorithm.capture_space else None
     trainable = [p for p in model.parameters() if p.requires_grad]
