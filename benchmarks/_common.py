@@ -239,3 +239,31 @@ def environment() -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "device": "cpu",
     }
+
+
+def preset_model_and_batch(preset: dict[str, int], num_domains: int) -> tuple[Any, dict[str, Any]]:
+    """The benchmarks' Llama-style LoRA model (train mode, fp32) and domain-major batch for a size preset."""
+    import torch
+
+    from iga.gradients.testing import domain_major_batch, tiny_lora_llama
+
+    model = tiny_lora_llama(
+        hidden_size=preset["hidden"],
+        intermediate_size=preset["intermediate"],
+        num_layers=preset["layers"],
+        vocab_size=preset["vocab"],
+        rank=preset["rank"],
+        lora_alpha=2 * preset["rank"],
+        dtype=torch.float32,
+        seed=0,
+    )
+    model.train()
+    batch = domain_major_batch(
+        num_domains=num_domains,
+        rows_per_domain=preset["rows_per_domain"],
+        seq_len=preset["seq"],
+        vocab_size=preset["vocab"],
+        prompt_len=preset["seq"] // 4,
+        seed=0,
+    )
+    return model, batch

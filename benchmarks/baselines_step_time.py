@@ -113,9 +113,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
 
     import torch
+    from _common import preset_model_and_batch
 
     from iga.algorithms import list_algorithms
-    from iga.gradients.testing import domain_major_batch, tiny_lora_llama
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -123,25 +123,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     methods = args.methods.split(",") if args.methods else [*list_algorithms(), *VARIANTS]
     if "erm" not in methods:
         methods = ["erm", *methods]
-    base = tiny_lora_llama(
-        hidden_size=preset["hidden"],
-        intermediate_size=preset["intermediate"],
-        num_layers=preset["layers"],
-        vocab_size=preset["vocab"],
-        rank=preset["rank"],
-        lora_alpha=2 * preset["rank"],
-        dtype=torch.float32,
-        seed=0,
-    )
-    base.train()
-    batch = domain_major_batch(
-        num_domains=K,
-        rows_per_domain=preset["rows_per_domain"],
-        seq_len=preset["seq"],
-        vocab_size=preset["vocab"],
-        prompt_len=preset["seq"] // 4,
-        seed=0,
-    )
+    base, batch = preset_model_and_batch(preset, K)
     steps = {name: _step_fn(name, copy.deepcopy(base), batch) for name in methods}
     wall, cpu = _time_round_robin(steps, preset["warmup"], preset["repeats"])
     medians = {name: statistics.median(t) for name, t in wall.items()}

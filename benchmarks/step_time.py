@@ -38,6 +38,7 @@ from _common import (
     counted_bytes,
     environment,
     losses_factory,
+    preset_model_and_batch,
     ratios,
     step_peak_bytes,
     time_round_robin,
@@ -55,29 +56,7 @@ PRESETS: dict[str, dict[str, int]] = {
 
 
 def _setup(preset: dict[str, int]):
-    import torch
-
-    from iga.gradients.testing import domain_major_batch, tiny_lora_llama
-
-    model = tiny_lora_llama(
-        hidden_size=preset["hidden"],
-        intermediate_size=preset["intermediate"],
-        num_layers=preset["layers"],
-        vocab_size=preset["vocab"],
-        rank=preset["rank"],
-        lora_alpha=2 * preset["rank"],
-        dtype=torch.float32,
-        seed=0,
-    )
-    model.train()
-    batch = domain_major_batch(
-        num_domains=K,
-        rows_per_domain=preset["rows_per_domain"],
-        seq_len=preset["seq"],
-        vocab_size=preset["vocab"],
-        prompt_len=preset["seq"] // 4,
-        seed=0,
-    )
+    model, batch = preset_model_and_batch(preset, K)
     return model, batch, losses_factory(batch)
 
 

@@ -191,7 +191,9 @@ class FactorGradOptimizer(OptimizerWrapper):
 
         Runs under ``torch.no_grad()``; may put floats into ``self._metrics`` for ``last_metrics``.
         """
-        raise NotImplementedError
+        raise NotImplementedError(
+            f"{type(self).__name__} must override combine() (the method's aggregation rule)"
+        )
 
     @property
     def step_count(self) -> int:

@@ -288,10 +288,12 @@ class IGATrainerMixin:
     def _domain_losses(
         self, model: nn.Module, inputs: dict[str, Any], domain_ids: Tensor
     ) -> tuple[Tensor, Any]:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must override _domain_losses() (per-domain losses)")
 
     def _pooled_loss(self, model: nn.Module, inputs: dict[str, Any]) -> tuple[Tensor, Any]:
-        raise NotImplementedError
+        raise NotImplementedError(
+            f"{type(self).__name__} must override _pooled_loss() (the pooled fallback loss)"
+        )
 
 
 class IGATrainer(IGATrainerMixin, Trainer):
