@@ -17,7 +17,6 @@ import argparse
 import copy
 import os
 import statistics
-import time
 import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -85,23 +84,6 @@ def _step_fn(label: str, model, batch) -> Callable[[], None]:
     return step
 
 
-def _time_round_robin(
-    steps: dict[str, Callable[[], None]], warmup: int, repeats: int
-) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
-    for fn in steps.values():
-        for _ in range(warmup):
-            fn()
-    wall: dict[str, list[float]] = {name: [] for name in steps}
-    cpu: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(repeats):
-        for name, fn in steps.items():
-            start, start_cpu = time.perf_counter(), time.process_time()
-            fn()
-            wall[name].append(time.perf_counter() - start)
-            cpu[name].append(time.process_time() - start_cpu)
-    return wall, cpu
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default="ci")
@@ -113,7 +95,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
 
     import torch
-    from _common import preset_model_and_batch
+    from _common import preset_model_and_batch, time_round_robin
 
     from iga.algorithms import list_algorithms
 
@@ -125,7 +107,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         methods = ["erm", *methods]
     base, batch = preset_model_and_batch(preset, K)
     steps = {name: _step_fn(name, copy.deepcopy(base), batch) for name in methods}
-    wall, cpu = _time_round_robin(steps, preset["warmup"], preset["repeats"])
+    wall, cpu = time_round_robin(steps, preset["warmup"], preset["repeats"])
     medians = {name: statistics.median(t) for name, t in wall.items()}
     cpu_medians = {name: statistics.median(t) for name, t in cpu.items()}
     ratios = {name: medians[name] / medians["erm"] for name in methods}
