@@ -85,14 +85,8 @@ def chain_params(expression: str) -> dict[str, Any] | None:
 
 def _instance(params: dict[str, Any]) -> Any:
     """The S01 logical instance of ``params``, cross-checked by the skeleton's independent checker."""
-    from iga.isomers.errors import GeneratorError
-    from iga.isomers.instance import LogicalInstance
     from iga.isomers.skeletons import get_skeleton
 
-    sk = get_skeleton(S01)
-    sol = sk.solve(params)
-    if sk.check(params) != sol.answer:
-        raise GeneratorError(f"{S01}: solver and checker disagree for imported params {params!r}")
     values = [params["start"], *(b for _, b in params["ops"])]
     difficulty = {
         "regime": "imported",
@@ -103,19 +97,7 @@ def _instance(params: dict[str, Any]) -> Any:
         "premise_order": "forward",
         "negation_rate": 0.0,
     }
-    return LogicalInstance(
-        skeleton=sk.id,
-        family=sk.family,
-        params=params,
-        difficulty=difficulty,
-        premises=sol.premises,
-        query=sol.query,
-        steps=sol.steps,
-        answer=sol.answer,
-        answer_type=sk.answer_type,
-        answer_surface=sol.answer,
-        label_space=sol.label_space,
-    )
+    return get_skeleton(S01).instance_from(params, difficulty)
 
 
 def import_basic_arithmetic(

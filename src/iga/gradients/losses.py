@@ -36,22 +36,9 @@ def per_domain_token_loss(
         >>> per_domain_token_loss(logits, labels, torch.tensor([0, 1]), 2)  # ln 5 each
         tensor([1.6094, 1.6094])
     """
-    if logits.dim() != 3:
-        raise ValueError(f"logits must have shape (batch, seq, vocab), got {tuple(logits.shape)}")
+    check_domain_batch(logits, labels, domain_ids, num_domains)
     bsz, seq, vocab = logits.shape
-    if labels.shape != (bsz, seq):
-        raise ValueError(f"labels must have shape {(bsz, seq)} to match logits, got {tuple(labels.shape)}")
-    if domain_ids.shape != (bsz,):
-        raise ValueError(
-            f"domain_ids must have shape ({bsz},) (one domain per row), got {tuple(domain_ids.shape)}"
-        )
-    if isinstance(num_domains, bool) or not isinstance(num_domains, int) or num_domains < 1:
-        raise ValueError(f"num_domains must be a positive int, got {num_domains!r}")
     ids = domain_ids.long().to(logits.device)
-    if bsz and (int(ids.min()) < 0 or int(ids.max()) >= num_domains):
-        raise ValueError(
-            f"domain_ids must hold values in 0..{num_domains - 1}; got values in {int(ids.min())}..{int(ids.max())}"
-        )
     dtype = torch.promote_types(logits.dtype, torch.float32)
     shift_labels = labels[:, 1:].to(logits.device)
     tok = F.cross_entropy(
@@ -61,8 +48,35 @@ def per_domain_token_loss(
         reduction="none",
     ).view(bsz, seq - 1)
     supervised = (shift_labels != ignore_index).to(dtype)
-    dom_sum = torch.zeros(num_domains, dtype=dtype, device=logits.device).index_add(0, ids, tok.sum(1))
-    dom_cnt = torch.zeros(num_domains, dtype=dtype, device=logits.device).index_add(0, ids, supervised.sum(1))
+    return domain_mean(tok.sum(1), supervised.sum(1), ids, num_domains, ignore_index=ignore_index)
+
+
+def check_domain_batch(logits: Tensor, labels: Tensor, domain_ids: Tensor, num_domains: int) -> None:
+    """Shape and range checks shared by every per-domain loss (cross-entropy here, KD in the teachers)."""
+    if logits.dim() != 3:
+        raise ValueError(f"logits must have shape (batch, seq, vocab), got {tuple(logits.shape)}")
+    bsz, seq, _ = logits.shape
+    if labels.shape != (bsz, seq):
+        raise ValueError(f"labels must have shape {(bsz, seq)} to match logits, got {tuple(labels.shape)}")
+    if domain_ids.shape != (bsz,):
+        raise ValueError(
+            f"domain_ids must have shape ({bsz},) (one domain per row), got {tuple(domain_ids.shape)}"
+        )
+    if isinstance(num_domains, bool) or not isinstance(num_domains, int) or num_domains < 1:
+        raise ValueError(f"num_domains must be a positive int, got {num_domains!r}")
+    if bsz and (int(domain_ids.min()) < 0 or int(domain_ids.max()) >= num_domains):
+        raise ValueError(
+            f"domain_ids must hold values in 0..{num_domains - 1}; got values in "
+            f"{int(domain_ids.min())}..{int(domain_ids.max())}"
+        )
+
+
+def domain_mean(
+    values: Tensor, counts: Tensor, ids: Tensor, num_domains: int, *, ignore_index: int = IGNORE_INDEX
+) -> Tensor:
+    """``(Σ values of domain k) / (Σ counts of domain k)`` for each k; a domain with no count is an error."""
+    dom_sum = torch.zeros(num_domains, dtype=values.dtype, device=values.device).index_add(0, ids, values)
+    dom_cnt = torch.zeros(num_domains, dtype=values.dtype, device=values.device).index_add(0, ids, counts)
     empty = torch.nonzero(dom_cnt == 0).flatten().tolist()
     if empty:
         raise ValueError(

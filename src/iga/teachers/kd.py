@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from iga.gradients.losses import IGNORE_INDEX, per_domain_token_loss
+from iga.gradients.losses import IGNORE_INDEX, check_domain_batch, domain_mean, per_domain_token_loss
 
 LOSSES = ("sft", "kd", "mix")
 
@@ -55,23 +55,6 @@ def _check_teacher(student_logits: Tensor, teacher_logits: Tensor | None, loss: 
     return teacher_logits
 
 
-def _check_batch(logits: Tensor, labels: Tensor, domain_ids: Tensor, num_domains: int) -> None:
-    bsz, seq, _ = logits.shape
-    if labels.shape != (bsz, seq):
-        raise ValueError(f"labels must have shape {(bsz, seq)} to match logits, got {tuple(labels.shape)}")
-    if domain_ids.shape != (bsz,):
-        raise ValueError(
-            f"domain_ids must have shape ({bsz},) (one domain per row), got {tuple(domain_ids.shape)}"
-        )
-    if isinstance(num_domains, bool) or not isinstance(num_domains, int) or num_domains < 1:
-        raise ValueError(f"num_domains must be a positive int, got {num_domains!r}")
-    if bsz and (int(domain_ids.min()) < 0 or int(domain_ids.max()) >= num_domains):
-        raise ValueError(
-            f"domain_ids must hold values in 0..{num_domains - 1}; got values in "
-            f"{int(domain_ids.min())}..{int(domain_ids.max())}"
-        )
-
-
 def per_domain_kl(
     student_logits: Tensor,
     teacher_logits: Tensor,
@@ -89,7 +72,7 @@ def per_domain_kl(
     :func:`per_domain_distillation_loss`.
     """
     teacher_logits = _check_teacher(student_logits, teacher_logits, "kd")
-    _check_batch(student_logits, labels, domain_ids, num_domains)
+    check_domain_batch(student_logits, labels, domain_ids, num_domains)
     bsz, seq, _ = student_logits.shape
     dtype = torch.promote_types(student_logits.dtype, torch.float32)
     shift_labels = labels[:, 1:].to(student_logits.device)
@@ -103,17 +86,9 @@ def per_domain_kl(
     # 0 · log 0 = 0: a token the teacher rules out (logit −inf) contributes nothing, not NaN.
     token_kl = torch.where(p > 0, p * (log_p - log_q), torch.zeros((), dtype=dtype, device=p.device)).sum(-1)
     ids = domain_ids.long().to(student_logits.device)[rows]
-    dom_sum = torch.zeros(num_domains, dtype=dtype, device=p.device).index_add(0, ids, token_kl)
-    dom_cnt = torch.zeros(num_domains, dtype=dtype, device=p.device).index_add(
-        0, ids, torch.ones_like(token_kl)
+    return temperature**2 * domain_mean(
+        token_kl, torch.ones_like(token_kl), ids, num_domains, ignore_index=ignore_index
     )
-    empty = torch.nonzero(dom_cnt == 0).flatten().tolist()
-    if empty:
-        raise ValueError(
-            f"domain(s) {empty} have no supervised token in this batch (all their labels are {ignore_index} after "
-            "the causal shift); every domain needs at least one supervised token"
-        )
-    return temperature**2 * dom_sum / dom_cnt
 
 
 def per_domain_distillation_loss(

@@ -137,7 +137,10 @@ class Skeleton(ABC):
     def instance(self, rng: HashRng, knobs: Knobs, regime: str = "train") -> LogicalInstance:
         """Sample, solve and cross-check one instance (``regime`` is recorded in its difficulty)."""
         params, difficulty = self.sample(rng, knobs)
-        difficulty = {"regime": regime, **difficulty}
+        return self.instance_from(params, {"regime": regime, **difficulty})
+
+    def instance_from(self, params: dict, difficulty: dict) -> LogicalInstance:
+        """Solve and cross-check given ``params`` (sampled here, or imported from elsewhere)."""
         sol = self.solve(params)
         checked = self.check(params)
         if checked != sol.answer:
