@@ -20,10 +20,13 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 from iga.commands import algorithms as _algorithms  # noqa: E402
+from iga.commands import collect as _collect  # noqa: E402
 from iga.commands import data as _data  # noqa: E402
 from iga.commands import demo as _demo  # noqa: E402
 from iga.commands import external as _external  # noqa: E402
+from iga.commands import plot as _plot  # noqa: E402
 from iga.commands import pretrain as _pretrain  # noqa: E402
+from iga.commands import sweep as _sweep  # noqa: E402
 from iga.commands import teach as _teach  # noqa: E402
 from iga.commands import train as _train  # noqa: E402
 
@@ -35,7 +38,7 @@ app = typer.Typer(
 _data.app.registered_commands += _external.data_app.registered_commands
 app.add_typer(_data.app, name="data")
 app.registered_groups += _algorithms.app.registered_groups
-for _group in (_demo, _external, _pretrain, _teach, _train):
+for _group in (_collect, _demo, _external, _plot, _pretrain, _sweep, _teach, _train):
     app.registered_commands += _group.app.registered_commands
 
 

@@ -190,3 +190,19 @@ def test_gold_chains_of_thought_score_as_correct(small):
             if r["shortcut"] and not r["shortcut"]["correct"]:
                 wrong = f"The answer is {r['shortcut']['value']}."
                 assert not answers.score_completion(wrong, r).correct, r["id"]
+
+
+def test_oracle_suite_adds_heldout_domains_to_train_and_val_without_cues_and_keeps_eval_splits(domains):
+    plain = generate_records(make_config("tiny"), seed=3)
+    oracle = generate_records(make_config("tiny", oracle=True), seed=3)
+    heldout = {name for name, d in domains.items() if d.role == "heldout"}
+    for split in ("train", "val"):
+        by_domain = defaultdict(list)
+        for r in oracle[split]:
+            by_domain[r["domain"]].append(r)
+        assert heldout <= set(by_domain)
+        assert all(r["shortcut"] is None for d in heldout for r in by_domain[d])
+        # The training-domain renderings are the very records of the plain suite.
+        assert [r for r in oracle[split] if r["domain"] not in heldout] == plain[split]
+    for split in ("id_test", "ood_surface", "ood_depth", "stress"):
+        assert oracle[split] == plain[split]

@@ -115,6 +115,8 @@ def _headline(pairs: Sequence[Pair], mode: str, train: set, heldout: set) -> dic
         pairs, mode, lambda r: r.get("split") == "ood_surface" and r.get("domain") in heldout
     )
     depth_acc, n_depth = _accuracy(pairs, mode, lambda r: r.get("split") == "ood_depth")
+    # In-domain validation (the val split renders training domains only): what model selection may look at.
+    val_acc, n_val = _accuracy(pairs, mode, lambda r: r.get("split") == "val" and r.get("domain") in train)
     gap, relative = (
         id_ood_gap(id_acc, ood_acc) if id_acc is not None and ood_acc is not None else (None, None)
     )
@@ -122,11 +124,13 @@ def _headline(pairs: Sequence[Pair], mode: str, train: set, heldout: set) -> dic
         "id_accuracy": id_acc,
         "ood_accuracy": ood_acc,
         "ood_depth_accuracy": depth_acc,
+        "val_accuracy": val_acc,
         "gap": gap,
         "relative_gap": relative,
         "n_id": n_id,
         "n_ood": n_ood,
         "n_ood_depth": n_depth,
+        "n_val": n_val,
     }
 
 

@@ -14,7 +14,7 @@ from iga.experiments.results import update_result
 from iga.models.prompting import PromptFormat
 from iga.utils.io import read_jsonl
 
-DEFAULT_EVAL_SPLITS = ("id_test", "ood_surface", "ood_depth")
+DEFAULT_EVAL_SPLITS = ("val", "id_test", "ood_surface", "ood_depth")
 LCS_SPLITS = ("id_test", "ood_surface")
 
 
@@ -53,6 +53,21 @@ def load_run(run_dir: str | Path) -> tuple[TrainConfig, Any, Any]:
     return cfg, model, tokenizer
 
 
+def eval_domains(train_domains: Sequence[str], data_dir: str | Path) -> tuple[list[str], list[str] | None]:
+    """(ID domains, held-out domains) for scoring a run trained on ``train_domains``.
+
+    ID = the trained domains that are training domains of the suite; held-out = the suite's held-out domains, read
+    from its manifest, so the OOD split means the same in every run of a study, the oracle (trained on them too)
+    and runs trained on fewer domains included. Without a manifest: held-out = whatever is not trained on.
+    """
+    path = Path(data_dir) / "manifest.json"
+    if not path.exists():
+        return list(train_domains), None
+    roles = {d["name"]: d["role"] for d in json.loads(path.read_text()).get("domains", [])}
+    id_domains = [d for d in train_domains if roles.get(d, "train") == "train"]
+    return id_domains, sorted(d for d, role in roles.items() if role == "heldout")
+
+
 def inference_copy(model: Any) -> Any:
     """A LoRA-merged copy of a PEFT model for evaluation (the trained model is left as it is).
 
@@ -78,6 +93,7 @@ def evaluate_model(
     batch_size: int = 32,
     progress: bool = True,
     fmt: Any = None,
+    heldout_domains: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Accuracy (strict/flexible, per split/domain/skeleton/family), behaviour and LCS of ``model``.
 
@@ -112,7 +128,10 @@ def evaluate_model(
         progress=progress,
     )
     gen_seconds = time.perf_counter() - t0
-    heldout = sorted({r["domain"] for r in records} - set(train_domains))
+    if heldout_domains is None:
+        heldout = sorted({r["domain"] for r in records} - set(train_domains))
+    else:
+        heldout = sorted(heldout_domains)
     summary = summarise(records, scores, list(train_domains), heldout)
     lcs_records = [r for r in records if r.get("split") in LCS_SPLITS]
     lcs = None
@@ -158,11 +177,13 @@ def evaluate_run(
     cfg, model, tokenizer = load_run(run_dir)
     from iga.training.setup import prompt_format
 
+    id_domains, heldout = eval_domains(cfg.train_domains, cfg.data_dir)
     ev = evaluate_model(
         model,
         tokenizer,
         cfg.data_dir,
-        train_domains=cfg.train_domains,
+        train_domains=id_domains,
+        heldout_domains=heldout,
         splits=splits,
         per_skeleton=per_skeleton,
         progress=progress,

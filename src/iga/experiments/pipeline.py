@@ -52,14 +52,16 @@ def run_training(
         out, config=cfg.model_dump(), data=data_fingerprint(trained["manifest"]), train=trained["summary"]
     )
     if evaluate:
-        from iga.experiments.evaluate import evaluate_model
+        from iga.experiments.evaluate import eval_domains, evaluate_model
         from iga.training.setup import prompt_format
 
+        id_domains, heldout = eval_domains(cfg.train_domains, cfg.data_dir)
         ev = evaluate_model(
             trained["model"],
             trained["tokenizer"],
             cfg.data_dir,
-            train_domains=cfg.train_domains,
+            train_domains=id_domains,
+            heldout_domains=heldout,
             per_skeleton=per_skeleton,
             progress=progress,
             max_new_tokens=max_new_tokens,

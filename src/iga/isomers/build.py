@@ -48,9 +48,10 @@ SPLIT_ROLES: Mapping[str, tuple[str, ...]] = {
 MAX_ATTEMPTS = 200
 
 
-def split_domains(domains: Mapping[str, Domain], split: str) -> list[Domain]:
-    """The domains rendered in ``split``, in domain-list order."""
-    return [d for d in domains.values() if d.role in SPLIT_ROLES[split]]
+def split_domains(domains: Mapping[str, Domain], split: str, *, oracle: bool = False) -> list[Domain]:
+    """The domains rendered in ``split``, in domain-list order (``oracle``: train/val add the held-out ones)."""
+    roles = SPLIT_ROLES[split] + (("heldout",) if oracle and split in ("train", "val") else ())
+    return [d for d in domains.values() if d.role in roles]
 
 
 def select_domains(config: SuiteConfig, domains: Mapping[str, Domain]) -> dict[str, Domain]:
@@ -86,7 +87,7 @@ def generate_records(
     out: dict[str, list[dict]] = {}
     for split in SPLITS:
         regime = "ood_depth" if split == "ood_depth" else "train"
-        members = split_domains(domains, split)
+        members = split_domains(domains, split, oracle=config.oracle)
         records = out[split] = []
         for sk_id in config.skeletons:
             sk = get_skeleton(sk_id)

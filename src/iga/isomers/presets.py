@@ -46,6 +46,9 @@ class SuiteConfig:
     shortcut: ShortcutConfig = field(default_factory=ShortcutConfig)
     difficulty: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
     hash_line: bool = False  # add a GSM-style "#### X" line after "The answer is X."
+    # The oracle's data: train and val also render the held-out domains (without cues), so an ERM run on every
+    # domain gives the ceiling of the ERM→oracle gap. The evaluation splits are the same instances as without it.
+    oracle: bool = False
 
     def knobs(self, skeleton_id: str, regime: str) -> Knobs:
         """The skeleton's default knobs for ``regime`` with this config's overrides applied."""
@@ -116,6 +119,7 @@ def resolve_config(config: SuiteConfig | str | Mapping[str, Any]) -> SuiteConfig
     values["shortcut"] = _shortcut(config.get("shortcut", {}))
     values["difficulty"] = _difficulty(config.get("difficulty", {}))
     values["hash_line"] = bool(config.get("hash_line", False))
+    values["oracle"] = bool(config.get("oracle", False))
     cfg = SuiteConfig(**values)
     for sk in dict.fromkeys(
         [*cfg.skeletons, *cfg.difficulty]

@@ -150,6 +150,19 @@ def load_base(base_dir: str | os.PathLike) -> tuple[Any, Any]:
 DEFAULT_CACHE = Path(os.environ.get("IGA_CACHE", ".iga_cache")) / "bases"
 
 
+def _cache_path(cfg: PretrainConfig, corpus: Any, cache_dir: str | os.PathLike | None) -> Path:
+    return Path(cache_dir or DEFAULT_CACHE) / f"{cfg.student}-{cfg.key(corpus.fingerprint)}"
+
+
+def base_path(
+    cfg: PretrainConfig, *, cache_dir: str | os.PathLike | None = None, domains_dir: str | None = None
+) -> Path:
+    """Where :func:`ensure_base` keeps the base for ``cfg`` (whether or not it is built yet)."""
+    from iga.models.corpus import build_corpus
+
+    return _cache_path(cfg, build_corpus(seed=cfg.seed, domains_dir=domains_dir), cache_dir)
+
+
 def ensure_base(
     cfg: PretrainConfig,
     *,
@@ -165,7 +178,7 @@ def ensure_base(
     from iga.models.corpus import build_corpus
 
     corpus = build_corpus(seed=cfg.seed, domains_dir=domains_dir)
-    path = Path(cache_dir or DEFAULT_CACHE) / f"{cfg.student}-{cfg.key(corpus.fingerprint)}"
+    path = _cache_path(cfg, corpus, cache_dir)
     if (path / BASE_MARKER).exists():
         return path, False
     tmp = path.with_name(path.name + ".partial")

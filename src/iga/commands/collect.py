@@ -1,0 +1,61 @@
+"""``iga collect DIR``: DomainBed-style result tables from a sweep folder (see :mod:`iga.experiments.collect`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from iga.commands._common import user_errors
+
+app = typer.Typer()
+
+
+@app.command("collect")
+@user_errors
+def collect_cmd(
+    sweep_dir: Path = typer.Argument(
+        ..., help="Sweep folder (jobs/*/job.json) or a folder of run folders with result.json (runs/demo)."
+    ),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        help="Where results.{md,tex,csv} and summary.json go (default: DIR; DIR/collect for runs).",
+    ),
+    formats: list[str] | None = typer.Option(
+        None,
+        "--format",
+        "-f",
+        help="md, tex or csv (repeatable; default all three). summary.json is always written.",
+    ),
+    ablation: list[str] | None = typer.Option(
+        None, "--ablation", help="Only this ablation family's table (repeatable; default every ablation)."
+    ),
+) -> None:
+    """Mean ± 95% CI over seeds per group and benchmark family, model selection by in-domain validation."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+    from rich.text import Text
+
+    from iga.experiments.collect import FORMATS, MODEL_SELECTION, collect
+
+    result = collect(sweep_dir, out_dir=out, formats=tuple(formats or FORMATS), ablation=ablation or None)
+    console, errors = Console(), Console(stderr=True)
+    console.print(f"[bold]{escape(result.markdown.splitlines()[0].lstrip('# '))}[/]  ({MODEL_SELECTION})")
+    for table in result.tables:
+        shown = Table(title=table.title)
+        for i, column in enumerate(table.columns):
+            shown.add_column(column, justify="left" if i == 0 else "right")
+        for row in table.rows:
+            shown.add_row(*(Text(cell) for cell in row))
+        console.print(shown)
+        for note in table.notes:
+            console.print(Text(note, style="dim"))
+    console.print(
+        f"jobs: {result.n_finished} finished ({len(result.selected)} kept after model selection), "
+        f"{result.n_unfinished} unfinished (not used)"
+    )
+    console.print(Text("wrote " + ", ".join(str(p) for p in result.written)))
+    for line in [*result.notes, *result.warnings]:
+        errors.print(Text(f"warning: {line}", style="yellow"))

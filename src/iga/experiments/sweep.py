@@ -1,0 +1,290 @@
+"""``iga sweep``: algorithms × seeds × hyper-parameter draws (+ named variants) over one benchmark config.
+
+DomainBed's shape, without its single file: a :class:`SweepSpec` expands into :class:`Job` s; each job has a
+folder ``jobs/<job_id>`` named by a hash of everything that defines it, so re-running a sweep skips finished jobs
+(``done`` marker) and continues interrupted ones from their checkpoint (resume gives the weights of an
+uninterrupted run: tests/training pin that). Launchers (:mod:`iga.experiments.launchers`) only decide *where* the
+command ``iga sweep-job DIR`` runs.
+
+Layout (read by ``iga collect`` and ``iga plot``)::
+
+    SWEEP_DIR/sweep.json            the spec and the job list
+    SWEEP_DIR/data/<key>/           each distinct suite, built once
+    SWEEP_DIR/jobs/<job_id>/        job.json, config.json, log.jsonl, result.json, completions.jsonl, done
+
+Example:
+    >>> spec = SweepSpec(algorithms=["erm", "iga"], seeds=[0, 1], oracle=False, train={"steps": 5})
+    >>> jobs = plan_jobs(spec, "/tmp/sweep", base_dir="/tmp/base")
+    >>> [(j.group, j.seed) for j in jobs]
+    [('erm', 0), ('erm', 1), ('iga', 0), ('iga', 1)]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from iga.config import TrainConfig, _Strict, build_config
+from iga.utils.io import atomic_write_json, atomic_write_text, stable_hash
+
+DONE_NAME = "done"
+JOB_NAME = "job.json"
+
+
+class Ablation(_Strict):
+    name: str
+    value: Any = None
+
+
+class SweepGroup(_Strict):
+    """One extra row of the study: an algorithm with fixed options / config / data changes (ablations, variants)."""
+
+    name: str
+    algorithm: str
+    options: dict[str, Any] = Field(default_factory=dict)  # fixed algorithm options
+    set: dict[str, Any] = Field(default_factory=dict)  # TrainConfig fields, e.g. {"train_domains": [...]}
+    data: dict[str, Any] = Field(default_factory=dict)  # suite-config changes, e.g. {"shortcut": {...}}
+    seeds: list[int] | None = None  # None: the spec's seeds
+    hparams_draws: int | None = None  # None: the spec's
+    ablation: Ablation | None = None
+
+
+class SweepSpec(_Strict):
+    """What a sweep runs. Every field has a default except what defines the study's content."""
+
+    name: str = "sweep"  # also the "benchmark" name that seeds random hyper-parameter draws
+    data: dict[str, Any] = Field(default_factory=lambda: {"preset": "small"})  # an IsoBench suite config
+    data_seed: int = 0
+    student: str = "small"
+    base_dir: str | None = None  # None: the cached `iga pretrain` base of `student`
+    train: dict[str, Any] = Field(default_factory=dict)  # TrainConfig fields shared by every job
+    eval_per_skeleton: int | None = Field(5, ge=1)
+    algorithms: list[str] = Field(default_factory=lambda: ["erm", "iga"])
+    algorithm_options: dict[str, dict[str, Any]] = Field(default_factory=dict)  # fixed options per algorithm
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
+    hparams_draws: int = Field(0, ge=0)  # 0: defaults only; n: defaults + n seeded random draws
+    oracle: bool = True  # add ERM trained on every domain (the ceiling of the ERM→oracle gap)
+    groups: list[SweepGroup] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check(self) -> SweepSpec:
+        from iga.algorithms.registry import list_algorithms
+
+        known = set(list_algorithms())
+        for where, name in [("algorithms", a) for a in self.algorithms] + [
+            (f"groups[{g.name}].algorithm", g.algorithm) for g in self.groups
+        ]:
+            if name not in known:
+                raise ValueError(f"{where}: unknown algorithm {name!r}; allowed: {', '.join(sorted(known))}")
+        names = [g.name for g in self.groups] + list(self.algorithms) + (["oracle"] if self.oracle else [])
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"groups: names must be unique, repeated: {dupes}")
+        if not self.seeds:
+            raise ValueError("seeds: give at least one seed")
+        return self
+
+
+def load_spec(path: str | os.PathLike) -> SweepSpec:
+    from iga.config import load_yaml
+
+    return build_config(SweepSpec, load_yaml(path), source=str(path))
+
+
+@dataclass(frozen=True)
+class Job:
+    """One training + evaluation run of the sweep. ``job_id`` hashes every field but the folder paths."""
+
+    job_id: str
+    group: str
+    algorithm: str
+    seed: int
+    hparams_seed: int
+    hparams: dict[str, Any]
+    ablation: dict[str, Any] | None
+    data_key: str
+    data_config: dict[str, Any]
+    eval_per_skeleton: int | None
+    config: dict[str, Any]
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.config["out_dir"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _suite(spec: SweepSpec, changes: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    from iga.commands._common import deep_merge
+    from iga.isomers import resolve_config
+
+    suite = resolve_config(deep_merge(spec.data, changes)).to_dict()
+    return stable_hash({"suite": suite, "seed": spec.data_seed}, 12), suite
+
+
+def _domains_by_role(suite: dict[str, Any]) -> dict[str, list[str]]:
+    from iga.isomers import load_domains, resolve_config
+    from iga.isomers.build import select_domains
+
+    chosen = select_domains(resolve_config(suite), load_domains())
+    roles: dict[str, list[str]] = {}
+    for d in chosen.values():
+        roles.setdefault(d.role, []).append(d.name)
+    return roles
+
+
+def _variants(spec: SweepSpec) -> list[SweepGroup]:
+    main = [
+        SweepGroup(name=a, algorithm=a, options=spec.algorithm_options.get(a, {})) for a in spec.algorithms
+    ]
+    if spec.oracle:
+        main.append(SweepGroup(name="oracle", algorithm="erm", data={"oracle": True}))
+    return main + list(spec.groups)
+
+
+def plan_jobs(spec: SweepSpec, sweep_dir: str | os.PathLike, *, base_dir: str) -> list[Job]:
+    """Every job of ``spec``, in a stable order (group, seed, hparams draw). Pure: builds and trains nothing."""
+    from iga.algorithms.hparams import search_space, sweep_hparams
+    from iga.commands._common import deep_merge
+
+    sweep_dir = Path(sweep_dir)
+    jobs = []
+    for group in _variants(spec):
+        data_key, suite = _suite(spec, group.data)
+        overrides = dict(group.set)
+        if group.data.get("oracle") and "train_domains" not in overrides:
+            roles = _domains_by_role(suite)
+            overrides["train_domains"] = roles.get("train", []) + roles.get("heldout", [])
+        draws = spec.hparams_draws if group.hparams_draws is None else group.hparams_draws
+        for seed in group.seeds if group.seeds is not None else spec.seeds:
+            for hparams_seed in range(draws + 1):
+                searched = set(search_space(group.algorithm)) if hparams_seed else set()
+                drawn = sweep_hparams(
+                    group.algorithm, benchmark=spec.name, hparams_seed=hparams_seed, trial_seed=seed
+                )
+                options = {k: v for k, v in drawn.items() if k in searched} | group.options
+                cfg = deep_merge(
+                    {
+                        "data_dir": "",
+                        "out_dir": "",
+                        "student": spec.student,
+                        "base_dir": base_dir,
+                        "seed": seed,
+                        **spec.train,
+                    },
+                    overrides,
+                )
+                cfg.update(algorithm=group.algorithm, algorithm_options=options)
+                ablation = group.ablation.model_dump() if group.ablation else None
+                identity = {
+                    "group": group.name,
+                    "config": cfg,
+                    "data_key": data_key,
+                    "hparams_seed": hparams_seed,
+                    "eval_per_skeleton": spec.eval_per_skeleton,
+                }
+                job_id = stable_hash(identity, 12)
+                cfg.update(
+                    data_dir=str(sweep_dir / "data" / data_key), out_dir=str(sweep_dir / "jobs" / job_id)
+                )
+                build_config(TrainConfig, cfg, source=f"sweep group {group.name!r}")  # fail at planning time
+                jobs.append(
+                    Job(
+                        job_id=job_id,
+                        group=group.name,
+                        algorithm=group.algorithm,
+                        seed=seed,
+                        hparams_seed=hparams_seed,
+                        hparams={**drawn, **group.options},
+                        ablation=ablation,
+                        data_key=data_key,
+                        data_config=suite,
+                        eval_per_skeleton=spec.eval_per_skeleton,
+                        config=cfg,
+                    )
+                )
+    return jobs
+
+
+def job_state(job: Job) -> str:
+    """``done`` | ``incomplete`` (a folder with a partial run: resumed) | ``pending``."""
+    if (job.folder / DONE_NAME).exists():
+        return "done"
+    return "incomplete" if job.folder.exists() else "pending"
+
+
+def prepare_sweep(spec: SweepSpec, sweep_dir: str | os.PathLike, *, base_dir: str | None = None) -> list[Job]:
+    """Plan the jobs, build every distinct suite once, write ``sweep.json`` and each pending job's ``job.json``.
+
+    ``base_dir`` defaults to the spec's, else the cached pretrained base of ``spec.student`` (built now if missing,
+    so that parallel jobs never race to pretrain it).
+    """
+    import datetime as dt
+
+    from iga.isomers import build_suite
+
+    sweep_dir = Path(sweep_dir)
+    if base_dir is None:
+        base_dir = spec.base_dir or str(_ensure_base(spec))
+    jobs = plan_jobs(spec, sweep_dir, base_dir=base_dir)
+    for job in {j.data_key: j for j in jobs}.values():
+        target = sweep_dir / "data" / job.data_key
+        if not (target / "manifest.json").exists():
+            build_suite(job.data_config, target, seed=spec.data_seed)
+    for job in jobs:
+        if job_state(job) != "done":
+            job.folder.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(job.folder / JOB_NAME, job.to_dict())
+    atomic_write_json(
+        sweep_dir / "sweep.json",
+        {
+            "name": spec.name,
+            "spec": spec.model_dump(),
+            "jobs": [j.to_dict() for j in jobs],
+            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        },
+    )
+    return jobs
+
+
+def _ensure_base(spec: SweepSpec) -> Path:
+    from iga.models.gguf import resolve_student
+    from iga.models.pretrain import ensure_base, pretrain_config
+    from iga.models.students import STUDENTS
+
+    if spec.student not in STUDENTS:  # a local checkpoint or a real-model preset (converted once, cached)
+        return Path(resolve_student(spec.student))
+    return ensure_base(pretrain_config(spec.student, seed=spec.data_seed))[0]
+
+
+def run_job(job_dir: str | os.PathLike, *, progress: bool = False) -> dict[str, Any]:
+    """Run (or finish) one job in this process: train, resuming from a checkpoint if one exists; evaluate;
+    write ``done``. Under a multi-process launch every rank trains and rank 0 alone evaluates and marks done."""
+    from iga.experiments.pipeline import run_training
+
+    job_dir = Path(job_dir)
+    path = job_dir / JOB_NAME
+    if not path.exists():
+        raise FileNotFoundError(f"{job_dir} is not a sweep job folder (no {JOB_NAME})")
+    if (job_dir / DONE_NAME).exists():
+        return {"state": "done"}
+    job = json.loads(path.read_text())
+    cfg = build_config(TrainConfig, job["config"], source=str(path))
+    if Path(cfg.out_dir).resolve() != job_dir.resolve():
+        raise ValueError(f"{path}: config.out_dir {cfg.out_dir!r} is not this folder (was the sweep moved?)")
+    resume = (job_dir / "checkpoint.pt").exists()
+    if not resume:  # an attempt that died before its first checkpoint: start clean
+        for name in ("config.json", "log.jsonl", "result.json", "tb"):
+            target = job_dir / name
+            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+    result = run_training(cfg, resume=resume, per_skeleton=job["eval_per_skeleton"], progress=progress)
+    if int(os.environ.get("RANK", "0")) == 0:
+        atomic_write_text(job_dir / DONE_NAME, "")
+    return result
