@@ -41,8 +41,9 @@ def _spec(**changes) -> SweepSpec:
 def test_plan_is_stable_hash_named_and_covers_algorithms_seeds_draws(tmp_path):
     spec = _spec(algorithms=["erm", "vrex"], seeds=[0, 1], hparams_draws=2, oracle=False)
     jobs = plan_jobs(spec, tmp_path, base_dir="B")
+    # Seed-major, so that an interrupted sweep has every group at its first seeds.
     assert [(j.group, j.seed, j.hparams_seed) for j in jobs] == [
-        (g, s, h) for g in ("erm", "vrex") for s in (0, 1) for h in (0, 1, 2)
+        (g, s, h) for s in (0, 1) for g in ("erm", "vrex") for h in (0, 1, 2)
     ]
     assert [j.job_id for j in jobs] == [j.job_id for j in plan_jobs(spec, tmp_path / "x", base_dir="B")]
     assert len({j.job_id for j in jobs}) == len(

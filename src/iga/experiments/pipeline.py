@@ -30,6 +30,7 @@ def run_training(
     per_skeleton: int | None = None,
     progress: bool = True,
     max_new_tokens: int | None = None,
+    eval_splits: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
     import os
 
@@ -52,7 +53,7 @@ def run_training(
         out, config=cfg.model_dump(), data=data_fingerprint(trained["manifest"]), train=trained["summary"]
     )
     if evaluate:
-        from iga.experiments.evaluate import eval_domains, evaluate_model
+        from iga.experiments.evaluate import DEFAULT_EVAL_SPLITS, eval_domains, evaluate_model
         from iga.training.setup import prompt_format
 
         id_domains, heldout = eval_domains(cfg.train_domains, cfg.data_dir)
@@ -62,6 +63,7 @@ def run_training(
             cfg.data_dir,
             train_domains=id_domains,
             heldout_domains=heldout,
+            splits=eval_splits or DEFAULT_EVAL_SPLITS,
             per_skeleton=per_skeleton,
             progress=progress,
             max_new_tokens=max_new_tokens,

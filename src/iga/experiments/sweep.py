@@ -16,7 +16,7 @@ Example:
     >>> spec = SweepSpec(algorithms=["erm", "iga"], seeds=[0, 1], oracle=False, train={"steps": 5})
     >>> jobs = plan_jobs(spec, "/tmp/sweep", base_dir="/tmp/base")
     >>> [(j.group, j.seed) for j in jobs]
-    [('erm', 0), ('erm', 1), ('iga', 0), ('iga', 1)]
+    [('erm', 0), ('iga', 0), ('erm', 1), ('iga', 1)]
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ class SweepSpec(_Strict):
     base_dir: str | None = None  # None: the cached `iga pretrain` base of `student`
     train: dict[str, Any] = Field(default_factory=dict)  # TrainConfig fields shared by every job
     eval_per_skeleton: int | None = Field(5, ge=1)
+    eval_splits: list[str] = Field(default_factory=lambda: ["val", "id_test", "ood_surface", "ood_depth"])
     algorithms: list[str] = Field(default_factory=lambda: ["erm", "iga"])
     algorithm_options: dict[str, dict[str, Any]] = Field(default_factory=dict)  # fixed options per algorithm
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
@@ -111,6 +112,7 @@ class Job:
     data_key: str
     data_config: dict[str, Any]
     eval_per_skeleton: int | None
+    eval_splits: list[str]
     config: dict[str, Any]
 
     @property
@@ -156,7 +158,13 @@ def plan_jobs(spec: SweepSpec, sweep_dir: str | os.PathLike, *, base_dir: str) -
 
     sweep_dir = Path(sweep_dir)
     jobs = []
-    for group in _variants(spec):
+    variants = _variants(spec)
+    # Main comparison first, ablation/variant groups after it, each in spec order.
+    order = {
+        g.name: (g.ablation is not None or i >= len(variants) - len(spec.groups), i)
+        for i, g in enumerate(variants)
+    }
+    for group in variants:
         data_key, suite = _suite(spec, group.data)
         overrides = dict(group.set)
         if group.data.get("oracle") and "train_domains" not in overrides:
@@ -189,6 +197,7 @@ def plan_jobs(spec: SweepSpec, sweep_dir: str | os.PathLike, *, base_dir: str) -
                     "data_key": data_key,
                     "hparams_seed": hparams_seed,
                     "eval_per_skeleton": spec.eval_per_skeleton,
+                    "eval_splits": spec.eval_splits,
                 }
                 job_id = stable_hash(identity, 12)
                 cfg.update(
@@ -207,10 +216,12 @@ def plan_jobs(spec: SweepSpec, sweep_dir: str | os.PathLike, *, base_dir: str) -
                         data_key=data_key,
                         data_config=suite,
                         eval_per_skeleton=spec.eval_per_skeleton,
+                        eval_splits=list(spec.eval_splits),
                         config=cfg,
                     )
                 )
-    return jobs
+    # Seed-major: an interrupted sweep has every group at its first seeds rather than some groups at all seeds.
+    return sorted(jobs, key=lambda j: (j.seed, *order[j.group], j.hparams_seed))
 
 
 def job_state(job: Job) -> str:
@@ -284,7 +295,13 @@ def run_job(job_dir: str | os.PathLike, *, progress: bool = False) -> dict[str, 
         for name in ("config.json", "log.jsonl", "result.json", "tb"):
             target = job_dir / name
             shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
-    result = run_training(cfg, resume=resume, per_skeleton=job["eval_per_skeleton"], progress=progress)
+    result = run_training(
+        cfg,
+        resume=resume,
+        per_skeleton=job["eval_per_skeleton"],
+        eval_splits=tuple(job["eval_splits"]),
+        progress=progress,
+    )
     if int(os.environ.get("RANK", "0")) == 0:
         atomic_write_text(job_dir / DONE_NAME, "")
     return result
