@@ -8,7 +8,9 @@ round) so that background load hits them alike; reported: the median wall time a
 ``repeats`` rounds after ``warmup`` rounds.
 
 Usage: ``python benchmarks/baselines_step_time.py --preset ci [--threads 1] [--out runs/bench/baselines.json]``.
-The last lines are ``ratio <method>_step/erm_step = X`` (wall-time medians).
+The last lines are ``ratio <method>_step/erm_step = X`` (wall-time medians). With ``--memory``, each method's
+peak of live tensor bytes during one step (``torch.profiler`` memory timeline, above the level at the step's start)
+is measured after the timing and printed as ``memory <method> = N MiB (+D MiB vs ERM)``.
 """
 
 from __future__ import annotations
@@ -92,10 +94,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     parser.add_argument("--out", help="write the results as JSON to this path")
+    parser.add_argument("--memory", action="store_true", help="also measure each method's peak step memory")
     args = parser.parse_args(argv)
 
     import torch
-    from _common import preset_model_and_batch, time_round_robin
+    from _common import preset_model_and_batch, step_peak_bytes, time_round_robin
 
     from iga.algorithms import list_algorithms
 
@@ -126,6 +129,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "cpu_ratios_to_erm": {name: cpu_medians[name] / cpu_medians["erm"] for name in methods},
         "load_average_1_5_15": os.getloadavg(),
     }
+    if args.memory:  # after the timing: the profiler's bookkeeping must not slow the timed steps
+        result["peak_step_bytes"] = peak = {name: step_peak_bytes(fn) for name, fn in steps.items()}
+        for name in methods:
+            print(
+                f"memory {name} = {peak[name] / 2**20:.2f} MiB "
+                f"({(peak[name] - peak['erm']) / 2**20:+.2f} MiB vs ERM)"
+            )
     if args.out:
         from iga.utils.io import atomic_write_json
 

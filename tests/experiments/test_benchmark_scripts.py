@@ -1,0 +1,28 @@
+"""benchmarks/baselines_step_time.py runs end to end on a shrunken preset and reports ratios and peak memory."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_baselines_benchmark_reports_ratios_and_memory(monkeypatch, tmp_path, capsys):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    path = ROOT / "benchmarks" / "baselines_step_time.py"
+    spec = importlib.util.spec_from_file_location("baselines_step_time", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    shrunk = {**bench.PRESETS["ci"], "hidden": 32, "intermediate": 64, "seq": 16, "warmup": 1, "repeats": 2}
+    monkeypatch.setitem(bench.PRESETS, "ci", shrunk)
+    try:
+        out = tmp_path / "b.json"
+        result = bench.main(["--preset", "ci", "--methods", "iga,vrex", "--memory", "--out", str(out)])
+    finally:
+        sys.modules.pop("_common", None)
+    assert set(result["ratios_to_erm"]) == {"erm", "iga", "vrex"} and result["ratios_to_erm"]["erm"] == 1.0
+    assert all(v > 0 for v in result["peak_step_bytes"].values())
+    printed = capsys.readouterr().out
+    assert "ratio iga_step/erm_step = " in printed and "memory iga = " in printed and out.exists()
