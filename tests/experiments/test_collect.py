@@ -1,4 +1,8 @@
-"""``iga collect``: model selection, Student-t cells, derived columns and the three renderers on hand-made sweeps."""
+"""``iga collect``: cells, derived columns, tables and the three renderers on hand-made sweeps.
+
+The shared reader, model selection and mean ± CI have their own tests in test_sweep_results.py; here they are
+exercised through :func:`collect`.
+"""
 
 from __future__ import annotations
 
@@ -15,17 +19,11 @@ import pytest
 from typer.testing import CliRunner
 
 import iga.experiments.collect as collect_module
+import iga.experiments.collect_render as collect_render_module
 from iga.commands import collect as collect_command
-from iga.experiments.collect import (
-    MODEL_SELECTION,
-    collect,
-    format_cell,
-    latex_escape,
-    load_sweep,
-    mean_ci,
-    select_models,
-    t_quantile,
-)
+from iga.experiments.collect import MODEL_SELECTION, collect
+from iga.experiments.collect_render import format_cell, latex_escape
+from iga.experiments.sweep_results import load_sweep, mean_ci
 
 DEMO_RUNS = Path(__file__).resolve().parents[2] / "runs" / "demo"
 # t(0.975, 2) from any t table; the CI of 0.2, 0.3, 0.4 (sd 0.1) is 4.303 * 0.1 / sqrt(3) = 0.2484.
@@ -90,27 +88,18 @@ def row_of(markdown: str, label: str, table: str = "Overall") -> list[str]:
     raise AssertionError(f"no row {label!r} in table {table!r}:\n{section}")
 
 
-# ---- statistics ---------------------------------------------------------------------------------------------
+# ---- cells -------------------------------------------------------------------------------------------------
 
 
 def test_three_seed_cell_is_mean_and_student_t_half_width():
-    stat = mean_ci([0.2, 0.3, 0.4])
-    assert stat.n == 3
-    assert stat.mean == pytest.approx(0.3)
-    assert stat.ci95 == pytest.approx(T_975_DF2 * 0.1 / math.sqrt(3))
-    assert round(stat.ci95, 4) == 0.2484
-    assert format_cell(stat) == "30.0 ± 24.8"
+    # mean 0.3, half-width 4.303 * 0.1 / sqrt(3) = 0.2484: in percent, one decimal.
+    assert format_cell(mean_ci([0.2, 0.3, 0.4])) == "30.0 ± 24.8"
+    assert format_cell(mean_ci([0.2, 0.3, 0.4]), scale=1.0, digits=3) == "0.300 ± 0.248"
 
 
-def test_t_quantile_matches_the_table():
-    assert [round(t_quantile(0.975, df), 3) for df in (1, 2, 3, 4, 9, 29)] == [
-        12.706,
-        4.303,
-        3.182,
-        2.776,
-        2.262,
-        2.045,
-    ]
+def test_negative_zero_is_printed_without_its_sign():
+    # -0.00004 rounds to "-0.0" with Python's format; a table cell says "0.0".
+    assert format_cell(mean_ci([-0.0000004])) == "0.0 (n=1)†"
 
 
 def test_null_values_are_skipped_and_empty_cells_show_a_dash():
@@ -156,7 +145,7 @@ def test_warning_lists_each_column_when_seed_counts_differ(tmp_path):
     assert out.summary["iga"]["lcs"] == {"mean": 0.3, "ci95": None, "n": 1}
 
 
-# ---- model selection and unfinished jobs --------------------------------------------------------------------
+# ---- model selection and unfinished jobs -------------------------------------------------------------------
 
 
 def test_model_selection_follows_validation_not_test_accuracy(tmp_path):
@@ -171,17 +160,15 @@ def test_model_selection_follows_validation_not_test_accuracy(tmp_path):
     assert "jobs: 4 finished (2 kept after model selection), 0 unfinished (not used)" in out.markdown
 
 
-def test_model_selection_ties_and_missing_validation(tmp_path):
-    write_job(tmp_path, "t2", "erm", 0, hparams_seed=2, val=0.7)
-    write_job(tmp_path, "t1", "erm", 0, hparams_seed=1, val=0.7)
+def test_model_selection_notes_are_printed_under_the_title(tmp_path):
     write_job(tmp_path, "m0", "iga", 0, hparams_seed=0, ood=0.4)
     write_job(tmp_path, "m1", "iga", 0, hparams_seed=1, ood=0.9)
-    kept, notes = select_models(load_sweep(tmp_path))
-    assert [(r.group, r.hparams_seed) for r in kept] == [("erm", 1), ("iga", 0)]
-    assert notes == [
+    out = collect(tmp_path, formats=())
+    assert out.notes == [
         "iga, seed 0: no val_accuracy in any of its 2 hparams draws; kept hparams_seed 0 without selection"
     ]
-    assert "note: iga, seed 0: no val_accuracy" in collect(tmp_path, formats=()).markdown
+    assert "note: iga, seed 0: no val_accuracy" in out.markdown
+    assert out.summary["iga"]["ood_accuracy"]["mean"] == 0.4
 
 
 def test_unfinished_jobs_are_counted_but_not_used(tmp_path):
@@ -206,7 +193,7 @@ def test_no_finished_job_and_no_job_are_errors(tmp_path):
         collect(tmp_path / "missing-dir")
 
 
-# ---- derived columns ----------------------------------------------------------------------------------------
+# ---- derived columns ---------------------------------------------------------------------------------------
 
 
 def test_oracle_gap_share_and_step_time_relative_to_erm(tmp_path):
@@ -251,7 +238,7 @@ def test_step_time_is_a_dash_without_an_erm_group(tmp_path):
     assert "no group named 'erm' and 'oracle'" in out.markdown
 
 
-# ---- families and ablations ---------------------------------------------------------------------------------
+# ---- families and ablations --------------------------------------------------------------------------------
 
 
 def test_per_family_tables_average_each_family_over_seeds(tmp_path):
@@ -298,7 +285,24 @@ def test_ablation_tables_order_rows_by_value_and_include_the_baseline(tmp_path):
         collect(tmp_path, formats=(), ablation=["lr"])
 
 
-# ---- renderers and files ------------------------------------------------------------------------------------
+def test_ablation_rows_with_named_values_follow_the_figures_order(tmp_path):
+    # Numbers, then "none" (the option switched off), then other names alphabetically, as in `iga plot`.
+    write_job(tmp_path, "i0", "iga", 0)  # records no "schedule": the baseline row goes first
+    for value in ("linear", "none", 0.5, "cos"):
+        write_job(
+            tmp_path, f"s{value}", f"iga:schedule={value}", 0, ablation={"name": "schedule", "value": value}
+        )
+    [table] = [t for t in collect(tmp_path, formats=()).tables if t.title == "Ablation: schedule"]
+    assert [row[0] for row in table.rows] == [
+        "iga (baseline)",
+        "iga:schedule=0.5",
+        "iga:schedule=none",
+        "iga:schedule=cos",
+        "iga:schedule=linear",
+    ]
+
+
+# ---- renderers and files -----------------------------------------------------------------------------------
 
 
 def test_markdown_latex_and_csv_files(tmp_path):
@@ -354,38 +358,19 @@ def test_unknown_format_is_an_error(tmp_path):
         collect(tmp_path, formats=("md", "pdf"))
 
 
-# ---- bad input ----------------------------------------------------------------------------------------------
+# ---- bad input (the reader's own messages are tested in test_sweep_results.py) -----------------------------
 
 
-def test_malformed_job_json_names_the_file(tmp_path):
+def test_a_metric_that_is_not_a_number_names_the_file_and_field(tmp_path):
     job = write_job(tmp_path, "e0", "erm", 0)
-    (job / "job.json").write_text('{"group": "erm", "seed": ')
-    with pytest.raises(ValueError, match=r"jobs/e0/job\.json: invalid JSON"):
-        load_sweep(tmp_path)
-
-
-def test_bad_fields_name_the_file_and_field(tmp_path):
-    job = write_job(tmp_path / "a", "e0", "erm", 0)
-    (job / "job.json").write_text(json.dumps({"group": "erm", "seed": "zero"}))
-    with pytest.raises(ValueError, match=r"e0/job\.json: seed: expected an integer"):
-        load_sweep(tmp_path / "a")
-    job = write_job(tmp_path / "b", "e0", "erm", 0)
-    (job / "result.json").write_text("[1, 2]")
-    with pytest.raises(ValueError, match=r"e0/result\.json: expected a JSON object"):
-        load_sweep(tmp_path / "b")
-    job = write_job(tmp_path / "c", "e0", "erm", 0)
-    (job / "result.json").unlink()
-    with pytest.raises(FileNotFoundError, match=r"e0/result\.json: missing although"):
-        load_sweep(tmp_path / "c")
-    job = write_job(tmp_path / "d", "e0", "erm", 0)
     result = json.loads((job / "result.json").read_text())
     result["eval"]["summary"]["ood_accuracy"] = "high"
     (job / "result.json").write_text(json.dumps(result))
     with pytest.raises(ValueError, match=r"e0/result\.json: eval\.summary\.ood_accuracy: expected a number"):
-        collect(tmp_path / "d", formats=())
+        collect(tmp_path, formats=())
 
 
-# ---- the demo's run folders ---------------------------------------------------------------------------------
+# ---- the demo's run folders --------------------------------------------------------------------------------
 
 
 def demo_like_result(algorithm: str, ood: float, step_time: float) -> dict[str, Any]:
@@ -435,15 +420,7 @@ def test_demo_run_folders_are_accepted_without_a_jobs_folder(demo_runs):
     assert json.loads((demo_runs / "summary.json").read_text()) == {"methods": "the demo's own"}
 
 
-def test_a_run_folder_without_evaluation_counts_as_unfinished(tmp_path):
-    run = tmp_path / "runs" / "erm"
-    run.mkdir(parents=True)
-    (run / "result.json").write_text(json.dumps({"config": {"algorithm": "erm", "seed": 3}, "train": {}}))
-    [record] = load_sweep(tmp_path / "runs")
-    assert (record.group, record.seed, record.finished) == ("erm", 3, False)
-
-
-# ---- CLI ----------------------------------------------------------------------------------------------------
+# ---- CLI ---------------------------------------------------------------------------------------------------
 
 
 def test_cli_prints_tables_counts_and_warnings_and_writes_files(tmp_path):
@@ -470,3 +447,5 @@ def test_cli_error_for_a_folder_without_jobs(tmp_path):
 def test_doctests():
     outcome = doctest.testmod(collect_module)
     assert outcome.attempted >= 5 and outcome.failed == 0
+    outcome = doctest.testmod(collect_render_module)
+    assert outcome.attempted >= 4 and outcome.failed == 0

@@ -1,7 +1,11 @@
-"""`iga plot`: aggregation over seeds (mean, t-interval, mean curves) and the figures written from a sweep folder."""
+"""`iga plot`: aggregation over seeds (accuracies, LCS per layer, ablation series, mean curves) and the
+figures written from a sweep folder. The shared reader, model selection and mean ± CI are tested in
+test_sweep_results.py.
+"""
 
 from __future__ import annotations
 
+import doctest
 import json
 import math
 from pathlib import Path
@@ -9,20 +13,17 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+import iga.experiments.sweep_plots as sweep_plots_module
 from iga.commands import plot as plot_command
 from iga.experiments.sweep_plots import (
-    _t_quantile_975_series,
     ablation_series,
     accuracy_table,
     lcs_per_layer,
-    load_runs,
-    mean_ci95,
     mean_curve,
     plot_sweep,
     render_sweep_plots,
-    select_by_validation,
-    t_quantile_975,
 )
+from iga.experiments.sweep_results import JobRecord, load_finished, select_models
 
 PNG_HEADER = b"\x89PNG\r\n\x1a\n"
 # Closed forms of t(0.975, df): df=1 is the Cauchy quantile tan(0.475π); df=2 is 0.95·√(2/(4p(1-p))), p=0.975.
@@ -74,6 +75,11 @@ def _write_job(
     if done:
         (job_dir / "done").write_text("")
     return job_dir
+
+
+def selected_runs(sweep_dir: Path) -> list[JobRecord]:
+    """The runs a figure is drawn from: finished jobs, one hparams draw per (group, seed)."""
+    return select_models(load_finished(sweep_dir)[1])[0]
 
 
 def _loss_log(losses: list[float], *, mask: list[float] | None = None) -> list[dict]:
@@ -146,33 +152,7 @@ def sweep(tmp_path: Path) -> Path:
     return root
 
 
-# ----------------------------------------------------------------------------------------------- statistics
-
-
-def test_t_quantile_matches_closed_forms():
-    assert _t_quantile_975_series(1) == pytest.approx(T_DF1, rel=1e-10)
-    assert _t_quantile_975_series(2) == pytest.approx(T_DF2, rel=1e-10)
-    # df=4 closed form (Hill 1970): a = 4p(1-p), q = cos(arccos(√a)/3)/√a, t = 2√(q-1).
-    a = 4 * 0.975 * 0.025
-    q = math.cos(math.acos(math.sqrt(a)) / 3) / math.sqrt(a)
-    assert _t_quantile_975_series(4) == pytest.approx(2 * math.sqrt(q - 1), rel=1e-10)
-    # odd df > 1 uses the other branch of the series; 3.182446305284 is the textbook table value.
-    assert _t_quantile_975_series(3) == pytest.approx(3.182446305284, rel=1e-9)
-    assert t_quantile_975(2) == pytest.approx(T_DF2, rel=1e-9)
-    with pytest.raises(ValueError, match="integer >= 1"):
-        t_quantile_975(0)
-
-
-def test_mean_ci95_by_hand():
-    # 0.2, 0.3, 0.4: mean 0.3, sd 0.1, half-width t(0.975, 2)·0.1/√3; the null is skipped.
-    r = mean_ci95([0.2, None, 0.3, 0.4])
-    assert r.n == 3
-    assert r.mean == pytest.approx(0.3)
-    assert r.half_width == pytest.approx(T_DF2 * 0.1 / math.sqrt(3))
-    assert r.half_width == pytest.approx(0.2484, abs=1e-4)
-    one = mean_ci95([0.7, float("nan")])
-    assert (one.mean, one.half_width, one.n) == (0.7, None, 1)
-    assert mean_ci95([None]).mean is None and mean_ci95([]).n == 0
+# ----------------------------------------------------------------------------------------------- aggregation
 
 
 def test_mean_curve_uses_steps_shared_by_all_seeds():
@@ -190,31 +170,28 @@ def test_mean_curve_uses_steps_shared_by_all_seeds():
     assert mean_curve([seed2], "loss").steps == []
 
 
-# ----------------------------------------------------------------------------------------------- aggregation
-
-
-def test_loader_keeps_finished_jobs_only(sweep):
-    runs = load_runs(sweep)
-    assert sorted(r.run_dir.name for r in runs) == sorted(
+def test_figures_use_finished_jobs_only(sweep):
+    runs = selected_runs(sweep)
+    assert sorted(r.folder.name for r in runs) == sorted(
         ["erm0", "erm1", "erm2", "iga0", "iga1", "iga2", "tau3_0", "tau3_1", "tau30_0"]
     )
 
 
 def test_accuracy_table_main_comparison(sweep):
-    table = accuracy_table(load_runs(sweep))
+    table = accuracy_table(selected_runs(sweep))
     assert list(table) == ["erm", "iga"]  # ablation groups are not bars
     erm_ood = table["erm"]["ood_accuracy"]
     assert erm_ood.mean == pytest.approx(0.3) and erm_ood.n == 3
-    assert erm_ood.half_width == pytest.approx(T_DF2 * 0.1 / math.sqrt(3))
+    assert erm_ood.ci95 == pytest.approx(T_DF2 * 0.1 / math.sqrt(3))
     # iga ID accuracy is 0.6 for every seed: zero spread, zero half-width.
-    assert table["iga"]["id_accuracy"].half_width == pytest.approx(0.0)
+    assert table["iga"]["id_accuracy"].ci95 == pytest.approx(0.0)
     # one null depth accuracy: mean of the two others, t with df = 1.
     depth = table["iga"]["ood_depth_accuracy"]
-    assert (depth.n, depth.mean, depth.half_width) == (2, pytest.approx(0.2), pytest.approx(0.0))
+    assert (depth.n, depth.mean, depth.ci95) == (2, pytest.approx(0.2), pytest.approx(0.0))
 
 
 def test_lcs_per_layer_sorts_layers_numerically_and_averages_the_baseline(sweep):
-    table, baseline = lcs_per_layer(load_runs(sweep))
+    table, baseline = lcs_per_layer(selected_runs(sweep))
     assert list(table["erm"]) == [0, 1, 10]
     assert table["erm"][0].mean == pytest.approx(0.1)  # (0.0 + 0.1 + 0.2) / 3
     assert table["iga"][10].mean == pytest.approx(0.6)
@@ -222,7 +199,7 @@ def test_lcs_per_layer_sorts_layers_numerically_and_averages_the_baseline(sweep)
 
 
 def test_ablation_series_sorted_numerically_with_the_main_baseline(sweep):
-    series = ablation_series(load_runs(sweep))
+    series = ablation_series(selected_runs(sweep))
     points = series["tau"]
     # 3 < 10 < 30 numerically (as strings "10" would come first); 10 is the main "iga" group (hparams tau=10).
     assert [p.label for p in points] == ["3", "10", "30"]
@@ -231,9 +208,9 @@ def test_ablation_series_sorted_numerically_with_the_main_baseline(sweep):
     assert [p.n_runs for p in points] == [2, 3, 1]
     tau3 = points[0].metrics["ood_accuracy"]
     assert tau3.mean == pytest.approx(0.3) and tau3.n == 2
-    assert tau3.half_width == pytest.approx(T_DF1 * math.sqrt(0.005) / math.sqrt(2))
+    assert tau3.ci95 == pytest.approx(T_DF1 * math.sqrt(0.005) / math.sqrt(2))
     assert points[1].metrics["ood_accuracy"].mean == pytest.approx(0.4)
-    assert points[2].metrics["id_accuracy"].half_width is None  # one seed: no interval
+    assert points[2].metrics["id_accuracy"].ci95 is None  # one seed: no interval
 
 
 def test_one_hparams_draw_per_seed_chosen_by_validation_accuracy(tmp_path):
@@ -244,8 +221,8 @@ def test_one_hparams_draw_per_seed_chosen_by_validation_accuracy(tmp_path):
     # seed 1: no val accuracy anywhere: hparams_seed 0 is kept.
     _write_job(root, "c", group="iga", seed=1, accuracies=(0.3, 0.3, 0.3), hparams_seed=1)
     _write_job(root, "d", group="iga", seed=1, accuracies=(0.1, 0.1, 0.1), hparams_seed=0)
-    chosen = select_by_validation(load_runs(root))
-    assert sorted(r.run_dir.name for r in chosen) == ["b", "d"]
+    chosen = selected_runs(root)
+    assert sorted(r.folder.name for r in chosen) == ["b", "d"]
     ood = accuracy_table(chosen)["iga"]["ood_accuracy"]
     assert (ood.n, ood.mean) == (2, pytest.approx(0.3))  # (0.5 + 0.1) / 2, not a mean over four draws
 
@@ -296,14 +273,14 @@ def test_plain_run_folders_are_grouped_by_algorithm(tmp_path):
         summary = {"id_accuracy": acc, "ood_accuracy": acc, "ood_depth_accuracy": acc}
         result = {"config": {"algorithm": algorithm, "seed": 0}, "eval": {"summary": summary, "lcs": None}}
         (run_dir / "result.json").write_text(json.dumps(result))
-    table = accuracy_table(load_runs(tmp_path / "demo"))
+    table = accuracy_table(selected_runs(tmp_path / "demo"))
     assert {g: cells["ood_accuracy"].mean for g, cells in table.items()} == {"erm": 0.25, "iga": 0.5}
     assert [p.name for p in plot_sweep(tmp_path / "demo", formats=("svg",))] == ["accuracy.svg"]
 
 
 def test_errors_name_the_problem(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match="no finished jobs"):
+    with pytest.raises(ValueError, match="no jobs"):
         plot_sweep(tmp_path / "empty")
     with pytest.raises(FileNotFoundError, match="missing"):
         plot_sweep(tmp_path / "missing")
@@ -318,10 +295,12 @@ def test_errors_name_the_problem(tmp_path):
     (sweep_dir / "jobs" / "j0" / "job.json").write_text(json.dumps({"job_id": "j0", "seed": 0}))
     with pytest.raises(ValueError, match=r"j0/job\.json: group: must be a non-empty string"):
         plot_sweep(sweep_dir)
-    (sweep_dir / "jobs" / "j0" / "job.json").write_text(json.dumps({"job_id": "j0", "group": "erm"}))
+    (sweep_dir / "jobs" / "j0" / "job.json").write_text(
+        json.dumps({"job_id": "j0", "group": "erm", "seed": 0})
+    )
     (sweep_dir / "jobs" / "j0" / "result.json").unlink()
     with pytest.raises(
-        FileNotFoundError, match=r"j0/result\.json: job is marked done but has no result\.json"
+        FileNotFoundError, match=r"j0/result\.json: missing although .*j0/done marks the job done"
     ):
         plot_sweep(sweep_dir)
 
@@ -342,4 +321,9 @@ def test_cli_prints_written_paths(sweep, tmp_path):
 def test_cli_empty_folder_is_a_user_error(tmp_path):
     result = CliRunner().invoke(plot_command.app, [str(tmp_path)])
     assert result.exit_code == 2
-    assert "no finished jobs" in " ".join(result.output.split())  # rich wraps long lines
+    assert "no jobs" in " ".join(result.output.split())  # rich wraps long lines
+
+
+def test_doctests():
+    outcome = doctest.testmod(sweep_plots_module)
+    assert outcome.attempted >= 3 and outcome.failed == 0

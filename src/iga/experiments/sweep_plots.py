@@ -1,14 +1,13 @@
 """Figures from a sweep folder (``iga plot DIR``): accuracy bars, loss curves, IGA mask statistics, LCS per layer
 and ablation panels, each aggregated over seeds.
 
-The folder is read here directly (``jobs/<id>/{job.json, result.json, log.jsonl, done}``, see the sweep folder
-contract); a folder of plain run folders with ``result.json`` (``runs/demo``) works too, grouped by
-``config.algorithm``. Only jobs with the ``done`` marker count: a job still training or evaluating has no result.
-Where a (group, seed) has several hyper-parameter draws, the one with the best in-domain validation accuracy is
-kept (:func:`select_by_validation`, the model selection of the result tables).
+The folder is read, and one hyper-parameter draw per (group, seed) chosen by in-domain validation accuracy,
+by :mod:`iga.experiments.sweep_results`: the reader and model selection of the result tables of ``iga collect``
+(a folder of plain run folders such as ``runs/demo`` works too, grouped by ``config.algorithm``). Only jobs
+with the ``done`` marker count: a job still training or evaluating has no result.
 
-Error bars are 95% Student-t intervals over seeds, ``t(0.975, n-1) · sd / √n`` with ``sd`` at ``ddof=1``; with
-one seed there is no interval.
+Error bars are 95% Student-t intervals over seeds (:func:`~iga.experiments.sweep_results.mean_ci`,
+``t(0.975, n-1) · sd / √n`` with ``sd`` at ``ddof=1``); with one seed there is no interval.
 
 Example (a folder of two plain runs):
     >>> import json, tempfile
@@ -26,7 +25,6 @@ Example (a folder of two plain runs):
 from __future__ import annotations
 
 import io
-import json
 import logging
 import math
 import os
@@ -35,7 +33,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from iga.experiments.plots import _pyplot, read_log
+from iga.experiments.plots import _pyplot
+from iga.experiments.sweep_results import (
+    UNKNOWN,
+    JobRecord,
+    MeanCI,
+    ablation_sort_key,
+    by_group,
+    finite,
+    group_order,
+    load_finished,
+    mean_ci,
+    select_models,
+    shared_hparam,
+)
 from iga.utils.io import InputError, atomic_write_bytes
 
 logger = logging.getLogger(__name__)
@@ -57,95 +68,7 @@ SUPPORTED_FORMATS = ("png", "svg", "pdf")
 PNG_DPI = 120
 
 
-# ----------------------------------------------------------------------------------------------- statistics
-
-
-def _number(x: Any) -> float | None:
-    """``x`` as a finite float, or None for null / NaN / non-numbers (a diverged run logs NaN losses)."""
-    if isinstance(x, bool) or not isinstance(x, int | float):
-        return None
-    x = float(x)
-    return x if math.isfinite(x) else None
-
-
-def t_quantile_975(df: int) -> float:
-    """Two-sided 95% Student-t quantile ``t(0.975, df)`` for an integer ``df ≥ 1``.
-
-    ``scipy.stats.t.ppf`` when scipy is installed, else :func:`_t_quantile_975_series` (equal to ~1e-12).
-
-    >>> round(t_quantile_975(2), 4), round(t_quantile_975(1000), 3)
-    (4.3027, 1.962)
-    """
-    if isinstance(df, bool) or not isinstance(df, int) or df < 1:
-        raise ValueError(f"degrees of freedom must be an integer >= 1, got {df!r}")
-    try:
-        from scipy.stats import t as student_t
-    except ImportError:  # scipy is a declared dependency, but a bare environment still gets exact intervals
-        return _t_quantile_975_series(df)
-    return float(student_t.ppf(0.975, df))
-
-
-def _t_quantile_975_series(df: int) -> float:
-    """``t(0.975, df)`` without scipy: bisection on the closed-form CDF for integer degrees of freedom
-    (Abramowitz & Stegun 26.7.3/26.7.4)."""
-    lo, hi = 0.0, 1.0
-    while _t_two_sided_mass(hi, df) < 0.95:
-        lo, hi = hi, 2 * hi
-    for _ in range(200):
-        mid = (lo + hi) / 2
-        if _t_two_sided_mass(mid, df) < 0.95:
-            lo = mid
-        else:
-            hi = mid
-        if hi - lo < 1e-13 * max(1.0, hi):
-            break
-    return (lo + hi) / 2
-
-
-def _t_two_sided_mass(t: float, df: int) -> float:
-    """``A(t|df) = P(|T| < t)`` for integer ``df`` (finite series in ``cos θ``, ``θ = atan(t/√df)``)."""
-    theta = math.atan(t / math.sqrt(df))
-    c2 = math.cos(theta) ** 2
-    if df % 2 == 1:
-        # odd: (2/π)(θ + sinθ cosθ (1 + 2/3 cos²θ + 2·4/(3·5) cos⁴θ + ...)), the sum up to cos^(df-3) inside.
-        term, total = 1.0, 1.0 if df > 1 else 0.0
-        for k in range(1, (df - 1) // 2):
-            term *= c2 * (2 * k) / (2 * k + 1)
-            total += term
-        return 2 / math.pi * (theta + math.sin(theta) * math.cos(theta) * total)
-    # even: sinθ (1 + 1/2 cos²θ + 1·3/(2·4) cos⁴θ + ... up to cos^(df-2)θ).
-    term, total = 1.0, 1.0
-    for k in range(1, df // 2):
-        term *= c2 * (2 * k - 1) / (2 * k)
-        total += term
-    return math.sin(theta) * total
-
-
-@dataclass(frozen=True)
-class MeanCI:
-    """Mean over seeds with the 95% t-interval half-width (None for n ≤ 1); ``mean`` is None when ``n == 0``."""
-
-    mean: float | None
-    half_width: float | None
-    n: int
-
-
-def mean_ci95(values: Iterable[Any]) -> MeanCI:
-    """Mean and 95% Student-t half-width of the finite numbers in ``values`` (nulls are skipped).
-
-    >>> r = mean_ci95([0.2, 0.3, None, 0.4])
-    >>> round(r.mean, 6), round(r.half_width, 4), r.n
-    (0.3, 0.2484, 3)
-    """
-    xs = [x for x in map(_number, values) if x is not None]
-    n = len(xs)
-    if n == 0:
-        return MeanCI(None, None, 0)
-    mean = sum(xs) / n
-    if n == 1:
-        return MeanCI(mean, None, 1)
-    sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1))
-    return MeanCI(mean, t_quantile_975(n - 1) * sd / math.sqrt(n), n)
+# ----------------------------------------------------------------------------------------------- aggregation
 
 
 @dataclass(frozen=True)
@@ -173,7 +96,7 @@ def mean_curve(logs: Sequence[Sequence[Mapping[str, Any]]], key: str) -> Curve:
     for rows in logs:
         points: dict[int, float] = {}
         for row in rows:
-            value, step = _number(row.get(key)), row.get("step")
+            value, step = finite(row.get(key)), row.get("step")
             if value is not None and isinstance(step, int) and not isinstance(step, bool):
                 points[step] = value
         if points:
@@ -191,214 +114,53 @@ def mean_curve(logs: Sequence[Sequence[Mapping[str, Any]]], key: str) -> Curve:
     )
 
 
-# ----------------------------------------------------------------------------------------------- loading
-
-
-@dataclass
-class Run:
-    """One finished run: its group (table row), seed, ablation membership, result.json and log rows."""
-
-    run_dir: Path
-    group: str
-    seed: int | None
-    ablation: dict[str, Any] | None
-    hparams: dict[str, Any]
-    result: dict[str, Any]
-    log: list[dict[str, Any]] = field(default_factory=list)
-    hparams_seed: int = 0
-
-    @property
-    def summary(self) -> dict[str, Any]:
-        return ((self.result.get("eval") or {}).get("summary")) or {}
-
-    @property
-    def lcs(self) -> dict[str, Any]:
-        return ((self.result.get("eval") or {}).get("lcs")) or {}
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise InputError(f"invalid JSON ({e.msg} at line {e.lineno} column {e.colno})", file=path) from None
-
-
-def _read_object(path: Path) -> dict[str, Any]:
-    obj = _read_json(path)
-    if not isinstance(obj, dict):
-        raise InputError("must be a JSON object", file=path)
-    return obj
-
-
-def _read_log_rows(run_dir: Path) -> list[dict[str, Any]]:
-    try:
-        return read_log(run_dir)
-    except json.JSONDecodeError as e:
-        raise InputError(f"invalid JSON ({e.msg})", file=run_dir / "log.jsonl") from None
-
-
-def _load_job(job_dir: Path) -> Run:
-    job = _read_object(job_dir / "job.json")
-    group = job.get("group")
-    if not isinstance(group, str) or not group:
-        raise InputError("must be a non-empty string", file=job_dir / "job.json", field="group")
-    ablation = job.get("ablation")
-    if ablation is not None and not (isinstance(ablation, dict) and isinstance(ablation.get("name"), str)):
-        raise InputError(
-            'must be null or {"name": str, "value": ...}', file=job_dir / "job.json", field="ablation"
-        )
-    result_path = job_dir / "result.json"
-    if not result_path.is_file():
-        raise FileNotFoundError(f"{result_path}: job is marked done but has no result.json")
-    return Run(
-        run_dir=job_dir,
-        group=group,
-        seed=job.get("seed"),
-        ablation=ablation,
-        hparams=dict(job.get("hparams") or {}),
-        result=_read_object(result_path),
-        log=_read_log_rows(job_dir),
-        hparams_seed=job.get("hparams_seed") or 0,
-    )
-
-
-def _load_plain_run(run_dir: Path) -> Run:
-    result = _read_object(run_dir / "result.json")
-    config = result.get("config") or {}
-    algorithm = config.get("algorithm")
-    if not isinstance(algorithm, str) or not algorithm:
-        raise InputError("must be a non-empty string", file=run_dir / "result.json", field="config.algorithm")
-    return Run(
-        run_dir=run_dir,
-        group=algorithm,
-        seed=config.get("seed"),
-        ablation=None,
-        hparams=dict(config.get("algorithm_options") or {}),
-        result=result,
-        log=_read_log_rows(run_dir),
-    )
-
-
-def load_runs(sweep_dir: str | os.PathLike) -> list[Run]:
-    """The finished runs of a sweep folder (``jobs/*/done``) or of a folder of plain run folders.
-
-    Raises FileNotFoundError if the folder does not exist and ValueError if it holds no finished run.
-    """
-    root = Path(sweep_dir)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no such folder")
-    jobs = root / "jobs"
-    if jobs.is_dir():
-        runs = [_load_job(d) for d in sorted(jobs.iterdir()) if (d / "done").is_file()]
-    else:
-        runs = [_load_plain_run(d) for d in sorted(root.iterdir()) if (d / "result.json").is_file()]
-    if not runs:
-        raise ValueError(
-            f"{root}: no finished jobs (looked for jobs/*/done, or run folders with result.json)"
-        )
-    return runs
-
-
-def select_by_validation(runs: Iterable[Run]) -> list[Run]:
-    """One run per (group, seed): the hyper-parameter draw with the best in-domain ``val_accuracy``.
-
-    The same model selection as the result tables (DomainBed's training-domain validation), so a bar is a mean
-    over seeds, never over random hyper-parameter draws. Ties, or no ``val_accuracy`` at all, keep the lowest
-    ``hparams_seed``.
-    """
-    best: dict[tuple[str, Any], Run] = {}
-    for run in runs:
-        key = (run.group, run.seed)
-        if key not in best or _selection_key(run) < _selection_key(best[key]):
-            best[key] = run
-    return list(best.values())
-
-
-def _selection_key(run: Run) -> tuple[float, int]:
-    val = _number(run.summary.get("val_accuracy"))
-    return (-val if val is not None else math.inf, run.hparams_seed)
-
-
-# ----------------------------------------------------------------------------------------------- grouping
-
-
-def group_order(groups: Iterable[str]) -> list[str]:
-    """Group order: "erm" first, "oracle" last, the rest alphabetically (the same order as the result tables).
-
-    >>> group_order(["oracle", "iga", "erm", "dro"])
-    ['erm', 'dro', 'iga', 'oracle']
-    """
-    rank = {"erm": 0, "oracle": 2}
-    return sorted(set(groups), key=lambda g: (rank.get(g, 1), g))
-
-
-def by_group(runs: Iterable[Run]) -> dict[str, list[Run]]:
-    """Runs per group, groups in :func:`group_order`, runs by seed."""
-    groups: dict[str, list[Run]] = {}
-    for run in runs:
-        groups.setdefault(run.group, []).append(run)
-    return {
-        g: sorted(groups[g], key=lambda r: (r.seed is None, r.seed if isinstance(r.seed, int) else 0))
-        for g in group_order(groups)
-    }
-
-
-def main_runs(runs: Iterable[Run]) -> list[Run]:
+def main_runs(runs: Iterable[JobRecord]) -> list[JobRecord]:
     return [r for r in runs if r.ablation is None]
 
 
-def accuracy_table(runs: Iterable[Run]) -> dict[str, dict[str, MeanCI]]:
+def _accuracies(runs: Iterable[JobRecord], keys: Iterable[str]) -> dict[str, MeanCI]:
+    runs = list(runs)
+    return {key: mean_ci(r.metric("eval", "summary", key) for r in runs) for key in keys}
+
+
+def accuracy_table(runs: Iterable[JobRecord]) -> dict[str, dict[str, MeanCI]]:
     """``{group: {metric: MeanCI}}`` of the main comparison (runs without ablation)."""
-    return {
-        group: {key: mean_ci95(r.summary.get(key) for r in members) for key, _ in ACCURACY_METRICS}
-        for group, members in by_group(main_runs(runs)).items()
-    }
+    keys = [key for key, _ in ACCURACY_METRICS]
+    return {group: _accuracies(members, keys) for group, members in by_group(main_runs(runs)).items()}
 
 
-def lcs_per_layer(runs: Iterable[Run]) -> tuple[dict[str, dict[int, MeanCI]], float | None]:
+def lcs_per_layer(runs: Iterable[JobRecord]) -> tuple[dict[str, dict[int, MeanCI]], float | None]:
     """LCS per layer and group (main comparison), and the permutation baseline averaged over those runs."""
     table: dict[str, dict[int, MeanCI]] = {}
-    baseline: list[Any] = []
+    baseline: list[float | None] = []
     for group, members in by_group(main_runs(runs)).items():
-        values: dict[int, list[Any]] = {}
+        values: dict[int, list[float | None]] = {}
         for run in members:
             per_layer = run.lcs.get("per_layer") or {}
-            for layer, value in per_layer.items():
+            for layer in per_layer:
                 try:
-                    values.setdefault(int(layer), []).append(value)
+                    index = int(layer)
                 except ValueError:
                     raise InputError(
                         f"layer key {layer!r} is not an integer",
-                        file=run.run_dir / "result.json",
+                        file=run.result_path,
                         field="eval.lcs.per_layer",
                     ) from None
+                values.setdefault(index, []).append(run.metric("eval", "lcs", "per_layer", layer))
             if per_layer:
-                baseline.append(run.lcs.get("permutation_mean"))
-        cells = {layer: mean_ci95(values[layer]) for layer in sorted(values)}
+                baseline.append(run.metric("eval", "lcs", "permutation_mean"))
+        cells = {layer: mean_ci(values[layer]) for layer in sorted(values)}
         cells = {layer: c for layer, c in cells.items() if c.n}
         if cells:
             table[group] = cells
-    return table, mean_ci95(baseline).mean
-
-
-def ablation_sort_key(value: Any) -> tuple[int, float, str]:
-    """Numbers first in numeric order, then None/"none", then other values alphabetically.
-
-    >>> sorted([10, "none", 3, "cos", None, 0.5], key=ablation_sort_key)
-    [0.5, 3, 10, None, 'none', 'cos']
-    """
-    if _number(value) is not None:
-        return (0, float(value), "")
-    if value is None or (isinstance(value, str) and value.lower() == "none"):
-        return (1, 0.0, str(value))
-    return (2, 0.0, str(value))
+    return table, mean_ci(baseline).mean
 
 
 def format_value(value: Any) -> str:
     """Tick label of an ablation value: ``3.0`` → ``"3"``, ``None`` → ``"none"``."""
     if value is None:
         return "none"
-    if _number(value) is not None:
+    if finite(value) is not None:
         return f"{float(value):g}"
     return str(value)
 
@@ -413,7 +175,7 @@ class AblationPoint:
     baseline: bool = False  # the main-comparison group at its own value of the ablated option
 
 
-def ablation_series(runs: Iterable[Run]) -> dict[str, list[AblationPoint]]:
+def ablation_series(runs: Iterable[JobRecord]) -> dict[str, list[AblationPoint]]:
     """Per ablation name, one point per value (sorted by :func:`ablation_sort_key`) with ID / OOD accuracy.
 
     The main-comparison baseline joins the series when its value is known: the group before the ``:`` of the
@@ -435,11 +197,9 @@ def ablation_series(runs: Iterable[Run]) -> dict[str, list[AblationPoint]]:
         bases = {r.group.split(":", 1)[0] for e in entries.values() for r in e["runs"]}
         for base in sorted(bases):
             members = [r for r in groups.get(base, []) if r.ablation is None]
-            known = {format_value(r.hparams[name]) for r in members if name in r.hparams}
-            if members and len(known) == 1 and all(name in r.hparams for r in members):
-                label = known.pop()
-                if label not in entries:
-                    entries[label] = {"value": members[0].hparams[name], "runs": members, "baseline": True}
+            value = shared_hparam(members, name)
+            if value is not UNKNOWN and format_value(value) not in entries:
+                entries[format_value(value)] = {"value": value, "runs": members, "baseline": True}
         series = []
         for label, entry in sorted(entries.items(), key=lambda kv: ablation_sort_key(kv[1]["value"])):
             members = entry["runs"]
@@ -448,10 +208,7 @@ def ablation_series(runs: Iterable[Run]) -> dict[str, list[AblationPoint]]:
                     value=entry["value"],
                     label=label,
                     groups=tuple(group_order(r.group for r in members)),
-                    metrics={
-                        key: mean_ci95(r.summary.get(key) for r in members)
-                        for key in ("ood_accuracy", "id_accuracy")
-                    },
+                    metrics=_accuracies(members, ("ood_accuracy", "id_accuracy")),
                     n_runs=len(members),
                     baseline=entry.get("baseline", False),
                 )
@@ -484,10 +241,10 @@ def _pct(x: float | None) -> float:
 
 def _pct_err(c: MeanCI) -> float:
     # NaN draws no error bar at all (one seed), where 0 would draw a cap claiming zero spread.
-    return math.nan if c.half_width is None else 100 * c.half_width
+    return math.nan if c.ci95 is None else 100 * c.ci95
 
 
-def _accuracy_figure(runs: list[Run], colours: Mapping[str, Any]) -> Any:
+def _accuracy_figure(runs: list[JobRecord], colours: Mapping[str, Any]) -> Any:
     table = accuracy_table(runs)
     table = {g: cells for g, cells in table.items() if any(c.n for c in cells.values())}
     if not table:
@@ -526,7 +283,7 @@ def _band_plot(ax: Any, curve: Curve, colour: Any, label: str) -> None:
         ax.fill_between(curve.steps, curve.low, curve.high, color=colour, alpha=0.2, linewidth=0)
 
 
-def _curves_figure(runs: list[Run], colours: Mapping[str, Any]) -> Any:
+def _curves_figure(runs: list[JobRecord], colours: Mapping[str, Any]) -> Any:
     curves = {g: mean_curve([r.log for r in m], "loss") for g, m in by_group(main_runs(runs)).items()}
     curves = {g: c for g, c in curves.items() if c.steps}
     if not curves:
@@ -553,7 +310,7 @@ def _curves_figure(runs: list[Run], colours: Mapping[str, Any]) -> Any:
     return fig
 
 
-def _mask_figure(runs: list[Run], colours: Mapping[str, Any]) -> Any:
+def _mask_figure(runs: list[JobRecord], colours: Mapping[str, Any]) -> Any:
     groups = {g: m for g, m in by_group(runs).items() if any("mask_mean" in row for r in m for row in r.log)}
     if not groups:
         return 'no log.jsonl has "mask_mean" (no IGA or masking run)'
@@ -578,7 +335,7 @@ def _mask_figure(runs: list[Run], colours: Mapping[str, Any]) -> Any:
     return fig
 
 
-def _lcs_figure(runs: list[Run], colours: Mapping[str, Any]) -> Any:
+def _lcs_figure(runs: list[JobRecord], colours: Mapping[str, Any]) -> Any:
     table, baseline = lcs_per_layer(runs)
     if not table:
         return "no main-comparison run has eval.lcs.per_layer"
@@ -590,7 +347,7 @@ def _lcs_figure(runs: list[Run], colours: Mapping[str, Any]) -> Any:
         ax.errorbar(
             layers,
             [c.mean for c in cells.values()],
-            yerr=[math.nan if c.half_width is None else c.half_width for c in cells.values()],
+            yerr=[math.nan if c.ci95 is None else c.ci95 for c in cells.values()],
             color=colours[group],
             marker="o",
             capsize=3,
@@ -612,7 +369,7 @@ def _lcs_figure(runs: list[Run], colours: Mapping[str, Any]) -> Any:
     return fig
 
 
-def _ablation_figure(runs: list[Run], colours: Mapping[str, Any]) -> Any:
+def _ablation_figure(runs: list[JobRecord], colours: Mapping[str, Any]) -> Any:
     series = ablation_series(runs)
     if not series:
         return 'no job has an "ablation"'
@@ -645,7 +402,7 @@ def _ablation_figure(runs: list[Run], colours: Mapping[str, Any]) -> Any:
     return fig
 
 
-_BUILDERS: dict[str, Callable[[list[Run], Mapping[str, Any]], Any]] = {
+_BUILDERS: dict[str, Callable[[list[JobRecord], Mapping[str, Any]], Any]] = {
     "accuracy": _accuracy_figure,
     "curves": _curves_figure,
     "mask": _mask_figure,
@@ -688,7 +445,9 @@ def render_sweep_plots(
 ) -> SweepPlots:
     """Write every figure that has something to show; report the others in ``skipped`` (name → reason)."""
     fmts = _normalise_formats(formats)
-    runs = select_by_validation(load_runs(sweep_dir))
+    runs, notes = select_models(load_finished(sweep_dir)[1])
+    for note in notes:
+        logger.info("model selection: %s", note)
     out = Path(out_dir) if out_dir is not None else Path(sweep_dir) / "plots"
     colours = _colours(list(by_group(runs)))
     plt = _pyplot()
