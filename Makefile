@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 
-.PHONY: demo test lint format install clean
+.PHONY: demo test lint format install clean study
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,14 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format src tests benchmarks
 	$(BIN)/ruff check --fix src tests benchmarks
+
+# The study of docs/results.md (hours on 2 CPU cores; resumable: re-run to continue). WORKERS=N for more cores.
+WORKERS ?= 2
+study: $(STAMP)
+	$(BIN)/iga sweep configs/sweeps/study.yaml --out runs/study --workers $(WORKERS)
+	$(BIN)/iga collect runs/study --out docs/results
+	$(BIN)/iga plot runs/study --out docs/results/plots
+	$(BIN)/python -m iga.experiments.convergence --out docs/results
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
