@@ -43,6 +43,7 @@ study: $(STAMP)
 	$(BIN)/iga sweep configs/sweeps/study.yaml --out runs/study --workers $(WORKERS)
 	$(BIN)/iga collect runs/study --out docs/results
 	$(BIN)/iga plot runs/study --out docs/results/plots
+	$(BIN)/python -m iga.experiments.claims runs/study --out docs/results/claims.md
 	$(BIN)/python -m iga.experiments.convergence --out docs/results
 
 clean:

@@ -1,0 +1,167 @@
+"""The paper's claims checked against a sweep, with paired statistics over seeds.
+
+Seeds are paired across methods (same data, same seed ⇒ same LoRA init and data order), so a method's effect is
+measured on per-seed differences ``Δ_s = metric(method, s) − metric(baseline, s)``: mean ± the 95% Student-t
+half-width of the Δ's. A verdict says "holds" only when the interval excludes zero in the claimed direction.
+
+Claims (arXiv 2606.05025): IGA's OOD-surface accuracy gain over ERM-SFT (paper: up to +14.3 points); the LCS of
+ERM against IGA's (paper: 0.142 vs 0.031, a ratio of 4.6; lower is more consistent); IGA against every baseline.
+
+Run: ``python -m iga.experiments.claims runs/study --out docs/results/claims.md`` (also writes ``claims.json``).
+
+Example:
+    >>> paired_difference({0: 0.5, 1: 0.6}, {0: 0.3, 1: 0.3, 2: 0.9}).n
+    2
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from iga.experiments.sweep_results import MeanCI, by_group, load_finished, mean_ci, select_models
+
+PAPER_OOD_GAIN_POINTS = 14.3
+PAPER_LCS_ERM, PAPER_LCS_IGA = 0.142, 0.031
+
+METRICS = {
+    "ood_accuracy": ("eval", "summary", "ood_accuracy"),
+    "id_accuracy": ("eval", "summary", "id_accuracy"),
+    "lcs": ("eval", "lcs", "canonical"),
+}
+
+
+def per_seed(sweep_dir: str | os.PathLike) -> dict[str, dict[str, dict[int, float]]]:
+    """``{group: {metric: {seed: value}}}`` of the finished, validation-selected jobs (main comparison only)."""
+    _, finished = load_finished(sweep_dir)
+    kept, _ = select_models(finished)
+    out: dict[str, dict[str, dict[int, float]]] = {}
+    for group, records in by_group(r for r in kept if r.ablation is None).items():
+        out[group] = {
+            name: {r.seed: v for r in records if (v := r.metric(*keys)) is not None}
+            for name, keys in METRICS.items()
+        }
+    return out
+
+
+def paired_difference(a: Mapping[int, float], b: Mapping[int, float]) -> MeanCI:
+    """Mean ± 95% CI of ``a[s] − b[s]`` over the seeds both have."""
+    return mean_ci([a[s] - b[s] for s in sorted(set(a) & set(b))])
+
+
+def _verdict(diff: MeanCI, *, higher_is_better: bool = True) -> str:
+    if diff.n == 0:
+        return "no paired seeds"
+    if diff.n < 2 or diff.ci95 is None:
+        return "one seed: no test"
+    lo, hi = diff.mean - diff.ci95, diff.mean + diff.ci95
+    if (lo > 0) if higher_is_better else (hi < 0):
+        return "better"
+    if (hi < 0) if higher_is_better else (lo > 0):
+        return "worse"
+    return "no significant difference"
+
+
+def check_claims(
+    data: Mapping[str, Mapping[str, Mapping[int, float]]], *, method: str = "iga"
+) -> dict[str, Any]:
+    """The claims as numbers and verdicts (see the module docstring)."""
+    if method not in data or "erm" not in data:
+        raise ValueError(f"the sweep needs finished '{method}' and 'erm' groups; found {sorted(data)}")
+    gain = paired_difference(data[method]["ood_accuracy"], data["erm"]["ood_accuracy"])
+    lcs_erm = mean_ci(data["erm"]["lcs"].values())
+    lcs_method = mean_ci(data[method]["lcs"].values())
+    vs = {}
+    for other in sorted(g for g in data if g != method):
+        vs[other] = {}
+        for metric, higher in (("ood_accuracy", True), ("id_accuracy", True), ("lcs", False)):
+            d = paired_difference(data[method][metric], data[other][metric])
+            vs[other][metric] = {**d.to_json(), "verdict": _verdict(d, higher_is_better=higher)}
+    return {
+        "method": method,
+        "ood_gain_over_erm": {
+            **gain.to_json(),
+            "points": None if gain.mean is None else 100 * gain.mean,
+            "paper_points": PAPER_OOD_GAIN_POINTS,
+            "verdict": _verdict(gain),
+        },
+        "lcs": {
+            "erm": lcs_erm.to_json(),
+            method: lcs_method.to_json(),
+            "ratio_erm_over_method": (
+                lcs_erm.mean / lcs_method.mean if lcs_erm.mean and lcs_method.mean else None
+            ),
+            "paper": {"erm": PAPER_LCS_ERM, "iga": PAPER_LCS_IGA, "ratio": PAPER_LCS_ERM / PAPER_LCS_IGA},
+            "verdict": _verdict(
+                paired_difference(data[method]["lcs"], data["erm"]["lcs"]), higher_is_better=False
+            ),
+        },
+        "versus": vs,
+    }
+
+
+def _pm(d: Mapping[str, Any], scale: float = 100.0, digits: int = 1) -> str:
+    if d.get("mean") is None:
+        return "–"
+    hw = d.get("ci95")
+    text = f"{scale * d['mean']:+.{digits}f}"
+    return text + (f" ± {scale * hw:.{digits}f}" if hw is not None else "") + f" (n={d['n']})"
+
+
+def render_claims(claims: Mapping[str, Any]) -> str:
+    m = claims["method"]
+    gain, lcs = claims["ood_gain_over_erm"], claims["lcs"]
+    ratio = lcs["ratio_erm_over_method"]
+    lines = [
+        f"# Claims check: `{m}` against the paper (paired over seeds, 95% Student-t intervals)",
+        "",
+        "Generated by `python -m iga.experiments.claims` from the sweep's finished jobs; do not edit by hand.",
+        "",
+        "| claim | paper | here | verdict |",
+        "| --- | --- | --- | --- |",
+        f"| OOD-surface gain over ERM-SFT (points) | up to +{gain['paper_points']} | {_pm(gain)} | {gain['verdict']} |",
+        f"| LCS ERM / {m} (lower LCS = more consistent) | {lcs['paper']['erm']} / {lcs['paper']['iga']} "
+        f"(ratio {lcs['paper']['ratio']:.1f}) | {_fmt(lcs['erm']['mean'])} / {_fmt(lcs[m]['mean'])} "
+        f"(ratio {'–' if ratio is None else f'{ratio:.2f}'}) | {lcs['verdict']} |",
+        "",
+        f"## `{m}` against every other method (difference `{m} − other`)",
+        "",
+        "| other | OOD-surface (points) | verdict | ID (points) | verdict | LCS | verdict (lower is better) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for other, row in claims["versus"].items():
+        lines.append(
+            f"| {other} | {_pm(row['ood_accuracy'])} | {row['ood_accuracy']['verdict']} | "
+            f"{_pm(row['id_accuracy'])} | {row['id_accuracy']['verdict']} | "
+            f"{_pm(row['lcs'], 1.0, 3)} | {row['lcs']['verdict']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(x: float | None) -> str:
+    return "–" if x is None else f"{x:.3f}"
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    from iga.utils.io import atomic_write_json, atomic_write_text
+
+    parser = argparse.ArgumentParser(description="Check the paper's claims against a sweep folder.")
+    parser.add_argument("sweep_dir")
+    parser.add_argument("--out", default=None, help="claims.md path (claims.json beside it)")
+    parser.add_argument("--method", default="iga")
+    args = parser.parse_args(argv)
+    claims = check_claims(per_seed(args.sweep_dir), method=args.method)
+    text = render_claims(claims)
+    if args.out:
+        out = Path(args.out)
+        atomic_write_text(out, text)
+        atomic_write_json(out.with_suffix(".json"), claims)
+    print(text)
+    return claims
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""Claims check: paired differences over seeds, verdicts, and the rendered table on a hand-made sweep."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from iga.experiments.claims import check_claims, main, paired_difference, per_seed, render_claims
+
+
+def _job(root, name, group, seed, ood, idacc, lcs, ablation=None):
+    job = root / "jobs" / name
+    job.mkdir(parents=True)
+    (job / "job.json").write_text(json.dumps({"group": group, "seed": seed, "ablation": ablation}))
+    ev = {
+        "summary": {"ood_accuracy": ood, "id_accuracy": idacc, "val_accuracy": 0.5},
+        "lcs": {"canonical": lcs},
+    }
+    (job / "result.json").write_text(json.dumps({"eval": ev}))
+    (job / "done").write_text("")
+
+
+@pytest.fixture()
+def sweep(tmp_path):
+    for s, (e, i, v) in enumerate([(0.20, 0.30, 0.25), (0.22, 0.33, 0.20), (0.18, 0.30, 0.21)]):
+        _job(tmp_path, f"erm{s}", "erm", s, e, 0.5, 0.30)
+        _job(tmp_path, f"iga{s}", "iga", s, i, 0.5, 0.10 + 0.01 * s)
+        _job(tmp_path, f"vrex{s}", "vrex", s, v, 0.5, 0.20)
+    _job(tmp_path, "abl", "iga:tau=1", 0, 0.9, 0.9, 0.0, {"name": "tau", "value": 1})
+    return tmp_path
+
+
+def test_paired_difference_uses_common_seeds_and_the_t_interval():
+    d = paired_difference({0: 0.3, 1: 0.33, 2: 0.30}, {0: 0.2, 1: 0.22, 2: 0.18, 3: 0.0})
+    diffs = [0.1, 0.11, 0.12]
+    assert d.n == 3 and d.mean == pytest.approx(0.11)
+    assert d.ci95 == pytest.approx(4.302652729749462 * 0.01 / 3**0.5)
+    assert sum(diffs) / 3 == pytest.approx(d.mean)
+
+
+def test_claims_verdicts_on_a_hand_made_sweep(sweep):
+    data = per_seed(sweep)
+    assert set(data) == {"erm", "iga", "vrex"}  # ablation rows are not part of the comparison
+    claims = check_claims(data)
+    gain = claims["ood_gain_over_erm"]
+    assert gain["points"] == pytest.approx(11.0) and gain["verdict"] == "better"
+    assert claims["lcs"]["ratio_erm_over_method"] == pytest.approx(0.30 / 0.11)
+    assert claims["lcs"]["verdict"] == "better"  # IGA's LCS is lower on every seed
+    vs = claims["versus"]["vrex"]
+    # OOD differences 0.05, 0.13, 0.09: mean 0.09, sd 0.04, half-width 4.303·0.04/√3 = 0.099 > 0.09
+    assert vs["ood_accuracy"]["mean"] == pytest.approx(0.09)
+    assert vs["ood_accuracy"]["verdict"] == "no significant difference"
+    assert vs["id_accuracy"]["verdict"] == "no significant difference" and vs["id_accuracy"]["mean"] == 0
+    text = render_claims(claims)
+    assert "| OOD-surface gain over ERM-SFT (points) | up to +14.3 | +11.0 ± " in text
+    assert "| vrex | +9.0 ± 9.9 (n=3) | no significant difference |" in text
+
+
+def test_missing_groups_and_the_command(sweep, tmp_path):
+    with pytest.raises(ValueError, match="needs finished 'fish' and 'erm'"):
+        check_claims(per_seed(sweep), method="fish")
+    out = tmp_path / "out" / "claims.md"
+    main([str(sweep), "--out", str(out)])
+    assert out.read_text().startswith("# Claims check") and json.loads(out.with_suffix(".json").read_text())
