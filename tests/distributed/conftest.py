@@ -92,3 +92,8 @@ def optimizer_runs(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def trainer_runs(tmp_path_factory) -> Path:
     return launch_once(tmp_path_factory, "trainer", _trainer_inputs)
+
+
+@pytest.fixture(scope="session")
+def hf_runs(tmp_path_factory) -> Path:
+    return launch_once(tmp_path_factory, "hf_trainer")

@@ -127,3 +127,71 @@ def local_reference(scenario: str) -> dict[str, dict[str, torch.Tensor]]:
             for n, p in params.items():
                 p.sub_(LR * mean[n])
     return {"params": trainable(model), "grads": mean}
+
+
+# ------------------------------------------------ IGATrainer (transformers.Trainer) on 2 ranks: test_ddp_hf_trainer.py
+HF_SETS = 8  # one set per micro-batch: 2 steps × 2 micro-batches × 2 ranks use each set once (one epoch)
+HF_GA = 2
+HF_STEPS = 2
+HF_LR = 0.5
+HF_TAU = 3.0
+
+
+def hf_dataset() -> list[dict[str, Any]]:
+    """``HF_SETS`` isomer sets of K tokenized rows with ragged lengths (domains hold different token counts)."""
+    gen = torch.Generator().manual_seed(7)
+    rows = []
+    for s in range(HF_SETS):
+        for k in range(K):
+            length = int(torch.randint(6, 11, (1,), generator=gen))
+            ids = torch.randint(0, 64, (length,), generator=gen).tolist()
+            rows.append(
+                {"instance_id": f"set-{s}", "domain_id": k, "input_ids": ids, "labels": [-100] * 3 + ids[3:]}
+            )
+    return rows
+
+
+def _hf_recorder() -> Any:
+    from transformers import TrainerCallback
+
+    class StepRecorder(TrainerCallback):
+        """The trainable weights at the start and, after every optimizer step, the gradient it applied (IGA's
+        written, rank-averaged gradient: the Trainer zeroes it only after this event) and the weights."""
+
+        def __init__(self) -> None:
+            self.init: dict[str, torch.Tensor] = {}
+            self.steps: list[dict[str, dict[str, torch.Tensor]]] = []
+
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            self.init = trainable(model)
+
+        def on_optimizer_step(self, args, state, control, model=None, **kwargs):
+            self.steps.append({"grads": grads(model), "params": trainable(model)})
+
+    return StepRecorder()
+
+
+def hf_trainer(out: Any, *, stats_scope: str, grad_accum: int = HF_GA, max_steps: int = HF_STEPS,
+               collator: Any = None) -> tuple[Any, Any]:  # fmt: skip
+    """(IGATrainer on ``make_model()`` with plain SGD (update = lr × applied gradient), no clipping, its recorder)."""
+    from transformers import TrainingArguments
+
+    from iga import IGAConfig
+    from iga.integrations import DomainBatchCollator, IGATrainer
+
+    args = TrainingArguments(
+        output_dir=str(out), per_device_train_batch_size=K, gradient_accumulation_steps=grad_accum,
+        max_steps=max_steps, learning_rate=HF_LR, lr_scheduler_type="constant", optim="sgd", max_grad_norm=0.0,
+        seed=0, use_cpu=True, report_to="none", logging_steps=1, save_strategy="no", disable_tqdm=True,
+        remove_unused_columns=False,
+    )  # fmt: skip
+    recorder = _hf_recorder()
+    trainer = IGATrainer(
+        model=make_model(),
+        args=args,
+        train_dataset=hf_dataset(),
+        data_collator=collator if collator is not None else DomainBatchCollator(pad_token_id=0),
+        iga_config=IGAConfig(tau=HF_TAU, stats_scope=stats_scope),
+        callbacks=[recorder],
+    )
+    return trainer, recorder

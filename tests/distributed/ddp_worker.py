@@ -2,7 +2,8 @@
 
 Usage: ``ddp_worker.py optimizers OUT`` (every scenario of ``ddp_scenarios.SCENARIOS``: Accelerate-prepared DDP
 model, backward under ``no_sync``, the optimizer wrapper averages) or ``ddp_worker.py trainer OUT DATA BASE``
-(``iga.training.loop.train`` for a few algorithms). Each rank saves what it ended with to
+(``iga.training.loop.train`` for a few algorithms) or ``ddp_worker.py hf_trainer OUT`` (``IGATrainer`` through
+``transformers.Trainer``'s own DDP, once per ``stats_scope``). Each rank saves what it ended with to
 ``OUT/<scenario>.rank<r>.pt``; the tests compare the files.
 """
 
@@ -99,6 +100,38 @@ def run_trainer(out: Path, data: str, base: str) -> None:
         torch.save(payload, out / f"{name}.rank{rank}.pt")
 
 
+def run_hf_trainer(out: Path) -> None:
+    import ddp_scenarios as sc
+
+    from iga.integrations import DomainBatchCollator
+
+    class RecordingCollator(DomainBatchCollator):
+        """Notes the isomer sets of every batch this rank collates (the test checks Accelerate's sharding)."""
+
+        def __init__(self) -> None:
+            super().__init__(pad_token_id=0)
+            self.batches: list[list[str]] = []
+
+        def __call__(self, examples):
+            self.batches.append([str(ex["instance_id"]) for ex in examples])
+            return super().__call__(examples)
+
+    for scope in ("local", "global"):
+        collator = RecordingCollator()
+        trainer, recorder = sc.hf_trainer(out / scope, stats_scope=scope, collator=collator)
+        assert trainer.args.world_size == 2, f"expected 2 processes, got {trainer.args.world_size}"
+        trainer.train()
+        payload = {
+            "init": recorder.init,
+            "steps": recorder.steps,
+            "batches": collator.batches,
+            "distributed_type": str(trainer.accelerator.distributed_type),
+            "model_class": type(trainer.model_wrapped).__name__,
+            "log": [h for h in trainer.state.log_history if "loss" in h],
+        }
+        torch.save(payload, out / f"hf_{scope}.rank{trainer.args.process_index}.pt")
+
+
 def _lora(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
 
@@ -109,5 +142,7 @@ if __name__ == "__main__":
         run_optimizers(out_dir)
     elif mode == "trainer":
         run_trainer(out_dir, sys.argv[3], sys.argv[4])
+    elif mode == "hf_trainer":
+        run_hf_trainer(out_dir)
     else:
-        raise SystemExit(f"unknown mode {mode!r}; expected 'optimizers' or 'trainer'")
+        raise SystemExit(f"unknown mode {mode!r}; expected 'optimizers', 'trainer' or 'hf_trainer'")

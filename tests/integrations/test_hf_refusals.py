@@ -54,10 +54,87 @@ def test_settings_that_break_iga_are_refused(tmp_path, setting, value, match):
         check_training_args(args)
 
 
-def test_multi_process_runs_are_refused_until_ranks_share_the_iga_update(tmp_path, monkeypatch):
+def _two_ranks(monkeypatch) -> None:
+    # What TrainingArguments reports under `torchrun --nproc_per_node 2` (the real 2-process run is
+    # tests/distributed/test_ddp_hf_trainer.py).
     monkeypatch.setattr(TrainingArguments, "world_size", property(lambda self: 2))
-    with pytest.raises(ValueError, match=r"world_size=2 .* ranks would drift apart"):
-        check_training_args(_args(tmp_path))
+
+
+def test_ddp_is_accepted_but_not_data_options_that_cut_isomer_sets(tmp_path, monkeypatch):
+    _two_ranks(monkeypatch)
+    check_training_args(_args(tmp_path))  # plain DDP: no error
+    for option, match in [("split_batches", "row slices"), ("dispatch_batches", "deal out row slices")]:
+        args = _args(tmp_path, accelerator_config={option: True})
+        with pytest.raises(ValueError, match=f"accelerator_config.{option}=True .* under DDP .*{match}"):
+            check_training_args(args)
+
+
+def test_split_batches_is_harmless_in_one_process(tmp_path):
+    check_training_args(_args(tmp_path, accelerator_config={"split_batches": True}))
+
+
+def test_a_multi_process_launch_seen_as_one_process_is_refused(tmp_path, monkeypatch):
+    args = _args(tmp_path)  # built first: under WORLD_SIZE=2 Accelerate would try to join a process group
+    monkeypatch.setenv("WORLD_SIZE", "2")  # torchrun's environment, but TrainingArguments sees one process
+    with pytest.raises(ValueError, match=r"WORLD_SIZE=2 processes but TrainingArguments.world_size=1"):
+        check_training_args(args)
+
+
+def test_parallelism_config_is_refused(tmp_path):
+    from accelerate.parallelism_config import ParallelismConfig
+
+    args = _args(tmp_path)
+    args.parallelism_config = ParallelismConfig(tp_size=2)  # set after construction: needs 2 ranks to build
+    with pytest.raises(
+        ValueError, match=r"parallelism_config=ParallelismConfig\(\.\.\.\) is not supported: .* plain DDP"
+    ):
+        check_training_args(args)
+
+
+def test_under_ddp_the_epoch_is_a_multiple_of_accumulation_times_ranks(
+    tmp_path, monkeypatch, student, dataset
+):
+    from iga.integrations.hf_trainer import SamplerEpochCallback
+
+    _two_ranks(monkeypatch)
+    model, tok = student
+    trainer = IGATrainer(model=model, args=_args(tmp_path, per_device_train_batch_size=4,
+                                                 gradient_accumulation_steps=2),
+                         train_dataset=dataset, processing_class=tok)  # fmt: skip
+    # 6 sets, one per batch: 6 batches, rounded up to a multiple of 2 micro-batches × 2 ranks = 8 (4 per rank,
+    # 2 optimizer steps each).
+    assert trainer.isomer_sampler.batches_multiple_of == 4 and len(trainer.isomer_sampler) == 8
+    (callback,) = [c for c in trainer.callback_handler.callbacks if isinstance(c, SamplerEpochCallback)]
+    assert callback.sampler is trainer.isomer_sampler and callback.steps_per_epoch == 2
+
+
+def test_sharding_backends_chosen_through_accelerate_launch_are_refused(
+    tmp_path, monkeypatch, student, dataset
+):
+    # `accelerate launch --use_fsdp` configures the Accelerator from the environment; TrainingArguments.fsdp stays
+    # empty, so the trainer checks the Accelerator itself.
+    from accelerate import Accelerator
+
+    model, tok = student
+    trainer = IGATrainer(model=model, args=_args(tmp_path), train_dataset=dataset, processing_class=tok)
+    monkeypatch.setattr(Accelerator, "distributed_type", property(lambda self: "FSDP"))
+    with pytest.raises(ValueError, match="algorithm 'iga' cannot run under FSDP"):
+        trainer._iga_init(None)
+
+
+def test_sampler_epoch_follows_the_optimizer_steps_on_a_resume(student, dataset):
+    from types import SimpleNamespace
+
+    from iga.integrations import IsomerSetBatchSampler
+    from iga.integrations.hf_trainer import SamplerEpochCallback
+
+    sampler = IsomerSetBatchSampler.from_dataset(dataset, rows_per_batch=4, batches_multiple_of=4)
+    callback = SamplerEpochCallback(sampler, steps_per_epoch=2)
+    for global_step, epoch in [(0, 0), (2, 1), (3, 1), (7, 3)]:  # step 3: resumed inside the second epoch
+        callback.on_epoch_begin(None, SimpleNamespace(global_step=global_step), None)
+        assert sampler.epoch == epoch
+    with pytest.raises(ValueError, match="steps_per_epoch must be >= 1"):
+        SamplerEpochCallback(sampler, steps_per_epoch=0)
 
 
 def test_remove_unused_columns_is_turned_off_with_a_warning(tmp_path):

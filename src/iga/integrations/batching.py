@@ -32,8 +32,9 @@ class IsomerSetBatchSampler:
         num_domains: K; default ``max(domain_ids) + 1``.
         seed: the set order is a pure function of ``(seed, step)`` (``iga train``'s order for the same seed).
         batches_multiple_of: round the epoch length up to a multiple of this — the Trainer's
-            ``gradient_accumulation_steps``, so that no optimizer step is cut short at an epoch's end and the
-            micro-batches tile ``iga train``'s steps exactly.
+            ``gradient_accumulation_steps`` × ``world_size``, so that no optimizer step is cut short at an epoch's
+            end, the micro-batches tile ``iga train``'s steps exactly, and under DDP (Accelerate deals batch ``b``
+            to rank ``b mod W``) every rank runs the same number of optimizer steps.
 
     Sets are numbered by first appearance in the dataset. Every set must hold each of the K domains exactly once.
 

@@ -16,15 +16,27 @@ What :class:`IGATrainer` changes, and nothing else:
   norm of the raw mean gradient; ``iga/grad_norm`` is the norm of the update IGA handed to the base optimizer.
 * **Optimizer.** Built by ``Trainer`` as usual (``optim``, betas, eps, weight-decay groups) and wrapped in
   :class:`~iga.IGAOptimizer`; or pass ``optimizers=(create_iga_optimizer(model, ...), scheduler)``.
+* **DDP** (``torchrun`` / ``accelerate launch``, one process per GPU). Accelerate hands rank ``r`` the sampler's
+  batches ``r, r+W, r+2W, ...``, so every rank draws whole isomer sets and the ranks of one optimizer step together
+  hold the ``GA·W`` consecutive batches a single process with ``GA·W`` accumulation steps would see; the
+  sampler's epoch length is a multiple of ``GA·W`` so every rank runs the same number of optimizer steps. The
+  backward runs under DDP's ``no_sync()``: ``IGAOptimizer.step()`` replaces the LoRA ``.grad`` with its own
+  factor gradients and averages every trainable gradient over the ranks itself, once (DDP's all-reduce of the raw
+  ``.grad`` would be discarded work, and its bucketed collectives would interleave with ``stats_scope="global"``'s
+  in-backward ones). ``IGAConfig.stats_scope`` keeps its meaning: ``"local"`` masks each rank's own per-domain
+  sums, ``"global"`` averages them over the ranks first. ``loss/<domain>`` logs are averaged over the ranks;
+  ``iga/*`` are rank 0's (under ``"local"``, its own mask statistics).
 
 Refused with a message: fp16 (its GradScaler unscales ``.grad`` before IGA rewrites it; use bf16 or fp32),
 label smoothing and ``compute_loss_func`` (another objective), Liger kernels (fused losses), packing /
-padding-free collators, and — until multi-process IGA lands — DDP, DataParallel, FSDP and DeepSpeed.
+padding-free collators, nn.DataParallel, FSDP, DeepSpeed and ``parallelism_config`` (tensor / context parallel),
+and under DDP Accelerate's ``split_batches`` / ``dispatch_batches`` (they cut or re-deal the isomer-set batches).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from dataclasses import replace
 from typing import Any
@@ -32,10 +44,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from transformers import DataCollatorWithFlattening, Trainer, TrainingArguments
+from transformers import DataCollatorWithFlattening, Trainer, TrainerCallback, TrainingArguments
 
 from iga.algorithms.iga import IGAOptimizer
 from iga.algorithms.iga_config import IGAConfig
+from iga.distributed import all_reduce_mean, check_distributed_type
 from iga.gradients import DomainGradCapture, per_domain_token_loss
 from iga.gradients.losses import IGNORE_INDEX
 from iga.integrations.batching import DomainBatchCollator, IsomerSetBatchSampler
@@ -74,11 +87,6 @@ def check_training_args(args: TrainingArguments, *, trainer: str = "IGATrainer")
             getattr(args, "use_liger_kernel", False),
             "Liger's fused linear cross-entropy replaces the model's forward and loss; use the plain forward",
         ),
-        "world_size": (
-            args.world_size > 1,
-            f"{trainer} runs in one process for now: under DDP each rank's IGA factor gradients would overwrite the "
-            "all-reduced .grad and the ranks would drift apart (see docs/guide.md, support matrix)",
-        ),
         "n_gpu": (
             args.n_gpu > 1,
             "several GPUs in one process means nn.DataParallel, whose replicas run the per-domain hooks on parts of "
@@ -86,12 +94,18 @@ def check_training_args(args: TrainingArguments, *, trainer: str = "IGATrainer")
         ),
         "deepspeed": (bool(args.deepspeed), "DeepSpeed is not supported with IGA yet (docs/guide.md)"),
         "fsdp": (bool(args.fsdp), "FSDP is not supported with IGA yet (docs/guide.md)"),
+        "parallelism_config": (
+            getattr(args, "parallelism_config", None) is not None,
+            "tensor, context and sequence parallelism split weights or sequences across ranks, so no rank sees a "
+            "whole layer's per-domain gradient; use plain DDP (one process per GPU, no parallelism_config)",
+        ),
     }
     for name, (bad, why) in refusals.items():
         if bad:
             raise ValueError(
-                f"{trainer}: TrainingArguments.{name}={getattr(args, name)!r} is not supported: {why}"
+                f"{trainer}: TrainingArguments.{name}={_short_repr(getattr(args, name))} is not supported: {why}"
             )
+    _check_ddp_data(args, trainer)
     if getattr(args, "train_sampling_strategy", "random") not in ("random", "sequential"):
         warnings.warn(
             f"{trainer}: train_sampling_strategy={args.train_sampling_strategy!r} is ignored; batches are whole "
@@ -105,6 +119,38 @@ def check_training_args(args: TrainingArguments, *, trainer: str = "IGATrainer")
             stacklevel=3,
         )
         args.remove_unused_columns = False
+
+
+def _short_repr(value: Any) -> str:
+    # A config object's repr spans many lines; the message only needs to say which setting was given.
+    text = repr(value)
+    return text if len(text) <= 60 and "\n" not in text else f"{type(value).__name__}(...)"
+
+
+def _check_ddp_data(args: TrainingArguments, trainer: str) -> None:
+    """Refuse launches and Accelerate data options under which ranks would not each draw whole isomer sets."""
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > 1 and args.world_size != launched:
+        hint = " On a machine without GPUs pass TrainingArguments(use_cpu=True)." if not args.use_cpu else ""
+        raise ValueError(
+            f"{trainer}: launched with WORLD_SIZE={launched} processes but TrainingArguments.world_size="
+            f"{args.world_size}: every process would train alone on the same batches.{hint}"
+        )
+    if args.world_size <= 1:
+        return
+    config = args.accelerator_config
+    why = {
+        "split_batches": "it cuts every batch into per-rank row slices, and rows are domain-major, so a rank would "
+        "hold some domains of each isomer set and not others",
+        "dispatch_batches": "rank 0 would read W batches and deal out row slices of their concatenation, which "
+        "need not be whole isomer sets",
+    }
+    for name, reason in why.items():
+        if getattr(config, name, None):
+            raise ValueError(
+                f"{trainer}: TrainingArguments.accelerator_config.{name}=True is not supported under DDP "
+                f"(world_size={args.world_size}): {reason}; leave it off (every rank then takes whole batches)"
+            )
 
 
 def domain_collator(data_collator: Any, processing_class: Any) -> DomainBatchCollator:
@@ -147,11 +193,19 @@ class IGATrainerMixin:
         # The loss never receives num_items_in_batch: skip the Trainer's per-step token count (a gather under DDP).
         trainer.model_accepts_loss_kwargs = False
         args = trainer.args
+        # FSDP / DeepSpeed / Megatron chosen through `accelerate launch`'s config reach the Accelerator, not args.
+        check_distributed_type(trainer.accelerator.distributed_type, algorithm="iga", capture_space="full")
+        # Accelerate gives rank r the batches r, r+W, ...: an epoch of GA·W-multiple length gives every rank the
+        # same number of full accumulation steps (each optimizer step then covers GA·W consecutive batches).
+        steps_multiple = args.gradient_accumulation_steps * args.world_size
         self.isomer_sampler = IsomerSetBatchSampler.from_dataset(
             trainer.train_dataset,
             rows_per_batch=args.per_device_train_batch_size,
             seed=args.data_seed if args.data_seed is not None else args.seed,
-            batches_multiple_of=args.gradient_accumulation_steps,
+            batches_multiple_of=steps_multiple,
+        )
+        trainer.add_callback(
+            SamplerEpochCallback(self.isomer_sampler, len(self.isomer_sampler) // steps_multiple)
         )
         self.num_domains = self.isomer_sampler.num_domains
         self.domain_names = _domain_names(trainer.train_dataset, self.num_domains)
@@ -242,11 +296,16 @@ class IGATrainerMixin:
             )
         capture = self.iga_optimizer.capture
         domain_ids = inputs["domain_ids"].to(trainer.args.device)
-        with capture.domains(
-            domain_ids,
-            num_domains=self.num_domains,
-            sync=trainer.accelerator.sync_gradients,
-            position_ids=inputs.get("position_ids"),
+        # DDP never all-reduces .grad here (no_sync is a no-op in one process): IGAOptimizer.step() averages every
+        # trainable gradient over the ranks once, after replacing the LoRA ones (module docstring).
+        with (
+            capture.domains(
+                domain_ids,
+                num_domains=self.num_domains,
+                sync=trainer.accelerator.sync_gradients,
+                position_ids=inputs.get("position_ids"),
+            ),
+            trainer.accelerator.no_sync(model),
         ):
             return super().training_step(model, inputs, num_items_in_batch)  # type: ignore[misc]
 
@@ -278,7 +337,10 @@ class IGATrainerMixin:
         """Training logs gain ``loss/<domain>`` (mean since the last log) and ``iga/<metric>`` (last step)."""
         if "loss" in logs:
             if self._domain_loss_sum is not None and self._domain_loss_count:
-                means = (self._domain_loss_sum / self._domain_loss_count).tolist()
+                means_t = self._domain_loss_sum / self._domain_loss_count
+                # Every rank logs here (the Trainer gathers its own loss at this point too); a no-op in one process.
+                all_reduce_mean([means_t])
+                means = means_t.tolist()
                 logs.update({f"loss/{name}": v for name, v in zip(self.domain_names, means, strict=True)})
             self._domain_loss_sum, self._domain_loss_count = None, 0
             metrics = self.iga_optimizer.last_metrics
@@ -355,6 +417,32 @@ class IGATrainer(IGATrainerMixin, Trainer):
             ignore_index=IGNORE_INDEX,
         )
         return loss, outputs
+
+
+class SamplerEpochCallback(TrainerCallback):
+    """Set the isomer sampler's epoch at each epoch start, from the optimizer steps taken.
+
+    Why: the Trainer's ``set_epoch`` reaches the sampler through ``DataLoaderShard`` or ``BatchSamplerShard``, but a
+    run resumed inside an epoch under DDP wraps it in ``SkipBatchSampler(BatchSamplerShard(sampler))``, which
+    neither forwards ``set_epoch``; the resumed epoch would replay epoch 0's sets. ``steps_per_epoch`` is exact
+    because the sampler's length is a multiple of ``GA·W``.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> from iga.integrations.batching import IsomerSetBatchSampler
+        >>> s = IsomerSetBatchSampler(["a", "a", "b", "b"], [0, 1, 0, 1], rows_per_batch=2)
+        >>> SamplerEpochCallback(s, steps_per_epoch=2).on_epoch_begin(None, SimpleNamespace(global_step=5), None)
+        >>> s.epoch
+        2
+    """
+
+    def __init__(self, sampler: IsomerSetBatchSampler, steps_per_epoch: int) -> None:
+        if steps_per_epoch < 1:
+            raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
+        self.sampler, self.steps_per_epoch = sampler, steps_per_epoch
+
+    def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.sampler.set_epoch(state.global_step // self.steps_per_epoch)
 
 
 def _domain_names(dataset: Any, num_domains: int) -> list[str]:

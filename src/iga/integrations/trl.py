@@ -12,6 +12,9 @@ what differs in TRL.
 * **Refused:** ``packing`` and ``padding_free`` (one row holds several sequences, so rows no longer map to
   domains), ``loss_type`` other than ``"nll"`` (DFT re-weights tokens: another objective), plus everything
   :func:`~iga.integrations.hf_trainer.check_training_args` refuses.
+* **DDP** works as in :class:`~iga.integrations.IGATrainer` (the shared mixin shards whole isomer sets, runs the
+  backward under ``no_sync()`` and lets ``IGAOptimizer`` average the rewritten gradients); the 2-process test
+  (``tests/distributed/test_ddp_hf_trainer.py``) runs ``IGATrainer``, not this class.
 
 ``SFTConfig`` defaults to ``bf16=True`` and ``gradient_checkpointing=True``; on a CPU set ``use_cpu=True,
 bf16=False, gradient_checkpointing=False`` (both are supported on GPU).
