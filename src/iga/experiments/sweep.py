@@ -220,8 +220,9 @@ def plan_jobs(spec: SweepSpec, sweep_dir: str | os.PathLike, *, base_dir: str) -
                         config=cfg,
                     )
                 )
-    # Seed-major: an interrupted sweep has every group at its first seeds rather than some groups at all seeds.
-    return sorted(jobs, key=lambda j: (j.seed, *order[j.group], j.hparams_seed))
+    # The main comparison before the extra groups; within each, seed-major: an interrupted sweep has every row of
+    # the main table at its first seeds rather than some rows at every seed and others missing.
+    return sorted(jobs, key=lambda j: (order[j.group][0], j.seed, order[j.group][1], j.hparams_seed))
 
 
 def job_state(job: Job) -> str:
