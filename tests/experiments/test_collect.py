@@ -117,9 +117,11 @@ def test_collect_cells_for_three_seeds_and_a_single_seed_with_warnings(tmp_path)
     out = collect(tmp_path)
 
     erm = row_of(out.markdown, "erm")
-    assert erm[:5] == ["3", "50.0 ± 0.0", "30.0 ± 24.8", "20.0 ± 24.8", "0.200 ± 0.248"]
-    assert row_of(out.markdown, "iga")[:5] == [
+    # No val_accuracy in these jobs: the validation column shows "–".
+    assert erm[:6] == ["3", "–", "50.0 ± 0.0", "30.0 ± 24.8", "20.0 ± 24.8", "0.200 ± 0.248"]
+    assert row_of(out.markdown, "iga")[:6] == [
         "1",
+        "–",
         "50.0 (n=1)†",
         "45.0 (n=1)†",
         "5.0 (n=1)†",
@@ -208,8 +210,8 @@ def test_oracle_gap_share_and_step_time_relative_to_erm(tmp_path):
     assert out.summary["iga"]["step_time_rel_erm"] == pytest.approx(1.5)
     assert out.summary["erm"]["oracle_gap_closed"] == pytest.approx(0.0)
     assert out.summary["oracle"]["oracle_gap_closed"] == pytest.approx(1.0)
-    assert row_of(out.markdown, "iga")[5:] == ["25.0", "1.50×"]
-    assert row_of(out.markdown, "oracle")[5:] == ["100.0", "1.00×"]
+    assert row_of(out.markdown, "iga")[6:] == ["25.0", "1.50×"]
+    assert row_of(out.markdown, "oracle")[6:] == ["100.0", "1.00×"]
     # Table order: erm first, oracle last.
     labels = [line.split("|")[1].strip() for line in out.markdown.splitlines() if line.startswith("| ")][1:4]
     assert labels == ["erm", "iga", "oracle"]
@@ -221,7 +223,7 @@ def test_oracle_gap_share_is_a_dash_when_the_gap_is_tiny_or_a_group_is_missing(t
     write_job(tmp_path / "tiny", "i0", "iga", 0, ood=0.202)
     out = collect(tmp_path / "tiny", formats=())
     assert out.summary["iga"]["oracle_gap_closed"] is None
-    assert row_of(out.markdown, "iga")[5] == "–"
+    assert row_of(out.markdown, "iga")[6] == "–"
     assert "exceeds ERM's (20.0%) by 0.4 points, not more than 0.5" in out.markdown
 
     write_job(tmp_path / "no-oracle", "e0", "erm", 0, ood=0.2)
@@ -272,7 +274,7 @@ def test_ablation_tables_order_rows_by_value_and_include_the_baseline(tmp_path):
     assert titles == ["Overall", "Ablation: K", "Ablation: tau"]
     tau = out.tables[2]
     assert [row[0] for row in tau.rows] == ["iga:tau=1", "iga:tau=3", "iga (baseline, tau=5)", "iga:tau=10"]
-    assert [row[3] for row in tau.rows] == ["30.0 (n=1)†", "45.0 (n=1)†", "50.0 (n=1)†", "40.0 (n=1)†"]
+    assert [row[4] for row in tau.rows] == ["30.0 (n=1)†", "45.0 (n=1)†", "50.0 (n=1)†", "40.0 (n=1)†"]
     # The baseline's hparams do not record K: it goes first.
     assert [row[0] for row in out.tables[1].rows] == ["iga (baseline)", "iga:K=2"]
     # Main tables never show ablation groups; summary and CSV have every group.
@@ -316,12 +318,12 @@ def test_markdown_latex_and_csv_files(tmp_path):
     md = (tmp_path / "out" / "results.md").read_text()
     assert md == out.markdown
     assert md.startswith("# Results: sweep\n\nmodel selection: in-domain validation accuracy")
-    assert "| erm | 3 | 50.0 ± 0.0 | 30.0 ± 24.8 | 20.0 ± 24.8 | – | – | 1.00× |" in md
-    assert "| iga_v2 | 1 | 50.0 (n=1)† | 50.0 (n=1)† | 0.0 (n=1)† | – | – | 1.50× |" in md
-    assert "|:---|---:|---:|---:|---:|---:|---:|---:|" in md
+    assert "| erm | 3 | – | 50.0 ± 0.0 | 30.0 ± 24.8 | 20.0 ± 24.8 | – | – | 1.00× |" in md
+    assert "| iga_v2 | 1 | – | 50.0 (n=1)† | 50.0 (n=1)† | 0.0 (n=1)† | – | – | 1.50× |" in md
+    assert "|:---|---:|---:|---:|---:|---:|---:|---:|---:|" in md
 
     tex = (tmp_path / "out" / "results.tex").read_text()
-    assert r"\begin{tabular}{lrrrrrrr}" in tex and r"\toprule" in tex and r"\bottomrule" in tex
+    assert r"\begin{tabular}{lrrrrrrrr}" in tex and r"\toprule" in tex and r"\bottomrule" in tex
     assert r"erm & 3 & 50.0 $\pm$ 0.0 & 30.0 $\pm$ 24.8 & 20.0 $\pm$ 24.8 & -- & -- & 1.00$\times$ \\" in tex
     assert r"iga\_v2 & 1 & 50.0 (n=1)$^\dagger$" in tex
     assert r"ID acc \%" in tex and "±" not in tex and "_v2" not in tex.replace(r"\_v2", "")

@@ -101,6 +101,7 @@ FAMILY_METRICS = {
 OVERALL_COLUMNS = (
     "Group",
     "Seeds",
+    "Val acc %",
     "ID acc %",
     "OOD-surface acc %",
     "ID–OOD gap (pts)",
@@ -152,6 +153,7 @@ def _group_stats(group: str, runs: list[JobRecord]) -> GroupStats:
         runs=runs,
         ablation=runs[0].ablation,
         overall={
+            "val_accuracy": mean_ci(r.metric("eval", "summary", "val_accuracy") for r in runs),
             "id_accuracy": mean_ci(r.metric("eval", "summary", "id_accuracy") for r in runs),
             "ood_accuracy": mean_ci(r.metric("eval", "summary", "ood_accuracy") for r in runs),
             "gap": mean_ci(r.metric("eval", "summary", "gap") for r in runs),
@@ -247,10 +249,11 @@ def _overall_row(stats: GroupStats, label: str, dagger: FewSeedCells) -> list[st
     return [
         label,
         str(stats.n_seeds),
-        dagger.cell(label, cols[2], stats.overall["id_accuracy"]),
-        dagger.cell(label, cols[3], stats.overall["ood_accuracy"]),
-        dagger.cell(label, cols[4], stats.overall["gap"]),
-        dagger.cell(label, cols[5], stats.overall["lcs"], scale=1.0, digits=3),
+        dagger.cell(label, cols[2], stats.overall["val_accuracy"]),
+        dagger.cell(label, cols[3], stats.overall["id_accuracy"]),
+        dagger.cell(label, cols[4], stats.overall["ood_accuracy"]),
+        dagger.cell(label, cols[5], stats.overall["gap"]),
+        dagger.cell(label, cols[6], stats.overall["lcs"], scale=1.0, digits=3),
         DASH if closed is None else format_number(100 * closed, 1),
         DASH if rel is None else f"{rel:.2f}×",
     ]
