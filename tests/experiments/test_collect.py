@@ -325,7 +325,7 @@ def test_markdown_latex_and_csv_files(tmp_path):
     tex = (tmp_path / "out" / "results.tex").read_text()
     assert r"\begin{tabular}{lrrrrrrrr}" in tex and r"\toprule" in tex and r"\bottomrule" in tex
     assert r"erm & 3 & -- & 50.0 $\pm$ 0.0 & 30.0 $\pm$ 24.8 & 20.0 $\pm$ 24.8 & -- & -- & 1.00$\times$ \\" in tex
-    assert r"iga\_v2 & 1 & 50.0 (n=1)$^\dagger$" in tex
+    assert r"iga\_v2 & 1 & -- & 50.0 (n=1)$^\dagger$" in tex
     assert r"ID acc \%" in tex and "±" not in tex and "_v2" not in tex.replace(r"\_v2", "")
 
     rows = list(csv.DictReader(io.StringIO((tmp_path / "out" / "results.csv").read_text())))
