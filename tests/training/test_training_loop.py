@@ -94,6 +94,10 @@ def test_resume_after_a_kill_ends_with_identical_weights(
     monkeypatch.setattr(loop, "save_checkpoint", real_save)
     resumed = train(cfg, resume=True, progress=False)
     assert resumed["summary"]["resumed_from"] == 2
+    # Timings cover all 4 steps: the 2 of the killed attempt travel in the checkpoint.
+    ckpt = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=False)
+    assert len(ckpt["extra"]["step_seconds"]) == 4 and resumed["summary"]["steps_this_run"] == 2
+    assert resumed["summary"]["train_seconds"] == pytest.approx(sum(ckpt["extra"]["step_seconds"]), abs=2e-3)
     a, b = _lora_state(full), _lora_state(resumed["model"])
     assert a.keys() == b.keys()
     for name in a:

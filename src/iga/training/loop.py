@@ -30,12 +30,14 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
     run = prepare_run(cfg)
     acc, main = run.accelerator, run.accelerator.is_main_process
     start, ckpt = 0, out / CHECKPOINT_NAME
+    earlier_seconds: list[float] = []  # timings of the earlier attempts of a resumed run
     if resume and ckpt.exists():
         payload = load_checkpoint(
             ckpt, model=acc.unwrap_model(run.model), optimizer=run.optimizer, scheduler=run.scheduler
         )
         run.algorithm.load_state_dict(payload["extra"].get("algorithm", {}))
         start = payload["step"]
+        earlier_seconds = list(payload["extra"].get("step_seconds", []))
     logger = RunLogger(out, resume_step=start or None) if main else None
     bar = StepProgress(total=cfg.steps, start=start, enabled=progress and main, description=cfg.algorithm)
     step_seconds: list[float] = []
@@ -81,7 +83,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
                 optimizer=run.optimizer,
                 scheduler=run.scheduler,
                 step=step + 1,
-                extra={"algorithm": run.algorithm.state_dict()},
+                extra={
+                    "algorithm": run.algorithm.state_dict(),
+                    "step_seconds": earlier_seconds + step_seconds,
+                },
             )
     bar.close()
     if logger is not None:
@@ -94,8 +99,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
         "steps": cfg.steps,
         "resumed_from": start,
         "steps_this_run": len(step_seconds),
-        "train_seconds": round(sum(step_seconds), 3),
-        "step_time_s": _median(step_seconds[1:] or step_seconds),
+        # Over every step of the run, the earlier attempts' included (the first step of each attempt warms up).
+        "train_seconds": round(sum(earlier_seconds) + sum(step_seconds), 3),
+        "step_time_s": _median(earlier_seconds[1:] + step_seconds[1:] or earlier_seconds + step_seconds),
         "num_isomer_sets": len(run.sets),
         "trainable_parameters": sum(p.numel() for p in run.trainable),
         "num_processes": acc.num_processes,
