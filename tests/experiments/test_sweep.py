@@ -143,7 +143,7 @@ def test_jobs_run_resume_after_interruption_and_are_skipped_when_done(tmp_path, 
     (job,) = prepare_sweep(spec, tmp_path)
     assert (tmp_path / "data" / job.data_key / "manifest.json").exists()
     assert json.loads((tmp_path / "sweep.json").read_text())["jobs"][0]["job_id"] == job.job_id
-    assert job_state(job) == "incomplete"  # its folder holds job.json
+    assert job_state(job) == "pending"  # its folder holds job.json only
     run_job(job.folder)
     assert job_state(job) == "done"
     result = json.loads((job.folder / "result.json").read_text())
@@ -166,6 +166,7 @@ def test_a_job_killed_before_its_first_checkpoint_restarts_clean(tmp_path, micro
     spec = _spec(algorithms=["erm"], seeds=[0], oracle=False, base_dir=str(micro_base))
     (job,) = prepare_sweep(spec, tmp_path)
     (job.folder / "log.jsonl").write_text('{"step": 99, "loss": 1.0}\n')
+    assert job_state(job) == "incomplete"
     run_job(job.folder)
     steps = [json.loads(x)["step"] for x in (job.folder / "log.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3]

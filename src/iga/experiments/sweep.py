@@ -226,10 +226,11 @@ def plan_jobs(spec: SweepSpec, sweep_dir: str | os.PathLike, *, base_dir: str) -
 
 
 def job_state(job: Job) -> str:
-    """``done`` | ``incomplete`` (a folder with a partial run: resumed) | ``pending``."""
+    """``done`` | ``incomplete`` (an attempt started: it resumes from its checkpoint or restarts) | ``pending``."""
     if (job.folder / DONE_NAME).exists():
         return "done"
-    return "incomplete" if job.folder.exists() else "pending"
+    started = any((job.folder / name).exists() for name in ("checkpoint.pt", "log.jsonl", "config.json"))
+    return "incomplete" if started else "pending"
 
 
 def prepare_sweep(spec: SweepSpec, sweep_dir: str | os.PathLike, *, base_dir: str | None = None) -> list[Job]:
