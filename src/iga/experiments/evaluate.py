@@ -15,6 +15,8 @@ from iga.models.prompting import PromptFormat
 from iga.utils.io import read_jsonl
 
 DEFAULT_EVAL_SPLITS = ("val", "id_test", "ood_surface", "ood_depth")
+#: Splits a dataset may lack (user-made or imported sets often have no validation split): skipped when absent.
+OPTIONAL_SPLITS = ("val",)
 LCS_SPLITS = ("id_test", "ood_surface")
 
 
@@ -63,7 +65,9 @@ def eval_domains(train_domains: Sequence[str], data_dir: str | Path) -> tuple[li
     path = Path(data_dir) / "manifest.json"
     if not path.exists():
         return list(train_domains), None
-    roles = {d["name"]: d["role"] for d in json.loads(path.read_text()).get("domains", [])}
+    roles = {d["name"]: d["role"] for d in json.loads(path.read_text()).get("domains", []) if "role" in d}
+    if "heldout" not in roles.values():  # a manifest without domain roles (imported or hand-made data)
+        return list(train_domains), None
     id_domains = [d for d in train_domains if roles.get(d, "train") == "train"]
     return id_domains, sorted(d for d, role in roles.items() if role == "heldout")
 
@@ -106,9 +110,13 @@ def evaluate_model(
     records: list[Mapping] = []
     for split in splits:
         path = data_dir / f"{split}.jsonl"
+        if not path.exists() and split in OPTIONAL_SPLITS:
+            continue
         if not path.exists():
             raise FileNotFoundError(f"evaluation split not found: {path}")
         split_records = limit_instances(read_jsonl(path), per_skeleton)
+        if not split_records and split in OPTIONAL_SPLITS:
+            continue
         if not split_records:
             raise ValueError(f"{path}: the split is empty")
         records.extend(split_records)
