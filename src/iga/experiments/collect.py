@@ -186,9 +186,9 @@ def _oracle_share(groups: Mapping[str, GroupStats]) -> tuple[float | None, float
             None,
             None,
             (
-                f"ERM→oracle gap closed: – because oracle OOD-surface accuracy ({100 * oracle:.1f}%) exceeds ERM's "
-                f"({100 * erm:.1f}%) by {100 * denominator:.1f} points, not more than {100 * MIN_ORACLE_GAP:.1f}: "
-                "a share of so small a gap would be noise."
+                f"ERM→oracle gap closed: – because the oracle's OOD-surface accuracy ({100 * oracle:.1f}%) is not "
+                f"more than {100 * MIN_ORACLE_GAP:.1f} points above ERM's ({100 * erm:.1f}%): there is no gap to "
+                "close (or one too small to be more than noise)."
             ),
         )
     return erm, denominator, ""
