@@ -69,6 +69,17 @@ def test_normalisations_and_population_variance():
     assert torch.equal(conflict_mask(g, 0.0), torch.ones(3, dtype=F64))
 
 
+@pytest.mark.parametrize("k", [2, 4, 8])
+def test_pure_noise_gives_relative_vhat_of_k_minus_one_over_k(k):
+    # Zero-mean iid domain gradients: V/(Ḡ²+V) = within-domain share of the total sum of squares, a
+    # Beta((K−1)/2, 1/2) variable with mean (K−1)/K. So noise alone pushes the mask towards exp(−τ(K−1)/K):
+    # the mask measures sampling noise unless per-domain gradients carry more signal than noise (results.md).
+    g = torch.randn(k, 400_000, generator=torch.Generator().manual_seed(k), dtype=F64)
+    mean, var = domain_statistics(g)
+    vhat = var / (mean**2 + var)
+    assert float(vhat.mean()) == pytest.approx((k - 1) / k, abs=3e-3)
+
+
 @pytest.mark.parametrize(
     ("call", "match"),
     [
