@@ -441,6 +441,7 @@ def collect(
         f"jobs: {len(finished)} finished ({len(selected)} kept after model selection), "
         f"{len(records) - len(finished)} unfinished (not used)",
         f"cells: mean ± 95% CI half-width over seeds (Student's t); {DAGGER} = fewer than {MIN_SEEDS} seeds",
+        f"written by `iga collect {root}`; regenerate with the same command rather than editing",
         *(f"note: {n}" for n in notes),
     ]
     title = f"Results: {_sweep_name(root)}"
