@@ -152,19 +152,13 @@ def _variants(spec: SweepSpec) -> list[SweepGroup]:
 
 
 def plan_jobs(spec: SweepSpec, sweep_dir: str | os.PathLike, *, base_dir: str) -> list[Job]:
-    """Every job of ``spec``, in a stable order (group, seed, hparams draw). Pure: builds and trains nothing."""
-    from iga.algorithms.hparams import search_space, sweep_hparams
-    from iga.commands._common import deep_merge
-
-    sweep_dir = Path(sweep_dir)
-    jobs = []
+    """Every job of ``spec``: the main comparison first, then the extra groups, each seed-major (an interrupted
+    sweep has every row of the main table at its first seeds rather than some rows complete and others missing).
+    Pure: builds and trains nothing."""
     variants = _variants(spec)
-    # Main comparison first, ablation/variant groups after it, each in spec order.
-    order = {
-        g.name: (g.ablation is not None or i >= len(variants) - len(spec.groups), i)
-        for i, g in enumerate(variants)
-    }
-    for group in variants:
+    n_main = len(variants) - len(spec.groups)
+    jobs = []
+    for index, group in enumerate(variants):
         data_key, suite = _suite(spec, group.data)
         overrides = dict(group.set)
         if group.data.get("oracle") and "train_domains" not in overrides:
@@ -173,56 +167,61 @@ def plan_jobs(spec: SweepSpec, sweep_dir: str | os.PathLike, *, base_dir: str) -
         draws = spec.hparams_draws if group.hparams_draws is None else group.hparams_draws
         for seed in group.seeds if group.seeds is not None else spec.seeds:
             for hparams_seed in range(draws + 1):
-                searched = set(search_space(group.algorithm)) if hparams_seed else set()
-                drawn = sweep_hparams(
-                    group.algorithm, benchmark=spec.name, hparams_seed=hparams_seed, trial_seed=seed
+                job = _make_job(
+                    spec, group, Path(sweep_dir), base_dir, data_key, suite, overrides, seed, hparams_seed
                 )
-                options = {k: v for k, v in drawn.items() if k in searched} | group.options
-                cfg = deep_merge(
-                    {
-                        "data_dir": "",
-                        "out_dir": "",
-                        "student": spec.student,
-                        "base_dir": base_dir,
-                        "seed": seed,
-                        **spec.train,
-                    },
-                    overrides,
-                )
-                cfg.update(algorithm=group.algorithm, algorithm_options=options)
-                ablation = group.ablation.model_dump() if group.ablation else None
-                identity = {
-                    "group": group.name,
-                    "config": cfg,
-                    "data_key": data_key,
-                    "hparams_seed": hparams_seed,
-                    "eval_per_skeleton": spec.eval_per_skeleton,
-                    "eval_splits": spec.eval_splits,
-                }
-                job_id = stable_hash(identity, 12)
-                cfg.update(
-                    data_dir=str(sweep_dir / "data" / data_key), out_dir=str(sweep_dir / "jobs" / job_id)
-                )
-                build_config(TrainConfig, cfg, source=f"sweep group {group.name!r}")  # fail at planning time
-                jobs.append(
-                    Job(
-                        job_id=job_id,
-                        group=group.name,
-                        algorithm=group.algorithm,
-                        seed=seed,
-                        hparams_seed=hparams_seed,
-                        hparams={**drawn, **group.options},
-                        ablation=ablation,
-                        data_key=data_key,
-                        data_config=suite,
-                        eval_per_skeleton=spec.eval_per_skeleton,
-                        eval_splits=list(spec.eval_splits),
-                        config=cfg,
-                    )
-                )
-    # The main comparison before the extra groups; within each, seed-major: an interrupted sweep has every row of
-    # the main table at its first seeds rather than some rows at every seed and others missing.
-    return sorted(jobs, key=lambda j: (order[j.group][0], j.seed, order[j.group][1], j.hparams_seed))
+                jobs.append(((index >= n_main, seed, index, hparams_seed), job))
+    return [job for _, job in sorted(jobs, key=lambda pair: pair[0])]
+
+
+def _make_job(
+    spec: SweepSpec,
+    group: SweepGroup,
+    sweep_dir: Path,
+    base_dir: str,
+    data_key: str,
+    suite: dict[str, Any],
+    overrides: dict[str, Any],
+    seed: int,
+    hparams_seed: int,
+) -> Job:
+    from iga.algorithms.hparams import search_space, sweep_hparams
+    from iga.commands._common import deep_merge
+
+    # hparams_seed 0 runs the defaults; any other seed draws the searched hyper-parameters (DomainBed's rule).
+    drawn = sweep_hparams(group.algorithm, benchmark=spec.name, hparams_seed=hparams_seed, trial_seed=seed)
+    searched = set(search_space(group.algorithm)) if hparams_seed else set()
+    options = {k: v for k, v in drawn.items() if k in searched} | group.options
+    shared = {"data_dir": "", "out_dir": "", "student": spec.student, "base_dir": base_dir, "seed": seed}
+    cfg = deep_merge({**shared, **spec.train}, overrides)
+    cfg.update(algorithm=group.algorithm, algorithm_options=options)
+    identity = {  # everything that defines the job, but not where it lives
+        "group": group.name,
+        "config": cfg,
+        "data_key": data_key,
+        "hparams_seed": hparams_seed,
+        "eval_per_skeleton": spec.eval_per_skeleton,
+        "eval_splits": spec.eval_splits,
+    }
+    job_id = stable_hash(identity, 12)
+    cfg.update(data_dir=str(sweep_dir / "data" / data_key), out_dir=str(sweep_dir / "jobs" / job_id))
+    build_config(
+        TrainConfig, cfg, source=f"sweep group {group.name!r}"
+    )  # fail at planning time, not mid-sweep
+    return Job(
+        job_id=job_id,
+        group=group.name,
+        algorithm=group.algorithm,
+        seed=seed,
+        hparams_seed=hparams_seed,
+        hparams={**drawn, **group.options},
+        ablation=group.ablation.model_dump() if group.ablation else None,
+        data_key=data_key,
+        data_config=suite,
+        eval_per_skeleton=spec.eval_per_skeleton,
+        eval_splits=list(spec.eval_splits),
+        config=cfg,
+    )
 
 
 def job_state(job: Job) -> str:
