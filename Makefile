@@ -37,17 +37,14 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests benchmarks
 	$(BIN)/ruff check --fix src tests benchmarks
 
-# The study of docs/results.md (hours on 2 CPU cores; resumable: re-run to continue). WORKERS=N for more cores.
+# The study of docs/results.md (about 9 CPU-hours on 2 cores; resumable: re-run to continue). WORKERS=N for more
+# cores. The 200-step version of docs/results.md §1: iga sweep configs/sweeps/study.yaml --out runs/study.
 WORKERS ?= 2
 study: $(STAMP)
 	$(BIN)/iga sweep configs/sweeps/long.yaml --out runs/long --workers $(WORKERS)
 	$(BIN)/iga collect runs/long --out docs/results/long
 	$(BIN)/iga plot runs/long --out docs/results/long/plots
 	$(BIN)/python -m iga.experiments.claims runs/long --out docs/results/long/claims.md
-	$(BIN)/iga sweep configs/sweeps/study.yaml --out runs/study --workers $(WORKERS)
-	$(BIN)/iga collect runs/study --out docs/results/study
-	$(BIN)/iga plot runs/study --out docs/results/study/plots
-	$(BIN)/python -m iga.experiments.claims runs/study --out docs/results/study/claims.md
 	$(BIN)/python -m iga.experiments.convergence --out docs/results
 
 clean:
