@@ -156,7 +156,7 @@ def convergence_check(
 
 
 def plot_convergence(result: dict[str, Any], out: str | Path) -> Path:
-    from iga.experiments.plots import _pyplot
+    from iga.experiments.plots import _pyplot, save_png_and_svg
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 4))
@@ -172,13 +172,7 @@ def plot_convergence(result: dict[str, Any], out: str | Path) -> Path:
     ax.set_ylabel("min over t ≤ T of ‖∇L(θ_t)‖²")
     ax.legend()
     ax.set_title("Convergence on a smooth non-convex multi-domain toy")
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    fig.savefig(out.with_suffix(".svg"))
-    plt.close(fig)
-    return out
+    return save_png_and_svg(fig, out)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

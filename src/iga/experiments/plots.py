@@ -6,6 +6,7 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 
 def _pyplot():
@@ -15,6 +16,18 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def save_png_and_svg(fig: Any, out: str | os.PathLike) -> Path:
+    """Save ``fig`` as ``out`` (PNG, 120 dpi) and as an SVG beside it; close it; return ``out``."""
+    plt = _pyplot()
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    fig.savefig(out.with_suffix(".svg"))
+    plt.close(fig)
+    return out
 
 
 def read_log(run_dir: str | os.PathLike) -> list[dict]:
@@ -59,10 +72,4 @@ def comparison_figure(
     ax_loss.set_yscale("log")
     ax_loss.legend()
     ax_loss.set_title("Training curves")
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    fig.savefig(out.with_suffix(".svg"))
-    plt.close(fig)
-    return out
+    return save_png_and_svg(fig, out)
