@@ -252,3 +252,18 @@ def test_submitit_specs_and_a_debug_cluster_submission(tmp_path, monkeypatch):
     ids = SubmititLauncher(cluster="debug", gpus_per_node=0).launch(jobs, say=lambda _: None)
     assert set(ids) == {j.job_id for j in jobs}
     assert all(job_state(j) == "done" for j in jobs)
+
+
+def test_the_dry_run_base_is_the_one_jobs_train_from(tmp_path):
+    from iga.experiments.sweep import sweep_base_dir
+    from iga.models.gguf import cached_student_dir
+    from iga.models.pretrain import base_path, pretrain_config
+
+    assert sweep_base_dir(_spec(base_dir="B"), build=True) == "B"
+    assert sweep_base_dir(_spec(student="small", data_seed=3), build=False) == str(
+        base_path(pretrain_config("small", seed=3))
+    )
+    assert sweep_base_dir(_spec(student="smollm2-135m"), build=False) == str(
+        cached_student_dir("smollm2-135m")
+    )
+    assert sweep_base_dir(_spec(student=str(tmp_path)), build=True) == str(tmp_path)  # a local checkpoint

@@ -33,7 +33,7 @@ def sweep_cmd(
     from rich.table import Table
 
     from iga.experiments.launchers import SubmititLauncher, make_launcher
-    from iga.experiments.sweep import job_state, load_spec, plan_jobs, prepare_sweep
+    from iga.experiments.sweep import job_state, load_spec, plan_jobs, prepare_sweep, sweep_base_dir
 
     spec = load_spec(spec_path)
     options = {
@@ -49,15 +49,7 @@ def sweep_cmd(
     runner = make_launcher(launcher, **options)
     console = Console()
     if dry_run:
-        from iga.models.pretrain import base_path, pretrain_config
-        from iga.models.students import STUDENTS
-
-        base = spec.base_dir or (
-            str(base_path(pretrain_config(spec.student, seed=spec.data_seed)))
-            if spec.student in STUDENTS
-            else spec.student
-        )
-        jobs = plan_jobs(spec, out, base_dir=base)
+        jobs = plan_jobs(spec, out, base_dir=sweep_base_dir(spec, build=False))
     else:
         jobs = prepare_sweep(spec, out)
     if only:

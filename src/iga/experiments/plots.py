@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -31,8 +30,11 @@ def save_png_and_svg(fig: Any, out: str | os.PathLike) -> Path:
 
 
 def read_log(run_dir: str | os.PathLike) -> list[dict]:
+    """The rows of a run's ``log.jsonl`` (none when it has no log)."""
+    from iga.utils.io import read_jsonl
+
     path = Path(run_dir) / "log.jsonl"
-    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
+    return read_jsonl(path) if path.exists() else []
 
 
 def comparison_figure(

@@ -244,7 +244,7 @@ def prepare_sweep(spec: SweepSpec, sweep_dir: str | os.PathLike, *, base_dir: st
 
     sweep_dir = Path(sweep_dir)
     if base_dir is None:
-        base_dir = spec.base_dir or str(_ensure_base(spec))
+        base_dir = sweep_base_dir(spec, build=True)
     jobs = plan_jobs(spec, sweep_dir, base_dir=base_dir)
     for job in {j.data_key: j for j in jobs}.values():
         target = sweep_dir / "data" / job.data_key
@@ -266,14 +266,22 @@ def prepare_sweep(spec: SweepSpec, sweep_dir: str | os.PathLike, *, base_dir: st
     return jobs
 
 
-def _ensure_base(spec: SweepSpec) -> Path:
-    from iga.models.gguf import resolve_student
-    from iga.models.pretrain import ensure_base, pretrain_config
+def sweep_base_dir(spec: SweepSpec, *, build: bool) -> str:
+    """The base folder every job of ``spec`` trains from: ``spec.base_dir``, else the cached base of a built-in
+    student (pretrained now when ``build``), else a local checkpoint or a real-model preset's cache (converted now
+    when ``build``). Without ``build`` nothing is created, and the path — hence every job id — is the same."""
+    from iga.models.gguf import REAL_STUDENTS, cached_student_dir, resolve_student
+    from iga.models.pretrain import base_path, ensure_base, pretrain_config
     from iga.models.students import STUDENTS
 
-    if spec.student not in STUDENTS:  # a local checkpoint or a real-model preset (converted once, cached)
-        return Path(resolve_student(spec.student))
-    return ensure_base(pretrain_config(spec.student, seed=spec.data_seed))[0]
+    if spec.base_dir:
+        return spec.base_dir
+    if spec.student in STUDENTS:
+        cfg = pretrain_config(spec.student, seed=spec.data_seed)
+        return str(ensure_base(cfg)[0] if build else base_path(cfg))
+    if build:
+        return str(resolve_student(spec.student))
+    return str(cached_student_dir(spec.student) if spec.student in REAL_STUDENTS else Path(spec.student))
 
 
 def run_job(job_dir: str | os.PathLike, *, progress: bool = False) -> dict[str, Any]:
