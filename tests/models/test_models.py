@@ -6,6 +6,8 @@ import json
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from iga.models.lora import attach_lora
 from iga.models.students import STUDENTS, build_student, load_causal_lm, student_spec
@@ -86,3 +88,25 @@ def test_lora_attaches_to_all_linear_and_warns_on_dropout_for_iga(tok):
         attach_lora(build_student("micro", tok), dropout=0.1, algorithm="iga")
     with pytest.raises(ValueError, match="LoRA rank r must be >= 1"):
         attach_lora(build_student("micro", tok), r=0)
+
+
+@pytest.fixture(scope="module")
+def digit_tok():
+    return train_bpe_tokenizer(TEXTS + ["17 × 4 = 68. 18 - 16 = 2."] * 30, vocab_size=320, split_digits=True)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 10**6), min_size=1, max_size=4), st.sampled_from(["", " ", "= ", "mg "]))
+def test_split_digits_gives_one_token_per_digit(digit_tok, numbers, prefix):
+    text = prefix + " ".join(map(str, numbers))
+    ids = digit_tok(text, add_special_tokens=False)["input_ids"]
+    pieces = [digit_tok.decode([i]) for i in ids]
+    assert digit_tok.decode(ids) == text
+    digits = [p for p in pieces if any(ch.isdigit() for ch in p)]
+    assert all(len(p) == 1 for p in digits), pieces  # never a merged or space-glued number
+    assert "".join(digits) == "".join(map(str, numbers))
+
+
+def test_without_split_digits_bpe_merges_numbers(tok):
+    pieces = [tok.decode([i]) for i in tok("Step 1: 12 mg ÷ 3 = 4 mg.")["input_ids"]]
+    assert " 12" in pieces or "12" in pieces  # the contrast the option exists for

@@ -71,18 +71,36 @@ def premise_sentences(records: Sequence[dict]) -> list[str]:
     return list(seen)
 
 
-def _paragraph(record: dict, seed: int, index: int) -> str:
+RECAP_MODES = ("half", "all")
+
+
+def _paragraph(record: dict, seed: int, index: int, recaps: str = "half") -> str:
     sents = premises(record)
     text = " ".join(sents)
-    if index % 2 == 0 and len(sents) > 1:
-        order = sorted(range(len(sents)), key=lambda i: _shuffle_key(seed + index, i))
-        text += " Recap: " + " ".join(sents[i] for i in order)
-    return text
+    if len(sents) < 2 or (recaps == "half" and index % 2):
+        return text
+    # "half": even paragraphs get a shuffled recap. "all": every paragraph gets one, odd ones in the same order.
+    order = list(range(len(sents)))
+    if recaps == "half" or index % 2 == 0:
+        order.sort(key=lambda i: _shuffle_key(seed + index, i))
+    return text + " Recap: " + " ".join(sents[i] for i in order)
 
 
-def build_corpus(*, seed: int = 0, domains_dir: str | None = None, preset: str = "small") -> Corpus:
+def build_corpus(
+    *,
+    seed: int = 0,
+    domains_dir: str | None = None,
+    preset: str = "small",
+    max_sum: int = 40,
+    max_factor: int = 12,
+    recaps: str = "half",
+) -> Corpus:
+    """The base's corpus. ``max_sum``/``max_factor`` bound the arithmetic facts; ``recaps`` is ``half`` (every
+    other paragraph is followed by a shuffled recap) or ``all`` (every paragraph; odd ones in the same order)."""
     from iga.isomers import generate_records, load_domains, make_config
 
+    if recaps not in RECAP_MODES:
+        raise ValueError(f"recaps must be one of {RECAP_MODES}, got {recaps!r}")
     config = make_config(preset, shortcut={"enabled": False})
     domains = load_domains(domains_dir)
     records = [
@@ -90,8 +108,8 @@ def build_corpus(*, seed: int = 0, domains_dir: str | None = None, preset: str =
         for split in generate_records(config, seed + CORPUS_SEED_OFFSET, domains=domains).values()
         for r in split
     ]
-    paragraphs = [_paragraph(r, seed, i) for i, r in enumerate(records)]
-    facts = arithmetic_facts()
+    paragraphs = [_paragraph(r, seed, i, recaps) for i, r in enumerate(records)]
+    facts = arithmetic_facts(max_sum=max_sum, max_factor=max_factor)
     facts = [facts[i] for i in sorted(range(len(facts)), key=lambda i: _shuffle_key(seed, i))]
     docs = [p for p in paragraphs if p] + [" ".join(facts[i : i + 8]) for i in range(0, len(facts), 8)]
     docs = [docs[i] for i in sorted(range(len(docs)), key=lambda i: _shuffle_key(seed + 1, i))]

@@ -31,6 +31,7 @@ class PretrainConfig:
     lr: float = 3e-3
     warmup_steps: int = 20
     seed: int = 0
+    split_digits: bool = False
 
     def key(self, corpus_fingerprint: str) -> str:
         return stable_hash({"config": asdict(self), "corpus": corpus_fingerprint})
@@ -81,7 +82,7 @@ def pretrain_base(
 
     out_dir = Path(out_dir)
     t0 = time.perf_counter()
-    tok = train_bpe_tokenizer(tokenizer_texts, vocab_size=cfg.vocab_size)
+    tok = train_bpe_tokenizer(tokenizer_texts, vocab_size=cfg.vocab_size, split_digits=cfg.split_digits)
     model = build_student(cfg.student, tok, seed=cfg.seed)
     blocks = _pack(
         [tok(t, add_special_tokens=False)["input_ids"] for t in texts], cfg.seq_len, tok.eos_token_id

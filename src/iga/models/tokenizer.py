@@ -18,9 +18,13 @@ SPECIAL_TOKENS = {"pad_token": "<pad>", "unk_token": "<unk>", "bos_token": "<bos
 
 
 def train_bpe_tokenizer(
-    texts: Iterable[str], *, vocab_size: int = 2048, min_frequency: int = 2
+    texts: Iterable[str], *, vocab_size: int = 2048, min_frequency: int = 2, split_digits: bool = False
 ) -> PreTrainedTokenizerBase:
     """Train a byte-level BPE tokenizer on ``texts`` and wrap it as a HF fast tokenizer.
+
+    ``split_digits`` makes every digit its own token (as Llama and Qwen do). Without it BPE merges frequent
+    numbers (`` 18`` is one token, `` 68`` two, ``17`` at the start of a line two others), so copying a number from
+    the question or adding two numbers means something different for every number — hard for a small student.
 
     >>> tok = train_bpe_tokenizer(["Step 1: 2 + 3 = 5.", "The answer is 5."] * 20, vocab_size=300)
     >>> tok.decode(tok("The answer is 5.")["input_ids"])
@@ -35,7 +39,12 @@ def train_bpe_tokenizer(
         )
     tok = Tokenizer(models.BPE(unk_token=SPECIAL_TOKENS["unk_token"]))
     tok.normalizer = normalizers.NFKC()
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.pre_tokenizer = (
+        pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
+        if split_digits
+        else byte_level
+    )
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,

@@ -1,0 +1,232 @@
+"""What does it take for a built-in student to learn IsoBench? One recipe = one base + one ERM fine-tune.
+
+``python -m iga.experiments.student_recipe run NAME [options] --out runs/recipes`` pretrains a base with the given
+recipe (tokenizer, corpus, size, steps), probes how well it copies from context, fine-tunes it with ERM on the
+demo's four skeletons and evaluates it; ``python -m iga.experiments.student_recipe table runs/recipes`` renders
+every finished recipe as a Markdown table. docs/student-recipes.md holds the measured table and the commands.
+
+The copy probe: for held-out-domain problems, the premise paragraph followed by ``Recap:`` and its sentences in
+reverse order; teacher-forced next-token accuracy over the recap (all tokens, and tokens holding a digit). A
+base that cannot copy a number it has just read cannot be taught a chain of thought that starts by restating it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from iga.utils.io import atomic_write_json, atomic_write_text, read_jsonl, stable_hash
+
+DEMO_SKELETONS = ("S01_arith_chain", "S06_mp_chain", "S09_transitive_order", "S11_state_tracking")
+#: Shorter, smaller-number variants of the arithmetic and state-tracking skeletons (``--easy``).
+EASY_DIFFICULTY = {
+    "S01_arith_chain": {"train": {"distractors": [0, 0], "num_range": [1, 10]}},
+    "S11_state_tracking": {"train": {"depth": [2, 2], "width": [2, 2], "num_range": [1, 9]}},
+}
+
+
+def copy_probe(model: Any, tokenizer: Any, records: list[dict], limit: int = 120) -> dict[str, float]:
+    """Teacher-forced accuracy of ``model`` on reverse-order recaps of the records' premise paragraphs."""
+    import torch
+
+    from iga.models.corpus import premises
+
+    hits = total = digit_hits = digit_total = 0
+    for record in records[:limit]:
+        sents = premises(record)
+        if len(sents) < 2:
+            continue
+        paragraph = " ".join(sents)
+        start = len(tokenizer(paragraph)["input_ids"]) + 2  # skip " Recap:" (its first tokens are not a copy)
+        ids = tokenizer(paragraph + " Recap: " + " ".join(reversed(sents)), return_tensors="pt")["input_ids"]
+        with torch.no_grad():
+            pred = model(ids).logits[0, :-1].argmax(-1)
+        target = ids[0, 1:]
+        ok = pred[start:] == target[start:]
+        is_digit = torch.tensor(
+            [any(ch.isdigit() for ch in tokenizer.decode([t])) for t in target[start:].tolist()],
+            dtype=torch.bool,
+        )
+        hits, total = hits + int(ok.sum()), total + ok.numel()
+        digit_hits, digit_total = digit_hits + int(ok[is_digit].sum()), digit_total + int(is_digit.sum())
+    return {"copy_accuracy": hits / max(total, 1), "copy_digit_accuracy": digit_hits / max(digit_total, 1)}
+
+
+def _data(out_root: Path, a: argparse.Namespace) -> Path:
+    from iga.isomers import build_suite, make_config
+
+    spec = {
+        "skeletons": list(DEMO_SKELETONS),
+        "train_per_skeleton": a.train_per_skeleton,
+        "difficulty": EASY_DIFFICULTY if a.easy else {},
+        "shortcut": {"enabled": not a.no_cues},
+    }
+    data_dir = out_root / f"data-{stable_hash(spec, 10)}"
+    if not (data_dir / "manifest.json").exists():
+        build_suite(make_config("small", **spec), data_dir, seed=0)
+    return data_dir
+
+
+def run_recipe(a: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    from iga.config import TrainConfig
+    from iga.experiments.pipeline import run_training
+    from iga.models.corpus import build_corpus
+    from iga.models.pretrain import PretrainConfig, load_base, pretrain_base
+    from iga.utils.provenance import provenance
+
+    torch.set_num_threads(a.threads)
+    out_root = Path(a.out)
+    out = out_root / a.name
+    data_dir = _data(out_root, a)
+    t0 = time.perf_counter()
+    base_dir = Path(a.reuse_base) if a.reuse_base else out / "base"
+    if not (base_dir / "base.json").exists():
+        corpus = build_corpus(seed=0, max_sum=a.max_sum, max_factor=a.max_factor, recaps=a.recaps)
+        cfg = PretrainConfig(
+            student=a.student,
+            vocab_size=a.vocab,
+            steps=a.steps,
+            batch_size=a.batch,
+            seq_len=a.seq_len,
+            lr=a.lr,
+            split_digits=a.split_digits,
+        )
+        pretrain_base(corpus.documents, corpus.tokenizer_texts, base_dir, cfg)
+    pretrain_seconds = time.perf_counter() - t0
+    model, tok = load_base(base_dir)
+    records = read_jsonl(data_dir / "ood_surface.jsonl")
+    probe = copy_probe(model, tok, records)
+    t0 = time.perf_counter()
+    tc = TrainConfig(
+        data_dir=str(data_dir),
+        out_dir=str(out / "erm"),
+        algorithm="erm",
+        student=a.student,
+        base_dir=str(base_dir),
+        steps=a.ft_steps,
+        sets_per_batch=4,
+        lr=a.ft_lr,
+        seed=0,
+        lora={"r": 16, "alpha": 32},
+        warmup_steps=max(1, a.ft_steps // 15),
+        checkpoint_every=a.ft_steps,
+        log_every=max(1, a.ft_steps // 30),
+    )
+    result = run_training(tc, evaluate=True, per_skeleton=a.eval_per_skeleton, progress=False)
+    summary = result["eval"]["summary"]
+    payload = {
+        "name": a.name,
+        "args": vars(a),
+        "data_dir": str(data_dir),
+        "base": json.loads((base_dir / "base.json").read_text()),
+        **probe,
+        "val_accuracy": summary.get("val_accuracy"),
+        "id_accuracy": summary.get("id_accuracy"),
+        "ood_accuracy": summary.get("ood_accuracy"),
+        "by_skeleton": _by_skeleton(out / "erm", data_dir),
+        "pretrain_seconds": round(pretrain_seconds, 1),
+        "finetune_seconds": round(time.perf_counter() - t0, 1),
+        "step_time_s": result["train"].get("step_time_s"),
+        "provenance": provenance(),
+    }
+    atomic_write_json(out / "recipe.json", payload)
+    return payload
+
+
+def _by_skeleton(run_dir: Path, data_dir: Path) -> dict[str, dict[str, float]]:
+    """Strict accuracy per split and skeleton, from the run's completions."""
+    scored = {row["id"]: bool(row["strict"]) for row in read_jsonl(run_dir / "completions.jsonl")}
+    out: dict[str, dict[str, list[bool]]] = {}
+    for split in ("val", "id_test", "ood_surface"):
+        path = data_dir / f"{split}.jsonl"
+        if not path.exists():
+            continue
+        for rec in read_jsonl(path):
+            if rec["id"] in scored:
+                out.setdefault(split, {}).setdefault(rec["skeleton"], []).append(scored[rec["id"]])
+    return {s: {k: sum(v) / len(v) for k, v in per.items()} for s, per in out.items()}
+
+
+def render_table(out_root: Path) -> str:
+    rows = [json.loads(p.read_text()) for p in sorted(out_root.glob("*/recipe.json"))]
+    head = (
+        "| recipe | student | pretrain steps × batch × seq | digits | facts ≤ | recaps | copy % | copy digits % | "
+        "data | FT steps | FT lr | val % | ID % | OOD % | ID per skeleton (S01/S06/S09/S11) % |\n"
+        "| --- | --- | --- | --- | --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |"
+    )
+    lines = [head]
+    for r in rows:
+        a, cfg = r["args"], r["base"]["pretrain_config"]
+        data = (
+            f"{a['train_per_skeleton']}/skeleton"
+            + (", easy" if a["easy"] else "")
+            + (", no cues" if a["no_cues"] else "")
+        )
+        per = r["by_skeleton"].get("id_test", {})
+        per_sk = "/".join(f"{100 * per[s]:.0f}" if s in per else "–" for s in DEMO_SKELETONS)
+        base_src = f"{cfg['steps']} × {cfg['batch_size']} × {cfg['seq_len']}" + (
+            f" (base of {Path(a['reuse_base']).parent.name})" if a["reuse_base"] else ""
+        )
+        lines.append(
+            f"| {r['name']} | {cfg['student']} | {base_src} | {'yes' if cfg.get('split_digits') else 'no'} | "
+            f"{a['max_sum']}, ×{a['max_factor']} | {a['recaps']} | {100 * r['copy_accuracy']:.0f} | "
+            f"{100 * r['copy_digit_accuracy']:.0f} | {data} | {a['ft_steps']} | {a['ft_lr']:g} | "
+            f"{_pct(r['val_accuracy'])} | {_pct(r['id_accuracy'])} | {_pct(r['ood_accuracy'])} | {per_sk} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.1f}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(
+        prog="python -m iga.experiments.student_recipe", description=__doc__.split("\n")[0]
+    )
+    sub = ap.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="pretrain a base, probe copying, fine-tune ERM, evaluate")
+    run.add_argument("name")
+    run.add_argument("--out", default="runs/recipes")
+    run.add_argument("--student", default="small")
+    run.add_argument("--vocab", type=int, default=2048)
+    run.add_argument("--seq-len", type=int, default=96)
+    run.add_argument("--batch", type=int, default=32)
+    run.add_argument("--steps", type=int, default=400)
+    run.add_argument("--lr", type=float, default=3e-3)
+    run.add_argument("--split-digits", action="store_true")
+    run.add_argument("--max-sum", type=int, default=40)
+    run.add_argument("--max-factor", type=int, default=12)
+    run.add_argument("--recaps", default="half", choices=["half", "all"])
+    run.add_argument("--reuse-base", default=None, help="an existing base folder instead of pretraining one")
+    run.add_argument("--train-per-skeleton", type=int, default=60)
+    run.add_argument("--easy", action="store_true", help="smaller numbers, shorter S11 (EASY_DIFFICULTY)")
+    run.add_argument("--no-cues", action="store_true", help="train without shortcut cues")
+    run.add_argument("--ft-steps", type=int, default=300)
+    run.add_argument("--ft-lr", type=float, default=3e-3)
+    run.add_argument("--eval-per-skeleton", type=int, default=5)
+    run.add_argument("--threads", type=int, default=1)
+    table = sub.add_parser("table", help="Markdown table of every finished recipe under a folder")
+    table.add_argument("out")
+    table.add_argument("--write", default=None, help="also write the table to this file")
+    a = ap.parse_args(argv)
+    if a.command == "run":
+        r = run_recipe(a)
+        print(
+            f"{r['name']}: copy {100 * r['copy_accuracy']:.0f}% (digits {100 * r['copy_digit_accuracy']:.0f}%), "
+            f"val {_pct(r['val_accuracy'])} ID {_pct(r['id_accuracy'])} OOD {_pct(r['ood_accuracy'])}"
+        )
+    else:
+        text = render_table(Path(a.out))
+        if a.write:
+            atomic_write_text(a.write, text)
+        print(text, end="")
+
+
+if __name__ == "__main__":
+    main()
