@@ -66,3 +66,31 @@ def test_recaps_repeat_their_paragraph_in_another_order(corpus):
         head, tail = doc.split(" Recap: ")
         split = re.compile(r"(?<=[.!])\s+")
         assert sorted(split.split(head)) == sorted(split.split(tail))
+
+
+def test_corpus_options_recaps_facts_and_copy_drills():
+    base = build_corpus(preset="tiny")
+    rich = build_corpus(preset="tiny", recaps="all", max_sum=60, max_factor=15, copy_drills=40)
+    assert rich.fingerprint != base.fingerprint
+    paragraphs = [d for d in rich.documents if " Recap: " in d]
+    multi = [
+        d
+        for d in base.documents
+        if " Recap: " not in d and ". " in d and "=" not in d and " Again: " not in d
+    ]
+    assert len(paragraphs) > len([d for d in base.documents if " Recap: " in d])
+    assert multi  # under "half" some multi-sentence paragraphs have no recap …
+    same_order = [d for d in paragraphs if d.split(" Recap: ")[0] == d.split(" Recap: ")[1]]
+    assert same_order  # … under "all" odd paragraphs repeat verbatim
+    drills = [d for d in rich.documents if " Again: " in d]
+    assert len(drills) == 40
+    for d in drills:
+        head, tail = d.split(" Again: ")
+        assert head == tail and 8 <= len(head.split()) <= 16
+    assert "57 + 3 = 60." in "\n".join(rich.documents) and "57 + 3 = 60." not in "\n".join(base.documents)
+    assert (
+        build_corpus(preset="tiny", copy_drills=40).fingerprint
+        == build_corpus(preset="tiny", copy_drills=40).fingerprint
+    )
+    with pytest.raises(ValueError, match="recaps must be one of"):
+        build_corpus(preset="tiny", recaps="some")

@@ -86,7 +86,9 @@ def run_recipe(a: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
     base_dir = Path(a.reuse_base) if a.reuse_base else out / "base"
     if not (base_dir / "base.json").exists():
-        corpus = build_corpus(seed=0, max_sum=a.max_sum, max_factor=a.max_factor, recaps=a.recaps)
+        corpus = build_corpus(
+            seed=0, max_sum=a.max_sum, max_factor=a.max_factor, recaps=a.recaps, copy_drills=a.copy_drills
+        )
         cfg = PretrainConfig(
             student=a.student,
             vocab_size=a.vocab,
@@ -155,9 +157,9 @@ def _by_skeleton(run_dir: Path, data_dir: Path) -> dict[str, dict[str, float]]:
 def render_table(out_root: Path) -> str:
     rows = [json.loads(p.read_text()) for p in sorted(out_root.glob("*/recipe.json"))]
     head = (
-        "| recipe | student | pretrain steps × batch × seq | digits | facts ≤ | recaps | copy % | copy digits % | "
+        "| recipe | student | pretrain steps × batch × seq | digits | facts ≤ | recaps | drills | copy % | copy digits % | "
         "data | FT steps | FT lr | val % | ID % | OOD % | ID per skeleton (S01/S06/S09/S11) % |\n"
-        "| --- | --- | --- | --- | --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |"
+        "| --- | --- | --- | --- | --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |"
     )
     lines = [head]
     for r in rows:
@@ -174,7 +176,8 @@ def render_table(out_root: Path) -> str:
         )
         lines.append(
             f"| {r['name']} | {cfg['student']} | {base_src} | {'yes' if cfg.get('split_digits') else 'no'} | "
-            f"{a['max_sum']}, ×{a['max_factor']} | {a['recaps']} | {100 * r['copy_accuracy']:.0f} | "
+            f"{a['max_sum']}, ×{a['max_factor']} | {a['recaps']} | {a.get('copy_drills', 0)} | "
+            f"{100 * r['copy_accuracy']:.0f} | "
             f"{100 * r['copy_digit_accuracy']:.0f} | {data} | {a['ft_steps']} | {a['ft_lr']:g} | "
             f"{_pct(r['val_accuracy'])} | {_pct(r['id_accuracy'])} | {_pct(r['ood_accuracy'])} | {per_sk} |"
         )
@@ -203,6 +206,7 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument("--max-sum", type=int, default=40)
     run.add_argument("--max-factor", type=int, default=12)
     run.add_argument("--recaps", default="half", choices=["half", "all"])
+    run.add_argument("--copy-drills", type=int, default=0, help="copy-drill documents added to the corpus")
     run.add_argument("--reuse-base", default=None, help="an existing base folder instead of pretraining one")
     run.add_argument("--train-per-skeleton", type=int, default=60)
     run.add_argument("--easy", action="store_true", help="smaller numbers, shorter S11 (EASY_DIFFICULTY)")

@@ -86,6 +86,19 @@ def _paragraph(record: dict, seed: int, index: int, recaps: str = "half") -> str
     return text + " Recap: " + " ".join(sents[i] for i in order)
 
 
+def copy_drill_documents(paragraphs: Sequence[str], n: int, seed: int) -> list[str]:
+    """``n`` documents ``w1 … wk Again: w1 … wk``: k (8–16) words of the paragraphs, drawn with a seeded RNG."""
+    import random
+
+    words = sorted({w.strip(".,:;") for p in paragraphs for w in p.split()} - {"", "Recap"})
+    rng = random.Random(f"copy-drills|{seed}")
+    docs = []
+    for _ in range(n):
+        picked = [rng.choice(words) for _ in range(rng.randint(8, 16))]
+        docs.append(" ".join(picked) + " Again: " + " ".join(picked))
+    return docs
+
+
 def build_corpus(
     *,
     seed: int = 0,
@@ -94,9 +107,11 @@ def build_corpus(
     max_sum: int = 40,
     max_factor: int = 12,
     recaps: str = "half",
+    copy_drills: int = 0,
 ) -> Corpus:
     """The base's corpus. ``max_sum``/``max_factor`` bound the arithmetic facts; ``recaps`` is ``half`` (every
-    other paragraph is followed by a shuffled recap) or ``all`` (every paragraph; odd ones in the same order)."""
+    other paragraph is followed by a shuffled recap) or ``all`` (every paragraph; odd ones in the same order). ``copy_drills`` adds that many documents ``w1 … wn Again: w1 … wn`` of 8–16 words and
+    numbers drawn from the paragraphs (the classic way to grow induction heads fast; no sentence, no task)."""
     from iga.isomers import generate_records, load_domains, make_config
 
     if recaps not in RECAP_MODES:
@@ -112,6 +127,7 @@ def build_corpus(
     facts = arithmetic_facts(max_sum=max_sum, max_factor=max_factor)
     facts = [facts[i] for i in sorted(range(len(facts)), key=lambda i: _shuffle_key(seed, i))]
     docs = [p for p in paragraphs if p] + [" ".join(facts[i : i + 8]) for i in range(0, len(facts), 8)]
+    docs += copy_drill_documents(paragraphs, copy_drills, seed)
     docs = [docs[i] for i in sorted(range(len(docs)), key=lambda i: _shuffle_key(seed + 1, i))]
     cot_lines = sorted({line for r in records for line in r["gold_cot"].splitlines()})
     fp = hashlib.sha256("\n".join([*docs, "<cot>", *cot_lines]).encode()).hexdigest()[:16]
