@@ -25,3 +25,24 @@ def test_quick_demo_writes_report_summary_and_plot(tmp_path, monkeypatch):
     assert "| erm |" in report and "| iga |" in report and "demo.png" in report
     assert (out / "demo.png").read_bytes()[:4] == b"\x89PNG"
     assert "ERM-SFT vs IGA" in result.output
+
+
+def test_demo_pretrains_its_base_for_the_configured_steps(tmp_path, monkeypatch):
+    import iga.models.pretrain as pretrain
+    from iga.experiments.demo import demo_config, quick_demo_config, run_demo
+
+    seen = []
+
+    def fake_ensure_base(cfg, **kwargs):
+        seen.append(cfg.steps)
+        raise RuntimeError("stop after the base request")
+
+    monkeypatch.setattr(pretrain, "ensure_base", fake_ensure_base)
+    for cfg in (
+        quick_demo_config(str(tmp_path / "a"), pretrain_steps=7),
+        quick_demo_config(str(tmp_path / "b")),
+    ):
+        with pytest.raises(RuntimeError, match="stop after the base request"):
+            run_demo(cfg, say=lambda msg: None, progress=False)
+    assert seen == [7, pretrain.PRETRAIN_PRESETS["micro"]["steps"]]
+    assert demo_config().pretrain_steps == 200  # the demo's own budget, not the study's `small` preset (400)
