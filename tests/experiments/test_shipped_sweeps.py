@@ -14,7 +14,7 @@ SPECS = sorted((Path(__file__).resolve().parents[2] / "configs" / "sweeps").glob
 @pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
 def test_shipped_sweep_specs_plan(path, tmp_path):
     jobs = plan_jobs(load_spec(path), tmp_path, base_dir="BASE")
-    assert len({j.job_id for j in jobs}) == len(jobs) >= 6
+    assert len({j.job_id for j in jobs}) == len(jobs) >= 2  # smollm2_slice: ERM and IGA, one seed
     main = [j for j in jobs if j.ablation is None]
     assert {"erm", "iga"} <= {j.group for j in main}
     assert jobs[: len(main)] == main  # the main comparison runs first
