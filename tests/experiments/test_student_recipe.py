@@ -78,7 +78,7 @@ def test_recipe_runs_end_to_end_and_renders(tmp_path, capsys):
     rec = json.loads((out / "m1" / "recipe.json").read_text())
     assert rec["base"]["pretrain_config"]["split_digits"] is True
     assert 0 <= rec["copy_accuracy"] <= 1 and rec["id_accuracy"] is not None
-    assert set(rec["by_skeleton"]["id_test"]) == {
+    assert set(rec["by_skeleton"]) == {
         "S01_arith_chain",
         "S06_mp_chain",
         "S09_transitive_order",

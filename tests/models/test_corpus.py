@@ -94,3 +94,15 @@ def test_corpus_options_recaps_facts_and_copy_drills():
     )
     with pytest.raises(ValueError, match="recaps must be one of"):
         build_corpus(preset="tiny", recaps="some")
+
+
+def test_split_digits_off_keeps_the_cache_key_of_bases_built_before_the_option():
+    from dataclasses import asdict, replace
+
+    from iga.models.pretrain import pretrain_config
+    from iga.utils.io import stable_hash
+
+    cfg = pretrain_config("small")
+    before = {k: v for k, v in asdict(cfg).items() if k != "split_digits"}
+    assert cfg.key("fp") == stable_hash({"config": before, "corpus": "fp"})
+    assert replace(cfg, split_digits=True).key("fp") != cfg.key("fp")

@@ -26,9 +26,9 @@ class DemoConfig:
     algorithms: tuple[str, ...] = ("erm", "iga")
     algorithm_options: dict[str, dict[str, Any]] = field(default_factory=lambda: {"iga": {"tau": 10.0}})
     steps: int = 300
-    # The base's pretraining steps (None: the student's preset, 400 for `small`). 200 keeps the first run, base
-    # included, within 10 minutes on 2 cores; a longer-pretrained base copies better but, at this fine-tuning
-    # budget, was not measured to learn the tasks any better (docs/student-recipes.md).
+    # The base's pretraining steps (None: the student's preset, 400 for `small`). 200 brings the first run, base
+    # included, from ~12 to ~10¾ minutes on 2 cores (README); a longer-pretrained base copies better but, at this
+    # fine-tuning budget, was not measured to learn the tasks any better (docs/student-recipes.md).
     pretrain_steps: int | None = 200
     sets_per_batch: int = 4
     lr: float = 3e-3

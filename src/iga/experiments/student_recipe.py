@@ -130,7 +130,7 @@ def run_recipe(a: argparse.Namespace) -> dict[str, Any]:
         "val_accuracy": summary.get("val_accuracy"),
         "id_accuracy": summary.get("id_accuracy"),
         "ood_accuracy": summary.get("ood_accuracy"),
-        "by_skeleton": _by_skeleton(out / "erm", data_dir),
+        "by_skeleton": summary.get("by_skeleton") or {},
         "pretrain_seconds": round(pretrain_seconds, 1),
         "finetune_seconds": round(time.perf_counter() - t0, 1),
         "step_time_s": result["train"].get("step_time_s"),
@@ -138,20 +138,6 @@ def run_recipe(a: argparse.Namespace) -> dict[str, Any]:
     }
     atomic_write_json(out / "recipe.json", payload)
     return payload
-
-
-def _by_skeleton(run_dir: Path, data_dir: Path) -> dict[str, dict[str, float]]:
-    """Strict accuracy per split and skeleton, from the run's completions."""
-    scored = {row["id"]: bool(row["strict"]) for row in read_jsonl(run_dir / "completions.jsonl")}
-    out: dict[str, dict[str, list[bool]]] = {}
-    for split in ("val", "id_test", "ood_surface"):
-        path = data_dir / f"{split}.jsonl"
-        if not path.exists():
-            continue
-        for rec in read_jsonl(path):
-            if rec["id"] in scored:
-                out.setdefault(split, {}).setdefault(rec["skeleton"], []).append(scored[rec["id"]])
-    return {s: {k: sum(v) / len(v) for k, v in per.items()} for s, per in out.items()}
 
 
 def render_table(out_root: Path) -> str:
@@ -169,8 +155,12 @@ def render_table(out_root: Path) -> str:
             + (", easy" if a["easy"] else "")
             + (", no cues" if a["no_cues"] else "")
         )
-        per = r["by_skeleton"].get("id_test", {})
-        per_sk = "/".join(f"{100 * per[s]:.0f}" if s in per else "–" for s in DEMO_SKELETONS)
+        # The evaluation's own per-skeleton summary: ID = id_test in the training domains, as in the ID % column.
+        per = r["by_skeleton"]
+        per_sk = "/".join(
+            f"{100 * per[s]['id_accuracy']:.0f}" if per.get(s, {}).get("id_accuracy") is not None else "–"
+            for s in DEMO_SKELETONS
+        )
         base_src = f"{cfg['steps']} × {cfg['batch_size']} × {cfg['seq_len']}" + (
             f" (base of {Path(a['reuse_base']).parent.name})" if a["reuse_base"] else ""
         )

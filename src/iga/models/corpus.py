@@ -109,9 +109,13 @@ def build_corpus(
     recaps: str = "half",
     copy_drills: int = 0,
 ) -> Corpus:
-    """The base's corpus. ``max_sum``/``max_factor`` bound the arithmetic facts; ``recaps`` is ``half`` (every
-    other paragraph is followed by a shuffled recap) or ``all`` (every paragraph; odd ones in the same order). ``copy_drills`` adds that many documents ``w1 … wn Again: w1 … wn`` of 8–16 words and
-    numbers drawn from the paragraphs (the classic way to grow induction heads fast; no sentence, no task)."""
+    """The base's corpus.
+
+    ``max_sum``/``max_factor`` bound the arithmetic facts; ``recaps`` is ``half`` (every other paragraph is followed
+    by a shuffled recap) or ``all`` (every paragraph; odd ones in the same order); ``copy_drills`` adds that many
+    documents ``w1 … wn Again: w1 … wn`` of 8–16 words and numbers drawn from the paragraphs (the classic way to
+    grow induction heads fast; no sentence, no task).
+    """
     from iga.isomers import generate_records, load_domains, make_config
 
     if recaps not in RECAP_MODES:

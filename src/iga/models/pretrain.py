@@ -34,7 +34,12 @@ class PretrainConfig:
     split_digits: bool = False
 
     def key(self, corpus_fingerprint: str) -> str:
-        return stable_hash({"config": asdict(self), "corpus": corpus_fingerprint})
+        config = asdict(self)
+        if not config[
+            "split_digits"
+        ]:  # added later: without it, bases cached before the option keep their key
+            del config["split_digits"]
+        return stable_hash({"config": config, "corpus": corpus_fingerprint})
 
 
 #: Pretraining budgets per built-in student (vocabulary, steps, batch) — sized for 2 CPU cores.
