@@ -454,3 +454,20 @@ def test_doctests():
     assert outcome.attempted >= 5 and outcome.failed == 0
     outcome = doctest.testmod(collect_render_module)
     assert outcome.attempted >= 4 and outcome.failed == 0
+
+
+def test_selection_on_the_cue_free_validation_split(tmp_path):
+    # Draw 0 wins on val (cue reading), draw 1 on val_nocue: --select val_nocue keeps draw 1.
+    for job_id, hs, val, nocue, ood in [("a", 0, 0.9, 0.2, 0.1), ("b", 1, 0.5, 0.4, 0.3)]:
+        job = write_job(tmp_path, job_id, "iga", 0, hparams_seed=hs, val=val, ood=ood)
+        result = json.loads((job / "result.json").read_text())
+        result["eval"]["summary"]["val_nocue_accuracy"] = nocue
+        (job / "result.json").write_text(json.dumps(result))
+    assert [r.job_id for r in collect(tmp_path, formats=()).selected] == ["a"]
+    out = collect(tmp_path, formats=(), select="val_nocue")
+    assert [r.job_id for r in out.selected] == ["b"]
+    assert "val split without shortcut cues" in out.markdown
+    assert row_of(out.markdown, "iga")[1].startswith("40.0")
+    assert out.summary["iga"]["val_nocue_accuracy"]["mean"] == pytest.approx(0.4)
+    with pytest.raises(ValueError, match="select: unknown 'test'; allowed: val, val_nocue"):
+        collect(tmp_path, formats=(), select="test")

@@ -101,3 +101,29 @@ def test_wrong_fraction_is_a_different_probability(p, q, seed):
 def test_wrong_label_comes_from_the_label_space(labels, seed):
     wrong = wrong_answer(labels[0], "label", labels, HashRng(seed))
     assert wrong in labels[1:]
+
+
+# ---- the cue-free validation split (strip_cue) ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_stripping_the_cue_gives_exactly_the_record_of_a_suite_built_without_cues(seed):
+    from iga.isomers.shortcuts import strip_cue
+
+    with_cues = generate_records(make_config("tiny"), seed=seed)
+    without = generate_records(make_config("tiny", shortcut={"enabled": False}), seed=seed)
+    assert any(r["shortcut"] for r in with_cues["val"])
+    for split in SPLITS:
+        assert [strip_cue(r) for r in with_cues[split]] == without[split], split
+
+
+def test_strip_cue_leaves_the_input_alone_and_refuses_a_question_without_its_cue():
+    from iga.isomers.shortcuts import strip_cue
+
+    rec = {"id": "S01-val-00000-math", "question": "Q?", "shortcut": None}
+    assert strip_cue(rec) == rec and strip_cue(rec) is not rec
+    cued = {"id": "S01-val-00001-math", "question": "Hint: 3. Q?", "shortcut": {"text": "Hint: 3."}}
+    strip_cue(cued)
+    assert cued["question"] == "Hint: 3. Q?"
+    with pytest.raises(ValueError, match=r"S01-val-00002-math.*does not start with its shortcut cue"):
+        strip_cue({**cued, "id": "S01-val-00002-math", "question": "Q? Hint: 3."})

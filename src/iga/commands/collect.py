@@ -31,6 +31,12 @@ def collect_cmd(
     ablation: list[str] | None = typer.Option(
         None, "--ablation", help="Only this ablation family's table (repeatable; default every ablation)."
     ),
+    select: str = typer.Option(
+        "val",
+        "--select",
+        help="Model-selection split: val (in-domain validation, with the training domains' shortcut cues) or "
+        "val_nocue (the same instances without cues; jobs must have evaluated it).",
+    ),
 ) -> None:
     """Mean ± 95% CI over seeds per group and benchmark family, model selection by in-domain validation."""
     from rich.console import Console
@@ -38,11 +44,16 @@ def collect_cmd(
     from rich.table import Table
     from rich.text import Text
 
-    from iga.experiments.collect import FORMATS, MODEL_SELECTION, collect
+    from iga.experiments.collect import FORMATS, collect
+    from iga.experiments.sweep_results import selection_line
 
-    result = collect(sweep_dir, out_dir=out, formats=tuple(formats or FORMATS), ablation=ablation or None)
+    result = collect(
+        sweep_dir, out_dir=out, formats=tuple(formats or FORMATS), ablation=ablation or None, select=select
+    )
     console, errors = Console(), Console(stderr=True)
-    console.print(f"[bold]{escape(result.markdown.splitlines()[0].lstrip('# '))}[/]  ({MODEL_SELECTION})")
+    console.print(
+        f"[bold]{escape(result.markdown.splitlines()[0].lstrip('# '))}[/]  ({selection_line(select)})"
+    )
     for table in result.tables:
         shown = Table(title=table.title)
         for i, column in enumerate(table.columns):

@@ -76,7 +76,9 @@ def train_cmd(
 @user_errors
 def eval_cmd(
     run: Path = typer.Option(..., "--run", help="A run folder written by `iga train`."),
-    split: list[str] | None = typer.Option(None, "--split", help="Splits to evaluate (repeatable)."),
+    split: list[str] | None = typer.Option(
+        None, "--split", help="Splits to evaluate (repeatable); val_nocue = val without its shortcut cues."
+    ),
     per_skeleton: int | None = typer.Option(
         None, "--per-skeleton", help="Isomer sets per skeleton (default all)."
     ),

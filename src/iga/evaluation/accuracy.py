@@ -117,6 +117,10 @@ def _headline(pairs: Sequence[Pair], mode: str, train: set, heldout: set) -> dic
     depth_acc, n_depth = _accuracy(pairs, mode, lambda r: r.get("split") == "ood_depth")
     # In-domain validation (the val split renders training domains only): what model selection may look at.
     val_acc, n_val = _accuracy(pairs, mode, lambda r: r.get("split") == "val" and r.get("domain") in train)
+    # The same instances with their shortcut cues removed (evaluated as the derived split ``val_nocue``).
+    nocue_acc, n_nocue = _accuracy(
+        pairs, mode, lambda r: r.get("split") == "val_nocue" and r.get("domain") in train
+    )
     gap, relative = (
         id_ood_gap(id_acc, ood_acc) if id_acc is not None and ood_acc is not None else (None, None)
     )
@@ -125,12 +129,14 @@ def _headline(pairs: Sequence[Pair], mode: str, train: set, heldout: set) -> dic
         "ood_accuracy": ood_acc,
         "ood_depth_accuracy": depth_acc,
         "val_accuracy": val_acc,
+        "val_nocue_accuracy": nocue_acc,
         "gap": gap,
         "relative_gap": relative,
         "n_id": n_id,
         "n_ood": n_ood,
         "n_ood_depth": n_depth,
         "n_val": n_val,
+        "n_val_nocue": n_nocue,
     }
 
 

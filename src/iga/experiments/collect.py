@@ -71,6 +71,7 @@ from iga.experiments.collect_render import (
 from iga.experiments.sweep_results import (
     ERM,
     ORACLE,
+    SELECTION_METRICS,
     UNKNOWN,
     JobRecord,
     MeanCI,
@@ -82,11 +83,12 @@ from iga.experiments.sweep_results import (
     mean_ci,
     read_json_object,
     select_models,
+    selection_line,
     shared_hparam,
 )
 from iga.utils.io import atomic_write_json, atomic_write_text
 
-MODEL_SELECTION = "model selection: in-domain validation accuracy (val split, training domains)"
+MODEL_SELECTION = selection_line("val")
 FORMATS = ("md", "tex", "csv")
 FILE_NAMES = {"md": "results.md", "tex": "results.tex", "csv": "results.csv"}
 SUMMARY_NAME = "summary.json"
@@ -144,6 +146,8 @@ class Aggregate:
     families: list[str]
     #: Why the ERM→oracle column is empty ("" when it is filled).
     oracle_note: str
+    #: The validation metric shown in the tables' "Val" column: the one model selection used.
+    val_metric: str = "val_accuracy"
 
 
 def _group_stats(group: str, runs: list[JobRecord]) -> GroupStats:
@@ -154,6 +158,7 @@ def _group_stats(group: str, runs: list[JobRecord]) -> GroupStats:
         ablation=runs[0].ablation,
         overall={
             "val_accuracy": mean_ci(r.metric("eval", "summary", "val_accuracy") for r in runs),
+            "val_nocue_accuracy": mean_ci(r.metric("eval", "summary", "val_nocue_accuracy") for r in runs),
             "id_accuracy": mean_ci(r.metric("eval", "summary", "id_accuracy") for r in runs),
             "ood_accuracy": mean_ci(r.metric("eval", "summary", "ood_accuracy") for r in runs),
             "gap": mean_ci(r.metric("eval", "summary", "gap") for r in runs),
@@ -194,7 +199,7 @@ def _oracle_share(groups: Mapping[str, GroupStats]) -> tuple[float | None, float
     return erm, denominator, ""
 
 
-def aggregate(selected: Iterable[JobRecord]) -> Aggregate:
+def aggregate(selected: Iterable[JobRecord], *, select: str = "val") -> Aggregate:
     """Per-group statistics of the selected runs, plus the derived ERM-relative columns."""
     groups = {g: _group_stats(g, runs) for g, runs in by_group(selected).items()}
     erm_base, denominator, oracle_note = _oracle_share(groups)
@@ -206,7 +211,12 @@ def aggregate(selected: Iterable[JobRecord]) -> Aggregate:
         if erm_step and stats.step_time_s.mean is not None:
             stats.step_time_rel_erm = stats.step_time_s.mean / erm_step
     families = {fam for s in groups.values() for fam in s.by_family}
-    return Aggregate(groups=groups, families=sorted(families), oracle_note=oracle_note)
+    return Aggregate(
+        groups=groups,
+        families=sorted(families),
+        oracle_note=oracle_note,
+        val_metric=SELECTION_METRICS[select],
+    )
 
 
 def main_groups(groups: Mapping[str, GroupStats]) -> list[str]:
@@ -242,14 +252,22 @@ def _baseline_group(groups: Mapping[str, GroupStats], members: list[GroupStats])
 # ------------------------------------------------------------------------------------------------------------
 
 
-def _overall_row(stats: GroupStats, label: str, dagger: FewSeedCells) -> list[str]:
-    cols = OVERALL_COLUMNS
+def _overall_columns(agg: Aggregate) -> list[str]:
+    cols = list(OVERALL_COLUMNS)
+    if agg.val_metric == "val_nocue_accuracy":
+        cols[2] = "Val no-cue acc %"
+    return cols
+
+
+def _overall_row(
+    stats: GroupStats, label: str, dagger: FewSeedCells, cols: Sequence[str], val_metric: str
+) -> list[str]:
     closed = stats.oracle_gap_closed
     rel = stats.step_time_rel_erm
     return [
         label,
         str(stats.n_seeds),
-        dagger.cell(label, cols[2], stats.overall["val_accuracy"]),
+        dagger.cell(label, cols[2], stats.overall[val_metric]),
         dagger.cell(label, cols[3], stats.overall["id_accuracy"]),
         dagger.cell(label, cols[4], stats.overall["ood_accuracy"]),
         dagger.cell(label, cols[5], stats.overall["gap"]),
@@ -269,8 +287,9 @@ def _overall_notes(agg: Aggregate) -> list[str]:
 
 def _overall_table(title: str, agg: Aggregate, rows: Sequence[tuple[str, str]]) -> ResultTable:
     dagger = FewSeedCells()
-    body = [_overall_row(agg.groups[g], label, dagger) for g, label in rows]
-    return ResultTable(title, list(OVERALL_COLUMNS), body, dagger.line(), _overall_notes(agg))
+    cols = _overall_columns(agg)
+    body = [_overall_row(agg.groups[g], label, dagger, cols, agg.val_metric) for g, label in rows]
+    return ResultTable(title, cols, body, dagger.line(), _overall_notes(agg))
 
 
 def _family_stat(stats: GroupStats, family: str, metric: str) -> MeanCI:
@@ -409,8 +428,12 @@ def collect(
     out_dir: str | os.PathLike | None = None,
     formats: Sequence[str] = FORMATS,
     ablation: str | Sequence[str] | None = None,
+    select: str = "val",
 ) -> CollectResult:
     """Read, select, aggregate and write ``results.{md,tex,csv}`` (those in ``formats``) and ``summary.json``.
+
+    ``select``: the model-selection split, ``val`` (DomainBed's in-domain validation) or ``val_nocue`` (the
+    same instances without shortcut cues; see :func:`~iga.experiments.sweep_results.select_models`).
 
     ``ablation`` names the ablation families to tabulate (None = all that the sweep has); the main-comparison
     groups are always included. Raises FileNotFoundError for a missing folder, ValueError when it holds no job,
@@ -421,8 +444,8 @@ def collect(
         raise ValueError(f"format: unknown {', '.join(map(repr, unknown))}; choose from {', '.join(FORMATS)}")
     root = Path(sweep_dir)
     records, finished = load_finished(root)
-    selected, notes = select_models(finished)
-    agg = aggregate(selected)
+    selected, notes = select_models(finished, select=select)
+    agg = aggregate(selected, select=select)
     available = ablation_names(agg.groups)
     wanted = None if ablation is None else [ablation] if isinstance(ablation, str) else list(ablation)
     missing = [a for a in wanted or [] if a not in available]
@@ -437,7 +460,7 @@ def collect(
         if s.ablation is not None and s.ablation["name"] in (wanted or available)
     ]
     header = [
-        MODEL_SELECTION,
+        selection_line(select),
         f"jobs: {len(finished)} finished ({len(selected)} kept after model selection), "
         f"{len(records) - len(finished)} unfinished (not used)",
         f"cells: mean ± 95% CI half-width over seeds (Student's t); {DAGGER} = fewer than {MIN_SEEDS} seeds",

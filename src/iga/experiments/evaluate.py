@@ -15,8 +15,12 @@ from iga.models.prompting import PromptFormat
 from iga.utils.io import read_jsonl
 
 DEFAULT_EVAL_SPLITS = ("val", "id_test", "ood_surface", "ood_depth")
+#: Splits made at evaluation time from a stored one: name -> (source split, record id suffix).
+#: ``val_nocue`` is ``val`` with the shortcut cues removed (:func:`iga.isomers.shortcuts.strip_cue`): an in-domain
+#: validation set that, like ``id_test``, shows no cue — for model selection that does not reward cue reading.
+DERIVED_SPLITS = {"val_nocue": ("val", ":nocue")}
 #: Splits a dataset may lack (user-made or imported sets often have no validation split): skipped when absent.
-OPTIONAL_SPLITS = ("val",)
+OPTIONAL_SPLITS = ("val", "val_nocue")
 LCS_SPLITS = ("id_test", "ood_surface")
 
 
@@ -34,6 +38,26 @@ def limit_instances(records: Sequence[Mapping], per_skeleton: int | None) -> lis
             ids.append(rec["instance_id"])
         out.append(rec)
     return out
+
+
+def derive_split(split: str, records: Sequence[Mapping]) -> list[Mapping]:
+    """``records`` of a stored split as evaluated under the name ``split`` (unchanged unless it is derived)."""
+    if split not in DERIVED_SPLITS:
+        return list(records)
+    from iga.isomers.shortcuts import strip_cue
+
+    suffix = DERIVED_SPLITS[split][1]
+    return [{**strip_cue(r), "id": f"{r['id']}{suffix}", "split": split} for r in records]
+
+
+def check_eval_splits(splits: Sequence[str]) -> None:
+    """Refuse unknown evaluation split names early, naming the allowed ones."""
+    from iga.isomers.record import EVAL_SPLITS
+
+    allowed = (*EVAL_SPLITS, *DERIVED_SPLITS)
+    unknown = [s for s in splits if s not in allowed]
+    if unknown:
+        raise ValueError(f"eval_splits: unknown split {unknown[0]!r}; allowed: {', '.join(allowed)}")
 
 
 def load_run(run_dir: str | Path) -> tuple[TrainConfig, Any, Any]:
@@ -106,10 +130,11 @@ def evaluate_model(
     """
     from iga.evaluation import collect_anchor_states, compute_lcs_report, evaluate_records, summarise
 
+    check_eval_splits(splits)
     data_dir = Path(data_dir)
     records: list[Mapping] = []
     for split in splits:
-        path = data_dir / f"{split}.jsonl"
+        path = data_dir / f"{DERIVED_SPLITS.get(split, (split,))[0]}.jsonl"
         if not path.exists() and split in OPTIONAL_SPLITS:
             continue
         if not path.exists():
@@ -119,7 +144,7 @@ def evaluate_model(
             continue
         if not split_records:
             raise ValueError(f"{path}: the split is empty")
-        records.extend(split_records)
+        records.extend(derive_split(split, split_records))
     if max_new_tokens is None:
         longest = max(len(tokenizer(r["gold_cot"], add_special_tokens=False)["input_ids"]) for r in records)
         max_new_tokens = longest + 16

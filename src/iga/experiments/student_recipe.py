@@ -2,7 +2,7 @@
 
 ``python -m iga.experiments.student_recipe run NAME [options] --out runs/recipes`` pretrains a base with the given
 recipe (tokenizer, corpus, size, steps), probes how well it copies from context, fine-tunes it with ERM on the
-demo's four skeletons and evaluates it; ``python -m iga.experiments.student_recipe table runs/recipes`` renders
+demo's four skeletons (or ``--skeletons``) and evaluates it; ``python -m iga.experiments.student_recipe table runs/recipes`` renders
 every finished recipe as a Markdown table. docs/student-recipes.md holds the measured table and the commands.
 
 The copy probe: for held-out-domain problems, the premise paragraph followed by ``Recap:`` and its sentences in
@@ -55,11 +55,27 @@ def copy_probe(model: Any, tokenizer: Any, records: list[dict], limit: int = 120
     return {"copy_accuracy": hits / max(total, 1), "copy_digit_accuracy": digit_hits / max(digit_total, 1)}
 
 
+def recipe_skeletons(a: argparse.Namespace) -> list[str]:
+    """The skeletons a recipe trains on: ``--skeletons`` (ids or ``all``), else the demo's four."""
+    from iga.isomers.errors import ConfigError
+    from iga.isomers.skeletons.registry import get_skeleton, list_skeletons
+
+    chosen = getattr(a, "skeletons", None)
+    if not chosen:
+        return list(DEMO_SKELETONS)
+    if chosen == "all":
+        return list_skeletons()
+    try:
+        return [get_skeleton(n.strip()).id for n in chosen.split(",") if n.strip()]
+    except ConfigError as exc:
+        raise SystemExit(f"--skeletons: {exc} (or 'all')") from None
+
+
 def _data(out_root: Path, a: argparse.Namespace) -> Path:
     from iga.isomers import build_suite, make_config
 
     spec = {
-        "skeletons": list(DEMO_SKELETONS),
+        "skeletons": recipe_skeletons(a),
         "train_per_skeleton": a.train_per_skeleton,
         "difficulty": EASY_DIFFICULTY if a.easy else {},
         "shortcut": {"enabled": not a.no_cues},
@@ -157,9 +173,10 @@ def render_table(out_root: Path) -> str:
         )
         # The evaluation's own per-skeleton summary: ID = id_test in the training domains, as in the ID % column.
         per = r["by_skeleton"]
-        per_sk = "/".join(
-            f"{100 * per[s]['id_accuracy']:.0f}" if per.get(s, {}).get("id_accuracy") is not None else "–"
-            for s in DEMO_SKELETONS
+        per_sk = ", ".join(
+            f"{s.split('_')[0]} {100 * per[s]['id_accuracy']:.0f}"
+            for s in sorted(per)
+            if per[s].get("id_accuracy") is not None
         )
         base_src = f"{cfg['steps']} × {cfg['batch_size']} × {cfg['seq_len']}" + (
             f" (base of {Path(a['reuse_base']).parent.name})" if a["reuse_base"] else ""
@@ -198,6 +215,9 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument("--recaps", default="half", choices=["half", "all"])
     run.add_argument("--copy-drills", type=int, default=0, help="copy-drill documents added to the corpus")
     run.add_argument("--reuse-base", default=None, help="an existing base folder instead of pretraining one")
+    run.add_argument(
+        "--skeletons", default=None, help="comma-separated skeleton ids, or 'all' (default: the demo's)"
+    )
     run.add_argument("--train-per-skeleton", type=int, default=60)
     run.add_argument("--easy", action="store_true", help="smaller numbers, shorter S11 (EASY_DIFFICULTY)")
     run.add_argument("--no-cues", action="store_true", help="train without shortcut cues")

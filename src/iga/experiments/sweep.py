@@ -89,6 +89,9 @@ class SweepSpec(_Strict):
             raise ValueError(f"groups: names must be unique, repeated: {dupes}")
         if not self.seeds:
             raise ValueError("seeds: give at least one seed")
+        from iga.experiments.evaluate import check_eval_splits
+
+        check_eval_splits(self.eval_splits)
         return self
 
 

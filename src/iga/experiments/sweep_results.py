@@ -227,12 +227,29 @@ def load_finished(sweep_dir: str | os.PathLike) -> tuple[list[JobRecord], list[J
 # ------------------------------------------------------------------------------------------------------------
 
 
-def select_models(records: Iterable[JobRecord]) -> tuple[list[JobRecord], list[str]]:
+#: ``select`` choices of :func:`select_models` -> the ``eval.summary`` metric they maximise.
+SELECTION_METRICS = {"val": "val_accuracy", "val_nocue": "val_nocue_accuracy"}
+
+
+def selection_line(select: str = "val") -> str:
+    """The table-header line naming the model-selection rule."""
+    where = {"val": "val split", "val_nocue": "val split without shortcut cues"}[select]
+    return f"model selection: in-domain validation accuracy ({where}, training domains)"
+
+
+def select_models(records: Iterable[JobRecord], *, select: str = "val") -> tuple[list[JobRecord], list[str]]:
     """Per (group, seed), the finished hparams draw with the highest ``eval.summary.val_accuracy``.
+
+    ``select="val_nocue"`` maximises ``val_nocue_accuracy`` instead (the same instances with their shortcut cues
+    removed; jobs must have evaluated the ``val_nocue`` split): ``val`` keeps the training domains' cues, which
+    the test splits never show, so selecting on it rewards cue reading.
 
     Ties go to the lowest ``hparams_seed``; when no draw reports a (finite) validation accuracy, hparams_seed 0
     (else the lowest) is kept and a note says so. Returns the kept records (sorted by group, seed) and the notes.
     """
+    if select not in SELECTION_METRICS:
+        raise ValueError(f"select: unknown {select!r}; allowed: {', '.join(SELECTION_METRICS)}")
+    metric = SELECTION_METRICS[select]
     by_key: dict[tuple[str, int], list[JobRecord]] = {}
     for r in records:
         if r.finished:
@@ -241,7 +258,7 @@ def select_models(records: Iterable[JobRecord]) -> tuple[list[JobRecord], list[s
     notes: list[str] = []
     for (group, seed), draws in sorted(by_key.items()):
         draws = sorted(draws, key=lambda r: r.hparams_seed)
-        scored = [(r.metric("eval", "summary", "val_accuracy"), r) for r in draws]
+        scored = [(r.metric("eval", "summary", metric), r) for r in draws]
         with_val = [(v, r) for v, r in scored if v is not None and math.isfinite(v)]
         if with_val:
             # max() keeps the first of equal keys, and draws are sorted by hparams_seed: ties → lowest seed.
@@ -251,7 +268,7 @@ def select_models(records: Iterable[JobRecord]) -> tuple[list[JobRecord], list[s
             kept.append(default)
             if len(draws) > 1:
                 notes.append(
-                    f"{group}, seed {seed}: no val_accuracy in any of its {len(draws)} hparams draws; "
+                    f"{group}, seed {seed}: no {metric} in any of its {len(draws)} hparams draws; "
                     f"kept hparams_seed {default.hparams_seed} without selection"
                 )
     return kept, notes

@@ -118,3 +118,31 @@ def wrong_answer(answer: str, answer_type: str, label_space: Sequence[str], rng:
     if not others:
         raise ConfigError(f"cannot make a wrong {answer_type} answer: label space {list(label_space)!r}")
     return rng.choice(others)
+
+
+def strip_cue(record: Mapping) -> dict:
+    """A copy of ``record`` without its shortcut cue: the question as rendered, ``shortcut`` set to ``None``.
+
+    The cue is prefixed to the rendered question (``f"{cue} {question}"``) and drawn from its own random stream,
+    so stripping it gives exactly the record a suite built with cues off would hold. This is how the cue-free
+    validation split (``val_nocue``) is made at evaluation time: model selection on ``val`` rewards reading the
+    training domains' cues, which ``id_test`` and the held-out splits never show.
+
+    >>> rec = {"id": "x", "question": "Hint: 7. What is 3 + 4?", "shortcut": {"text": "Hint: 7.", "value": "7"}}
+    >>> strip_cue(rec)["question"], strip_cue(rec)["shortcut"]
+    ('What is 3 + 4?', None)
+    """
+    out = dict(record)
+    cue = record.get("shortcut")
+    if not cue:
+        return out
+    prefix = f"{cue['text']} "
+    question = record.get("question", "")
+    if not question.startswith(prefix):
+        raise ValueError(
+            f"record {record.get('id', '?')!r}: field 'question' does not start with its shortcut cue "
+            f"{cue['text']!r}; cannot strip it"
+        )
+    out["question"] = question[len(prefix) :]
+    out["shortcut"] = None
+    return out
