@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 
-.PHONY: demo test lint format install clean study
+.PHONY: demo test lint format install clean study shortcut-study
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,13 @@ format: $(STAMP)
 # The study of docs/results.md (about 9 CPU-hours on 2 cores; resumable: re-run to continue). WORKERS=N for more
 # cores. The 200-step version of docs/results.md §1: iga sweep configs/sweeps/study.yaml --out runs/study.
 WORKERS ?= 2
+# The shortcut study of docs/results.md (every algorithm's reliance on the training domains' cues; ~4 CPU-hours).
+shortcut-study: $(STAMP)
+	$(BIN)/iga sweep configs/sweeps/shortcut.yaml --out runs/shortcut --workers $(WORKERS) --threads 1
+	$(BIN)/iga collect runs/shortcut --out docs/results/shortcut
+	$(BIN)/iga plot runs/shortcut --out docs/results/shortcut/plots
+	$(BIN)/python -m iga.experiments.claims runs/shortcut --out docs/results/shortcut/claims.md
+
 study: $(STAMP)
 	$(BIN)/iga sweep configs/sweeps/long.yaml --out runs/long --workers $(WORKERS)
 	$(BIN)/iga collect runs/long --out docs/results/long

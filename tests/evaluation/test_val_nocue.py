@@ -59,3 +59,45 @@ def test_a_sweep_spec_with_an_unknown_evaluation_split_fails_at_load_time():
 
     with pytest.raises(Exception, match="unknown split 'vall'"):
         build_config(SweepSpec, {"eval_splits": ["vall"]}, source="spec.yaml")
+
+
+def test_cue_following_is_paired_over_the_same_wrong_cue_problems():
+    from iga.evaluation import summarise
+    from iga.evaluation.scores import ModeScore, RecordScore
+
+    def rec(i, split, cue_value, correct, hidden=False):
+        cue = {"text": "Hint.", "value": cue_value, "correct": correct}
+        return {
+            "id": f"r{i}-{split}",
+            "instance_id": f"I{i}",
+            "split": split,
+            "domain": "math",
+            "answer": "3",
+            "answer_type": "int",
+            "shortcut": None if hidden else cue,
+            "hidden_shortcut": cue if hidden else None,
+        }
+
+    def score(r, value):
+        ok = value == 3
+        return RecordScore(
+            r["id"], "", ModeScore(ok, False, str(value), value), ModeScore(ok, False, str(value), value)
+        )
+
+    # Three wrong cues (value 5) and one right cue: with cues the model says 5, 5, 3; without, 3, 5, 3.
+    shown = [
+        rec(0, "val", "5", False),
+        rec(1, "val", "5", False),
+        rec(2, "val", "5", False),
+        rec(3, "val", "3", True),
+    ]
+    hidden = [
+        rec(i, "val_nocue", r["shortcut"]["value"], r["shortcut"]["correct"], True)
+        for i, r in enumerate(shown)
+    ]
+    answers = [5, 5, 3, 3, 3, 5, 3, 3]
+    records = shown + hidden
+    s = summarise(records, [score(r, a) for r, a in zip(records, answers, strict=True)], ["math"], [])
+    assert s["n_wrong_cue"] == 3
+    assert s["cue_follow"] == pytest.approx(2 / 3) and s["cue_follow_nocue"] == pytest.approx(1 / 3)
+    assert s["val_accuracy"] == pytest.approx(2 / 4) and s["val_nocue_accuracy"] == pytest.approx(3 / 4)

@@ -471,3 +471,35 @@ def test_selection_on_the_cue_free_validation_split(tmp_path):
     assert out.summary["iga"]["val_nocue_accuracy"]["mean"] == pytest.approx(0.4)
     with pytest.raises(ValueError, match="select: unknown 'test'; allowed: val, val_nocue"):
         collect(tmp_path, formats=(), select="test")
+
+
+def test_shortcut_reliance_table_is_paired_per_run_and_absent_without_val_nocue(tmp_path):
+    assert "Shortcut reliance" not in collect(_three_erm(tmp_path / "plain"), formats=()).markdown
+    runs = [
+        ("e0", "erm", 0, 0.5, 0.2, 0.8, 0.3),
+        ("e1", "erm", 1, 0.7, 0.2, 0.6, 0.3),
+        ("i0", "iga", 0, 0.3, 0.3, 0.3, 0.3),
+    ]
+    for job_id, group, seed, val, nocue, follow, follow_hidden in runs:
+        job = write_job(tmp_path / "cues", job_id, group, seed, val=val)
+        result = json.loads((job / "result.json").read_text())
+        result["eval"]["summary"].update(
+            val_nocue_accuracy=nocue, cue_follow=follow, cue_follow_nocue=follow_hidden
+        )
+        (job / "result.json").write_text(json.dumps(result))
+    out = collect(tmp_path / "cues", formats=())
+    erm, iga = (
+        row_of(out.markdown, "erm", "Shortcut reliance"),
+        row_of(out.markdown, "iga", "Shortcut reliance"),
+    )
+    # ERM: gains 30 and 50 points → mean 40 (two seeds: t(0.975, 1)·sd/√2 = 12.706·14.142/1.414 = 127.1)
+    assert erm[:4] == ["2", "60.0 ± 127.1†", "20.0 ± 0.0†", "40.0 ± 127.1†"]
+    assert erm[4].startswith("70.0") and erm[5].startswith("30.0")
+    assert iga[3].startswith("0.0") and out.summary["iga"]["cue_gain"]["mean"] == pytest.approx(0.0)
+    assert out.summary["erm"]["cue_follow"]["mean"] == pytest.approx(0.7)
+
+
+def _three_erm(root):
+    for seed in range(3):
+        write_job(root, f"p{seed}", "erm", seed, val=0.5)
+    return root

@@ -267,3 +267,19 @@ def test_the_dry_run_base_is_the_one_jobs_train_from(tmp_path):
         cached_student_dir("smollm2-135m")
     )
     assert sweep_base_dir(_spec(student=str(tmp_path)), build=True) == str(tmp_path)  # a local checkpoint
+
+
+def test_pretrain_overrides_give_their_own_base_and_bad_fields_fail_at_load_time():
+    import dataclasses
+
+    from iga.experiments.sweep import sweep_base_dir
+    from iga.models.pretrain import base_path, pretrain_config
+
+    plain = sweep_base_dir(_spec(student="tiny"), build=False)
+    custom = sweep_base_dir(_spec(student="tiny", pretrain={"steps": 7, "split_digits": True}), build=False)
+    expected = dataclasses.replace(pretrain_config("tiny"), steps=7, split_digits=True)
+    assert custom == str(base_path(expected)) != plain
+    with pytest.raises(Exception, match="pretrain: unknown field 'stpes'; allowed: batch_size, lr, seq_len"):
+        _spec(student="tiny", pretrain={"stpes": 7})
+    with pytest.raises(ValueError, match="pretrain: only for built-in students"):
+        sweep_base_dir(_spec(student="smollm2-135m", pretrain={"steps": 7}), build=False)

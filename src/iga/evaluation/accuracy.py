@@ -124,6 +124,10 @@ def _headline(pairs: Sequence[Pair], mode: str, train: set, heldout: set) -> dic
     gap, relative = (
         id_ood_gap(id_acc, ood_acc) if id_acc is not None and ood_acc is not None else (None, None)
     )
+    # Shortcut reliance, paired: on val problems whose cue is wrong, how often the answer is the cue's value —
+    # with the cue shown (val) and on the same problems without it (val_nocue keeps the cue as hidden_shortcut).
+    follow, n_wrong = _cue_follow(pairs, mode, train, "val", "shortcut")
+    follow_nocue, _ = _cue_follow(pairs, mode, train, "val_nocue", "hidden_shortcut")
     return {
         "id_accuracy": id_acc,
         "ood_accuracy": ood_acc,
@@ -137,7 +141,31 @@ def _headline(pairs: Sequence[Pair], mode: str, train: set, heldout: set) -> dic
         "n_ood_depth": n_depth,
         "n_val": n_val,
         "n_val_nocue": n_nocue,
+        "cue_follow": follow,
+        "cue_follow_nocue": follow_nocue,
+        "n_wrong_cue": n_wrong,
     }
+
+
+def _cue_follow(
+    pairs: Sequence[Pair], mode: str, train: set, split: str, field: str
+) -> tuple[float | None, int]:
+    """Share of ``split`` answers (training domains) equal to the value of their wrong shortcut cue."""
+    from iga.isomers.answers import answers_match
+
+    flags = []
+    for r, s in pairs:
+        cue = r.get(field)
+        if r.get("split") != split or r.get("domain") not in train or not cue or cue.get("correct", True):
+            continue
+        value = s.mode(mode).value
+        flags.append(
+            value is not None
+            and answers_match(
+                value, cue["value"], r["answer_type"], mode=mode, label_space=r.get("label_space")
+            )
+        )
+    return _rate(flags), len(flags)
 
 
 def _by(pairs: Sequence[Pair], field: str) -> list[tuple[Any, list[Pair]]]:
@@ -175,8 +203,10 @@ def summarise(
 ) -> dict[str, Any]:
     """Headline numbers (in ``mode``) plus breakdowns, as one JSON-serialisable dict.
 
-    Keys: ``id_accuracy``, ``ood_accuracy``, ``ood_depth_accuracy``, ``gap`` (ID − OOD), ``relative_gap``, their
-    ``n_*`` counts; ``overall`` (both modes, failure rates); ``by_split`` (both modes); ``by_family`` and
+    Keys: ``id_accuracy``, ``ood_accuracy``, ``ood_depth_accuracy``, ``gap`` (ID − OOD), ``relative_gap``,
+    ``val_accuracy`` and ``val_nocue_accuracy`` (in-domain validation with and without shortcut cues),
+    ``cue_follow`` / ``cue_follow_nocue`` (share of answers equal to a wrong cue's value, with the cue shown / on
+    the same problems without it), their ``n_*`` counts; ``overall`` (both modes, failure rates); ``by_split`` (both modes); ``by_family`` and
     ``by_skeleton`` (the headline numbers per group); ``by_domain`` (accuracy per split); ``behaviour`` (set-level
     consistency per evaluation split, sets = ``instance_id``). ``None`` marks a number with no records behind it.
     """

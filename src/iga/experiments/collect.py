@@ -150,6 +150,11 @@ class Aggregate:
     val_metric: str = "val_accuracy"
 
 
+def _difference(run: JobRecord, a: str, b: str) -> float | None:
+    x, y = run.metric("eval", "summary", a), run.metric("eval", "summary", b)
+    return None if x is None or y is None else x - y
+
+
 def _group_stats(group: str, runs: list[JobRecord]) -> GroupStats:
     families = sorted({fam for r in runs for fam in (r.summary.get("by_family") or {})})
     return GroupStats(
@@ -159,6 +164,10 @@ def _group_stats(group: str, runs: list[JobRecord]) -> GroupStats:
         overall={
             "val_accuracy": mean_ci(r.metric("eval", "summary", "val_accuracy") for r in runs),
             "val_nocue_accuracy": mean_ci(r.metric("eval", "summary", "val_nocue_accuracy") for r in runs),
+            # paired per run: what the cues add to validation accuracy, on the same problems
+            "cue_gain": mean_ci(_difference(r, "val_accuracy", "val_nocue_accuracy") for r in runs),
+            "cue_follow": mean_ci(r.metric("eval", "summary", "cue_follow") for r in runs),
+            "cue_follow_nocue": mean_ci(r.metric("eval", "summary", "cue_follow_nocue") for r in runs),
             "id_accuracy": mean_ci(r.metric("eval", "summary", "id_accuracy") for r in runs),
             "ood_accuracy": mean_ci(r.metric("eval", "summary", "ood_accuracy") for r in runs),
             "gap": mean_ci(r.metric("eval", "summary", "gap") for r in runs),
@@ -292,6 +301,44 @@ def _overall_table(title: str, agg: Aggregate, rows: Sequence[tuple[str, str]]) 
     return ResultTable(title, cols, body, dagger.line(), _overall_notes(agg))
 
 
+SHORTCUT_COLUMNS = (
+    "Group",
+    "Seeds",
+    "Val acc %, cues",
+    "Val acc %, no cues",
+    "Cue gain (pts)",
+    "Wrong cue followed %",
+    "Same problems, cue hidden %",
+)
+
+
+def _shortcut_table(agg: Aggregate, groups: Sequence[str]) -> ResultTable:
+    """Shortcut reliance: validation with and without cues, and how often a wrong cue's value is answered."""
+    dagger = FewSeedCells()
+    cols = SHORTCUT_COLUMNS
+    body = []
+    for g in groups:
+        o = agg.groups[g].overall
+        body.append(
+            [
+                g,
+                str(agg.groups[g].n_seeds),
+                dagger.cell(g, cols[2], o["val_accuracy"]),
+                dagger.cell(g, cols[3], o["val_nocue_accuracy"]),
+                dagger.cell(g, cols[4], o["cue_gain"]),
+                dagger.cell(g, cols[5], o["cue_follow"]),
+                dagger.cell(g, cols[6], o["cue_follow_nocue"]),
+            ]
+        )
+    notes = [
+        "Paired on the same validation problems (training domains): cue gain = val accuracy with the cues − without "
+        "them; wrong cue followed = share of answers equal to the value of a wrong cue, with the cue shown and with "
+        "it hidden (the second is what the model answers anyway). A model that ignores cues has gain ≈ 0 and equal "
+        "follow rates. Needs jobs that evaluated the val_nocue split."
+    ]
+    return ResultTable("Shortcut reliance", list(cols), body, dagger.line(), notes)
+
+
 def _family_stat(stats: GroupStats, family: str, metric: str) -> MeanCI:
     return stats.by_family.get(family, {}).get(metric, MeanCI(None, None, 0))
 
@@ -312,11 +359,19 @@ def build_tables(agg: Aggregate, ablations: Sequence[str] | None = None) -> list
     main = main_groups(agg.groups)
     if main:
         tables.append(_overall_table("Overall", agg, [(g, g) for g in main]))
+        if any(agg.groups[g].overall["cue_gain"].n for g in main):
+            tables.append(_shortcut_table(agg, main))
         if agg.families:
             tables += [_family_table(metric, agg, main) for metric in FAMILY_METRICS]
     names = ablation_names(agg.groups) if ablations is None else list(ablations)
     for name in names:
-        tables.append(_overall_table(f"Ablation: {name}", agg, ablation_rows(agg.groups, name)))
+        rows = ablation_rows(agg.groups, name)
+        tables.append(_overall_table(f"Ablation: {name}", agg, rows))
+        if any(agg.groups[g].overall["cue_gain"].n for g, _ in rows):
+            shortcut = _shortcut_table(agg, [g for g, _ in rows])
+            shortcut.title = f"Shortcut reliance — ablation: {name}"
+            shortcut.rows = [[label, *row[1:]] for (_, label), row in zip(rows, shortcut.rows, strict=True)]
+            tables.append(shortcut)
     return tables
 
 

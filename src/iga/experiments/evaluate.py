@@ -47,7 +47,11 @@ def derive_split(split: str, records: Sequence[Mapping]) -> list[Mapping]:
     from iga.isomers.shortcuts import strip_cue
 
     suffix = DERIVED_SPLITS[split][1]
-    return [{**strip_cue(r), "id": f"{r['id']}{suffix}", "split": split} for r in records]
+    # hidden_shortcut: the cue the model was not shown, for the paired cue-following statistic.
+    return [
+        {**strip_cue(r), "id": f"{r['id']}{suffix}", "split": split, "hidden_shortcut": r.get("shortcut")}
+        for r in records
+    ]
 
 
 def check_eval_splits(splits: Sequence[str]) -> None:

@@ -63,6 +63,9 @@ class SweepSpec(_Strict):
     data_seed: int = 0
     student: str = "small"
     base_dir: str | None = None  # None: the cached `iga pretrain` base of `student`
+    # Built-in students only: PretrainConfig fields that replace the student's preset (steps, batch_size, seq_len,
+    # lr, vocab_size, split_digits); a different base, cached under its own key like every base.
+    pretrain: dict[str, Any] = Field(default_factory=dict)
     train: dict[str, Any] = Field(default_factory=dict)  # TrainConfig fields shared by every job
     eval_per_skeleton: int | None = Field(5, ge=1)
     eval_splits: list[str] = Field(default_factory=lambda: ["val", "id_test", "ood_surface", "ood_depth"])
@@ -92,6 +95,15 @@ class SweepSpec(_Strict):
         from iga.experiments.evaluate import check_eval_splits
 
         check_eval_splits(self.eval_splits)
+        if self.pretrain:
+            from dataclasses import fields
+
+            from iga.models.pretrain import PretrainConfig
+
+            allowed = sorted(f.name for f in fields(PretrainConfig) if f.name not in ("student", "seed"))
+            unknown = sorted(set(self.pretrain) - set(allowed))
+            if unknown:
+                raise ValueError(f"pretrain: unknown field {unknown[0]!r}; allowed: {', '.join(allowed)}")
         return self
 
 
@@ -280,8 +292,14 @@ def sweep_base_dir(spec: SweepSpec, *, build: bool) -> str:
     if spec.base_dir:
         return spec.base_dir
     if spec.student in STUDENTS:
-        cfg = pretrain_config(spec.student, seed=spec.data_seed)
+        import dataclasses
+
+        cfg = dataclasses.replace(pretrain_config(spec.student, seed=spec.data_seed), **spec.pretrain)
         return str(ensure_base(cfg)[0] if build else base_path(cfg))
+    if spec.pretrain:
+        raise ValueError(
+            f"pretrain: only for built-in students ({', '.join(STUDENTS)}), not {spec.student!r}"
+        )
     if build:
         return str(resolve_student(spec.student))
     return str(cached_student_dir(spec.student) if spec.student in REAL_STUDENTS else Path(spec.student))
