@@ -88,3 +88,19 @@ def test_recipe_runs_end_to_end_and_renders(tmp_path, capsys):
     assert "| m1 | micro | 3 × 4 × 64 | yes |" in table
     main(["table", str(out), "--write", str(tmp_path / "t.md")])
     assert (tmp_path / "t.md").read_text() == table
+
+
+def test_recipe_skeletons_default_all_and_codes():
+    import argparse
+
+    from iga.experiments.student_recipe import DEMO_SKELETONS, recipe_skeletons
+
+    assert recipe_skeletons(argparse.Namespace(skeletons=None)) == list(DEMO_SKELETONS)
+    everything = recipe_skeletons(argparse.Namespace(skeletons="all"))
+    assert len(everything) == 11 and everything[0] == "S01_arith_chain"
+    assert recipe_skeletons(argparse.Namespace(skeletons="S06, s09")) == [
+        "S06_mp_chain",
+        "S09_transitive_order",
+    ]
+    with pytest.raises(SystemExit, match="--skeletons: unknown skeleton 'S99'"):
+        recipe_skeletons(argparse.Namespace(skeletons="S06,S99"))

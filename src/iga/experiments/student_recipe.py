@@ -160,7 +160,7 @@ def render_table(out_root: Path) -> str:
     rows = [json.loads(p.read_text()) for p in sorted(out_root.glob("*/recipe.json"))]
     head = (
         "| recipe | student | pretrain steps × batch × seq | digits | facts ≤ | recaps | drills | copy % | copy digits % | "
-        "data | FT steps | FT lr | val % | ID % | OOD % | ID per skeleton (S01/S06/S09/S11) % |\n"
+        "data | FT steps | FT lr | val % | ID % | OOD % | ID per skeleton % |\n"
         "| --- | --- | --- | --- | --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |"
     )
     lines = [head]
@@ -183,12 +183,46 @@ def render_table(out_root: Path) -> str:
         )
         lines.append(
             f"| {r['name']} | {cfg['student']} | {base_src} | {'yes' if cfg.get('split_digits') else 'no'} | "
-            f"{a['max_sum']}, ×{a['max_factor']} | {a['recaps']} | {a.get('copy_drills', 0)} | "
-            f"{100 * r['copy_accuracy']:.0f} | "
+            + (
+                "as base | as base | as base | "  # the corpus options of a reused base are its own recipe's
+                if a["reuse_base"]
+                else f"{a['max_sum']}, ×{a['max_factor']} | {a['recaps']} | {a.get('copy_drills', 0)} | "
+            )
+            + f"{100 * r['copy_accuracy']:.0f} | "
             f"{100 * r['copy_digit_accuracy']:.0f} | {data} | {a['ft_steps']} | {a['ft_lr']:g} | "
             f"{_pct(r['val_accuracy'])} | {_pct(r['id_accuracy'])} | {_pct(r['ood_accuracy'])} | {per_sk} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def render_skeleton_table(recipe_dir: Path) -> str:
+    """Per-skeleton accuracies of one recipe, next to the majority-answer rate of its in-domain test problems."""
+    from collections import Counter
+
+    r = json.loads((recipe_dir / "recipe.json").read_text())
+    id_records = [
+        rec
+        for rec in read_jsonl(Path(r["data_dir"]) / "id_test.jsonl")
+        if rec["domain"] in set(_train_domains(r))
+    ]
+    lines = [
+        "| skeleton | answer type | majority answer % (id_test) | val % (cues) | ID % | OOD % | n ID |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for sk, m in sorted(r["by_skeleton"].items()):
+        recs = [rec for rec in id_records if rec["skeleton"] == sk]
+        majority = Counter(rec["answer"] for rec in recs).most_common(1)[0][1] / len(recs) if recs else None
+        kind = recs[0]["answer_type"] if recs else "?"
+        lines.append(
+            f"| {sk} | {kind} | {_pct(majority)} | {_pct(m.get('val_accuracy'))} | {_pct(m.get('id_accuracy'))} | "
+            f"{_pct(m.get('ood_accuracy'))} | {m.get('n_id')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _train_domains(recipe: dict) -> list[str]:
+    manifest = json.loads((Path(recipe["data_dir"]) / "manifest.json").read_text())
+    return [d["name"] for d in manifest["domains"] if d.get("role") == "train"]
 
 
 def _pct(x: float | None) -> str:
@@ -228,7 +262,12 @@ def main(argv: list[str] | None = None) -> None:
     table = sub.add_parser("table", help="Markdown table of every finished recipe under a folder")
     table.add_argument("out")
     table.add_argument("--write", default=None, help="also write the table to this file")
+    per_skeleton = sub.add_parser("skeletons", help="per-skeleton table of one finished recipe")
+    per_skeleton.add_argument("recipe_dir")
     a = ap.parse_args(argv)
+    if a.command == "skeletons":
+        print(render_skeleton_table(Path(a.recipe_dir)), end="")
+        return
     if a.command == "run":
         r = run_recipe(a)
         print(
