@@ -21,7 +21,10 @@ def test_quick_demo_writes_report_summary_and_plot(tmp_path, monkeypatch):
     for method in summary["methods"].values():
         assert set(method) >= {"id_accuracy", "ood_accuracy", "lcs", "step_time_s"}
         assert 0 <= method["id_accuracy"] <= 1 and 0 <= method["lcs"] <= 1
+        # the cue-stripped validation copy is evaluated too: same number of answers as val
+        assert method["val_nocue_accuracy"] is not None and 0 <= method["val_accuracy"] <= 1
     report = (out / "report.md").read_text()
+    assert "Shortcut reliance" in report
     assert "| erm |" in report and "| iga |" in report and "demo.png" in report
     assert (out / "demo.png").read_bytes()[:4] == b"\x89PNG"
     assert "ERM-SFT vs IGA" in result.output
