@@ -260,9 +260,25 @@ def test_sweep_without_mask_logs_skips_the_mask_figure(tmp_path):
     out = tmp_path / "figs"
     report = render_sweep_plots(root, out_dir=out, formats=["png"])
     assert [p.name for p in report.written] == ["accuracy.png", "curves.png"]
-    assert set(report.skipped) == {"mask", "lcs_layers", "ablations"}
-    assert "mask_mean" in report.skipped["mask"]
+    assert set(report.skipped) == {"shortcut", "mask", "lcs_layers", "ablations"}
+    assert "mask_mean" in report.skipped["mask"] and "val_nocue" in report.skipped["shortcut"]
     assert not (out / "mask.png").exists()
+
+
+def test_shortcut_figure_pairs_cues_shown_and_stripped(tmp_path):
+    root = tmp_path / "sweep"
+    for group, follow in (("erm", 0.8), ("iga", 0.3)):
+        for seed in range(2):
+            job = _write_job(root, f"{group}{seed}", group=group, seed=seed, accuracies=(0.2, 0.1, 0.1))
+            result = json.loads((job / "result.json").read_text())
+            result["eval"]["summary"].update(
+                val_accuracy=0.5, val_nocue_accuracy=0.2, cue_follow=follow, cue_follow_nocue=0.3
+            )
+            (job / "result.json").write_text(json.dumps(result))
+    report = render_sweep_plots(root, out_dir=tmp_path / "figs", formats=["svg"])
+    assert "shortcut" not in report.skipped
+    svg = (tmp_path / "figs" / "shortcut.svg").read_text()
+    assert "cues stripped" in svg and "cue hidden" in svg and "Answers equal to a wrong cue" in svg
 
 
 def test_plain_run_folders_are_grouped_by_algorithm(tmp_path):

@@ -63,7 +63,7 @@ MASK_KEYS: tuple[tuple[str, str], ...] = (
     ("mask_below_half", "share of mask entries < 0.5"),
     ("vhat_mean", "mean V̂ (normalised cross-domain variance)"),
 )
-FIGURES = ("accuracy", "curves", "mask", "lcs_layers", "ablations")
+FIGURES = ("accuracy", "shortcut", "curves", "mask", "lcs_layers", "ablations")
 SUPPORTED_FORMATS = ("png", "svg", "pdf")
 PNG_DPI = 120
 
@@ -277,6 +277,56 @@ def _accuracy_figure(runs: list[JobRecord], colours: Mapping[str, Any]) -> Any:
     return fig
 
 
+#: Shortcut-reliance panels: (title, [(eval.summary key, bar label)], y label).
+SHORTCUT_PANELS = (
+    (
+        "Validation accuracy",
+        [("val_accuracy", "cues shown"), ("val_nocue_accuracy", "cues stripped")],
+        "accuracy (%)",
+    ),
+    (
+        "Answers equal to a wrong cue's value",
+        [("cue_follow", "cue shown"), ("cue_follow_nocue", "cue hidden")],
+        "share of wrong-cue problems (%)",
+    ),
+)
+
+
+def _shortcut_figure(runs: list[JobRecord], colours: Mapping[str, Any]) -> Any:
+    keys = [key for _, metrics, _ in SHORTCUT_PANELS for key, _ in metrics]
+    table = {g: _accuracies(m, keys) for g, m in by_group(main_runs(runs)).items()}
+    table = {g: cells for g, cells in table.items() if cells["val_nocue_accuracy"].n}
+    if not table:
+        return "no main-comparison run evaluated the val_nocue split"
+    plt = _pyplot()
+    groups = list(table)
+    fig, axes = plt.subplots(1, 2, figsize=(max(8.0, 2.0 + 0.7 * len(groups)), 4.2))
+    for ax, (title, metrics, ylabel) in zip(axes, SHORTCUT_PANELS, strict=True):
+        width = 0.8 / len(metrics)
+        for j, (key, label) in enumerate(metrics):
+            cells = [table[g][key] for g in groups]
+            ax.bar(
+                [i + (j - (len(metrics) - 1) / 2) * width for i in range(len(groups))],
+                [_pct(c.mean) for c in cells],
+                width,
+                yerr=[_pct_err(c) for c in cells],
+                capsize=2,
+                color=[colours[g] for g in groups],
+                alpha=1.0 if j == 0 else 0.45,
+                hatch=None if j == 0 else "//",
+                label=label,
+            )
+        ax.set_xticks(range(len(groups)), groups, rotation=45, ha="right", fontsize=8)
+        ax.set_ylabel(ylabel)
+        ax.set_ylim(0, 105)
+        ax.set_title(title, fontsize=10)
+        ax.legend(fontsize=8)
+    fig.suptitle(
+        "Shortcut reliance (paired, same validation problems; mean over seeds, 95% t-interval)", fontsize=10
+    )
+    return fig
+
+
 def _band_plot(ax: Any, curve: Curve, colour: Any, label: str) -> None:
     ax.plot(curve.steps, curve.mean, color=colour, label=label)
     if curve.n > 1:
@@ -404,6 +454,7 @@ def _ablation_figure(runs: list[JobRecord], colours: Mapping[str, Any]) -> Any:
 
 _BUILDERS: dict[str, Callable[[list[JobRecord], Mapping[str, Any]], Any]] = {
     "accuracy": _accuracy_figure,
+    "shortcut": _shortcut_figure,
     "curves": _curves_figure,
     "mask": _mask_figure,
     "lcs_layers": _lcs_figure,
@@ -474,7 +525,7 @@ def plot_sweep(
     out_dir: str | os.PathLike | None = None,
     formats: Sequence[str] = ("png", "svg"),
 ) -> list[Path]:
-    """Write the sweep's figures (``accuracy``, ``curves``, ``mask``, ``lcs_layers``, ``ablations``) into
+    """Write the sweep's figures (``accuracy``, ``shortcut``, ``curves``, ``mask``, ``lcs_layers``, ``ablations``) into
     ``out_dir`` (default ``sweep_dir/plots``), each in every format; returns the written paths.
 
     Figures with nothing to show are skipped and logged (see :func:`render_sweep_plots` for the reasons).
