@@ -48,4 +48,4 @@ def test_demo_pretrains_its_base_for_the_configured_steps(tmp_path, monkeypatch)
         with pytest.raises(RuntimeError, match="stop after the base request"):
             run_demo(cfg, say=lambda msg: None, progress=False)
     assert seen == [7, pretrain.PRETRAIN_PRESETS["micro"]["steps"]]
-    assert demo_config().pretrain_steps == 200  # the demo's own budget, not the study's `small` preset (400)
+    assert demo_config().pretrain_steps == 150  # the demo's own budget, not the study's `small` preset (400)
