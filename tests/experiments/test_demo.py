@@ -28,6 +28,9 @@ def test_quick_demo_writes_report_summary_and_plot(tmp_path, monkeypatch):
     assert "| erm |" in report and "| iga |" in report and "demo.png" in report
     assert (out / "demo.png").read_bytes()[:4] == b"\x89PNG"
     assert "ERM-SFT vs IGA" in result.output
+    from iga.experiments.demo import render_saved_report
+
+    assert render_saved_report(out) == report  # the report is a function of the saved files alone
 
 
 def test_demo_pretrains_its_base_for_the_configured_steps(tmp_path, monkeypatch):
