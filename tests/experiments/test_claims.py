@@ -63,3 +63,27 @@ def test_missing_groups_and_the_command(sweep, tmp_path):
     out = tmp_path / "out" / "claims.md"
     main([str(sweep), "--out", str(out)])
     assert out.read_text().startswith("# Claims check") and json.loads(out.with_suffix(".json").read_text())
+
+
+def test_shortcut_reliance_claim_is_paired_and_only_made_with_val_nocue(sweep, tmp_path):
+    assert check_claims(per_seed(sweep))["shortcut"] == {}  # no job evaluated val_nocue
+    root = tmp_path / "cues"
+    # ERM reads the cues (gain 10/12/14 points), IGA barely (1/2/3): differences −9, −10, −11.
+    for s in range(3):
+        for group, gain, follow in (("erm", 0.10 + 0.02 * s, 0.30), ("iga", 0.01 * (s + 1), 0.12)):
+            _job(root, f"{group}{s}", group, s, 0.2, 0.3, 0.2)
+            path = root / "jobs" / f"{group}{s}" / "result.json"
+            result = json.loads(path.read_text())
+            result["eval"]["summary"].update(
+                val_accuracy=0.4 + gain, val_nocue_accuracy=0.4, cue_follow=follow, cue_follow_nocue=0.1
+            )
+            path.write_text(json.dumps(result))
+    shortcut = check_claims(per_seed(root))["shortcut"]
+    gain = shortcut["cue_gain"]
+    assert gain["difference"]["mean"] == pytest.approx(-0.10)
+    assert gain["difference"]["ci95"] == pytest.approx(4.302652729749462 * 0.01 / 3**0.5)
+    assert gain["verdict"] == "better"  # lower reliance is better
+    follow = shortcut["cue_excess_follow"]
+    assert follow["erm"]["mean"] == pytest.approx(0.2) and follow["iga"]["mean"] == pytest.approx(0.02)
+    text = render_claims(check_claims(per_seed(root)))
+    assert "less shortcut reliance than ERM-SFT: cue gain" in text and "| better |" in text

@@ -16,7 +16,9 @@ def demo_cmd(
         "runs/demo", "--out", help="Folder for data, runs, report.md, summary.json, demo.png."
     ),
     seed: int = typer.Option(0, "--seed"),
-    steps: int = typer.Option(None, "--steps", help="Training steps per method (default: DemoConfig.steps, 250)."),
+    steps: int = typer.Option(
+        None, "--steps", help="Training steps per method (default: DemoConfig.steps, 250)."
+    ),
     quick: bool = typer.Option(
         False, "--quick", help="Seconds-long smoke version (micro student, tiny data)."
     ),

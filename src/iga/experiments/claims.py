@@ -6,6 +6,9 @@ half-width of the Δ's. A verdict says "holds" only when the interval excludes z
 
 Claims (arXiv 2606.05025): IGA's OOD-surface accuracy gain over ERM-SFT (paper: up to +14.3 points); the LCS of
 ERM against IGA's (paper: 0.142 vs 0.031, a ratio of 4.6; lower is more consistent); IGA against every baseline.
+Where the jobs evaluated the cue-free validation split, also the mechanism the paper argues for — less reliance on
+domain-dependent shortcuts than ERM: the cue gain (validation accuracy with cues − without, same problems) and the
+excess wrong-cue following (share of answers equal to a wrong cue's value, shown − hidden); lower is better.
 
 Run: ``python -m iga.experiments.claims runs/study --out docs/results/claims.md`` (also writes ``claims.json``).
 
@@ -32,6 +35,18 @@ METRICS = {
     "id_accuracy": ("eval", "summary", "id_accuracy"),
     "lcs": ("eval", "lcs", "canonical"),
 }
+#: Shortcut reliance, per run: metric -> (minuend, subtrahend) in eval.summary.
+SHORTCUT_METRICS = {
+    "cue_gain": ("val_accuracy", "val_nocue_accuracy"),
+    "cue_excess_follow": ("cue_follow", "cue_follow_nocue"),
+}
+
+
+def _run_metric(record: Any, name: str) -> float | None:
+    if name in METRICS:
+        return record.metric(*METRICS[name])
+    a, b = (record.metric("eval", "summary", key) for key in SHORTCUT_METRICS[name])
+    return None if a is None or b is None else a - b
 
 
 def per_seed(sweep_dir: str | os.PathLike) -> dict[str, dict[str, dict[int, float]]]:
@@ -41,8 +56,8 @@ def per_seed(sweep_dir: str | os.PathLike) -> dict[str, dict[str, dict[int, floa
     out: dict[str, dict[str, dict[int, float]]] = {}
     for group, records in by_group(r for r in kept if r.ablation is None).items():
         out[group] = {
-            name: {r.seed: v for r in records if (v := r.metric(*keys)) is not None}
-            for name, keys in METRICS.items()
+            name: {r.seed: v for r in records if (v := _run_metric(r, name)) is not None}
+            for name in (*METRICS, *SHORTCUT_METRICS)
         }
     return out
 
@@ -74,6 +89,17 @@ def check_claims(
     gain = paired_difference(data[method]["ood_accuracy"], data["erm"]["ood_accuracy"])
     lcs_erm = mean_ci(data["erm"]["lcs"].values())
     lcs_method = mean_ci(data[method]["lcs"].values())
+    shortcut = {}
+    for metric in SHORTCUT_METRICS:
+        mine, erm = data[method].get(metric, {}), data["erm"].get(metric, {})
+        if mine and erm:
+            d = paired_difference(mine, erm)
+            shortcut[metric] = {
+                method: mean_ci(mine.values()).to_json(),
+                "erm": mean_ci(erm.values()).to_json(),
+                "difference": d.to_json(),
+                "verdict": _verdict(d, higher_is_better=False),
+            }
     vs = {}
     for other in sorted(g for g in data if g != method):
         vs[other] = {}
@@ -99,6 +125,7 @@ def check_claims(
                 paired_difference(data[method]["lcs"], data["erm"]["lcs"]), higher_is_better=False
             ),
         },
+        "shortcut": shortcut,
         "versus": vs,
     }
 
@@ -126,6 +153,12 @@ def render_claims(claims: Mapping[str, Any]) -> str:
         f"| LCS ERM / {m} (lower LCS = more consistent) | {lcs['paper']['erm']} / {lcs['paper']['iga']} "
         f"(ratio {lcs['paper']['ratio']:.1f}) | {_fmt(lcs['erm']['mean'])} / {_fmt(lcs[m]['mean'])} "
         f"(ratio {'–' if ratio is None else f'{ratio:.2f}'}) | {lcs['verdict']} |",
+        *(
+            f"| less shortcut reliance than ERM-SFT: {SHORTCUT_LABELS[k]} (points, {m} − ERM) | the mechanism (no number) | "
+            f"{_pm(v[m], digits=1).split(' (')[0]} vs {_pm(v['erm'], digits=1).split(' (')[0]}: "
+            f"{_pm(v['difference'])} | {v['verdict']} |"
+            for k, v in claims.get("shortcut", {}).items()
+        ),
         "",
         f"## `{m}` against every other method (difference `{m} − other`)",
         "",
@@ -139,6 +172,12 @@ def render_claims(claims: Mapping[str, Any]) -> str:
             f"{_pm(row['lcs'], 1.0, 3)} | {row['lcs']['verdict']} |"
         )
     return "\n".join(lines) + "\n"
+
+
+SHORTCUT_LABELS = {
+    "cue_gain": "cue gain (val with − without cues)",
+    "cue_excess_follow": "wrong cue followed, shown − hidden",
+}
 
 
 def _fmt(x: float | None) -> str:
