@@ -206,7 +206,8 @@ def summarise(
     Keys: ``id_accuracy``, ``ood_accuracy``, ``ood_depth_accuracy``, ``gap`` (ID − OOD), ``relative_gap``,
     ``val_accuracy`` and ``val_nocue_accuracy`` (in-domain validation with and without shortcut cues),
     ``cue_follow`` / ``cue_follow_nocue`` (share of answers equal to a wrong cue's value, with the cue shown / on
-    the same problems without it), their ``n_*`` counts; ``overall`` (both modes, failure rates); ``by_split`` (both modes); ``by_family`` and
+    the same problems without it), their ``n_*`` counts; ``overall`` (both modes, failure rates); ``by_split``
+    (both modes); ``by_family`` and
     ``by_skeleton`` (the headline numbers per group); ``by_domain`` (accuracy per split); ``behaviour`` (set-level
     consistency per evaluation split, sets = ``instance_id``). ``None`` marks a number with no records behind it.
     """

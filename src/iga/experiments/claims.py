@@ -25,7 +25,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from iga.experiments.sweep_results import MeanCI, by_group, load_finished, mean_ci, select_models
+from iga.experiments.sweep_results import (
+    MeanCI,
+    by_group,
+    load_finished,
+    mean_ci,
+    select_models,
+    summary_difference,
+)
 
 PAPER_OOD_GAIN_POINTS = 14.3
 PAPER_LCS_ERM, PAPER_LCS_IGA = 0.142, 0.031
@@ -45,8 +52,7 @@ SHORTCUT_METRICS = {
 def _run_metric(record: Any, name: str) -> float | None:
     if name in METRICS:
         return record.metric(*METRICS[name])
-    a, b = (record.metric("eval", "summary", key) for key in SHORTCUT_METRICS[name])
-    return None if a is None or b is None else a - b
+    return summary_difference(record, *SHORTCUT_METRICS[name])
 
 
 def per_seed(sweep_dir: str | os.PathLike) -> dict[str, dict[str, dict[int, float]]]:

@@ -85,6 +85,7 @@ from iga.experiments.sweep_results import (
     select_models,
     selection_line,
     shared_hparam,
+    summary_difference,
 )
 from iga.utils.io import atomic_write_json, atomic_write_text
 
@@ -150,11 +151,6 @@ class Aggregate:
     val_metric: str = "val_accuracy"
 
 
-def _difference(run: JobRecord, a: str, b: str) -> float | None:
-    x, y = run.metric("eval", "summary", a), run.metric("eval", "summary", b)
-    return None if x is None or y is None else x - y
-
-
 def _group_stats(group: str, runs: list[JobRecord]) -> GroupStats:
     families = sorted({fam for r in runs for fam in (r.summary.get("by_family") or {})})
     return GroupStats(
@@ -165,7 +161,7 @@ def _group_stats(group: str, runs: list[JobRecord]) -> GroupStats:
             "val_accuracy": mean_ci(r.metric("eval", "summary", "val_accuracy") for r in runs),
             "val_nocue_accuracy": mean_ci(r.metric("eval", "summary", "val_nocue_accuracy") for r in runs),
             # paired per run: what the cues add to validation accuracy, on the same problems
-            "cue_gain": mean_ci(_difference(r, "val_accuracy", "val_nocue_accuracy") for r in runs),
+            "cue_gain": mean_ci(summary_difference(r, "val_accuracy", "val_nocue_accuracy") for r in runs),
             "cue_follow": mean_ci(r.metric("eval", "summary", "cue_follow") for r in runs),
             "cue_follow_nocue": mean_ci(r.metric("eval", "summary", "cue_follow_nocue") for r in runs),
             "id_accuracy": mean_ci(r.metric("eval", "summary", "id_accuracy") for r in runs),

@@ -279,6 +279,12 @@ def select_models(records: Iterable[JobRecord], *, select: str = "val") -> tuple
 # ------------------------------------------------------------------------------------------------------------
 
 
+def summary_difference(record: JobRecord, a: str, b: str) -> float | None:
+    """``eval.summary[a] − eval.summary[b]`` of one run (a paired, per-run difference), None if either is missing."""
+    x, y = record.metric("eval", "summary", a), record.metric("eval", "summary", b)
+    return None if x is None or y is None else x - y
+
+
 def finite(x: Any) -> float | None:
     """``x`` as a finite float, or None for null / NaN / ±inf / non-numbers (a diverged run logs NaN losses).
 
