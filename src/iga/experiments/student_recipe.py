@@ -2,8 +2,9 @@
 
 ``python -m iga.experiments.student_recipe run NAME [options] --out runs/recipes`` pretrains a base with the given
 recipe (tokenizer, corpus, size, steps), probes how well it copies from context, fine-tunes it with ERM on the
-demo's four skeletons (or ``--skeletons``) and evaluates it; ``python -m iga.experiments.student_recipe table runs/recipes`` renders
-every finished recipe as a Markdown table. docs/student-recipes.md holds the measured table and the commands.
+demo's four skeletons (or ``--skeletons``) and evaluates it; ``python -m iga.experiments.student_recipe table
+runs/recipes`` renders every finished recipe as a Markdown table, ``... skeletons runs/recipes/NAME`` one recipe
+per skeleton. docs/student-recipes.md holds the measured tables and the commands.
 
 The copy probe: for held-out-domain problems, the premise paragraph followed by ``Recap:`` and its sentences in
 reverse order; teacher-forced next-token accuracy over the recap (all tokens, and tokens holding a digit). A
@@ -200,11 +201,8 @@ def render_skeleton_table(recipe_dir: Path) -> str:
     from collections import Counter
 
     r = json.loads((recipe_dir / "recipe.json").read_text())
-    id_records = [
-        rec
-        for rec in read_jsonl(Path(r["data_dir"]) / "id_test.jsonl")
-        if rec["domain"] in set(_train_domains(r))
-    ]
+    train = set(_train_domains(r))
+    id_records = [rec for rec in read_jsonl(Path(r["data_dir"]) / "id_test.jsonl") if rec["domain"] in train]
     lines = [
         "| skeleton | answer type | majority answer % (id_test) | val % (cues) | ID % | OOD % | n ID |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
