@@ -271,7 +271,7 @@ def test_ablation_tables_order_rows_by_value_and_include_the_baseline(tmp_path):
     out = collect(tmp_path, formats=())
     assert out.markdown.startswith("# Results: isobench-ablations\n")
     titles = [t.title for t in out.tables]
-    assert titles == ["Overall", "Ablation: K", "Ablation: tau"]
+    assert titles == ["Overall", "Ablation: K", "Ablation: tau", "Cost"]
     tau = out.tables[2]
     assert [row[0] for row in tau.rows] == ["iga:tau=1", "iga:tau=3", "iga (baseline, tau=5)", "iga:tau=10"]
     assert [row[4] for row in tau.rows] == ["30.0 (n=1)†", "45.0 (n=1)†", "50.0 (n=1)†", "40.0 (n=1)†"]
@@ -281,7 +281,7 @@ def test_ablation_tables_order_rows_by_value_and_include_the_baseline(tmp_path):
     assert [row[0] for row in out.tables[0].rows] == ["erm", "iga"]
     assert out.summary["iga:tau=3"]["ablation"] == {"name": "tau", "value": 3}
     only_tau = collect(tmp_path, formats=(), ablation="tau")
-    assert [t.title for t in only_tau.tables] == ["Overall", "Ablation: tau"]
+    assert [t.title for t in only_tau.tables] == ["Overall", "Ablation: tau", "Cost"]
     assert "iga:K=2" not in only_tau.summary
     with pytest.raises(ValueError, match="ablation: lr not in the sweep"):
         collect(tmp_path, formats=(), ablation=["lr"])
@@ -312,7 +312,9 @@ def test_markdown_latex_and_csv_files(tmp_path):
         write_job(tmp_path / "sweep", f"e{seed}", "erm", seed, ood=ood, id_acc=0.5, lcs=None, step_time=2.0)
     write_job(tmp_path / "sweep", "v0", "iga_v2", 0, ood=0.5, id_acc=0.5, lcs=None, step_time=3.0)
     out = collect(tmp_path / "sweep", out_dir=tmp_path / "out")
-    assert sorted(p.name for p in out.written) == ["results.csv", "results.md", "results.tex", "summary.json"]
+    assert sorted(p.name for p in out.written) == [
+        "cost.json", "results.csv", "results.md", "results.tex", "summary.json"
+    ]
     assert all(p.parent == tmp_path / "out" for p in out.written)
 
     md = (tmp_path / "out" / "results.md").read_text()
@@ -440,7 +442,7 @@ def test_cli_prints_tables_counts_and_warnings_and_writes_files(tmp_path):
     assert "jobs: 4 finished (4 kept after model selection), 1 unfinished (not used)" in result.stdout
     assert "30.0 ± 24.8" in result.stdout
     assert "warning: Overall: † fewer than 3 seeds: iga" in " ".join(result.stderr.split())
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["results.md", "summary.json"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["cost.json", "results.md", "summary.json"]
 
 
 def test_cli_error_for_a_folder_without_jobs(tmp_path):

@@ -1,7 +1,8 @@
 """``iga collect``: DomainBed-style result tables (mean ± 95% CI over seeds) from a sweep folder.
 
 Reads ``SWEEP_DIR/jobs/*/{job.json,result.json,done}`` (the sweep folder contract shared with ``iga sweep`` and
-``iga plot``) and writes ``results.md``, ``results.tex``, ``results.csv`` and ``summary.json``.
+``iga plot``) and writes ``results.md``, ``results.tex``, ``results.csv``, ``summary.json`` and ``cost.json`` (the
+job time the finished runs recorded, :mod:`iga.experiments.sweep_cost`; also the last table).
 
 Pipeline, one function each:
 
@@ -46,7 +47,7 @@ Example (a two-seed sweep written by hand)::
     >>> out.summary["erm"]["n_seeds"], round(out.summary["erm"]["ood_accuracy"]["mean"], 6)
     (2, 0.3)
     >>> sorted(p.name for p in out.written)
-    ['results.md', 'summary.json']
+    ['cost.json', 'results.md', 'summary.json']
 """
 
 from __future__ import annotations
@@ -87,12 +88,14 @@ from iga.experiments.sweep_results import (
     shared_hparam,
     summary_difference,
 )
+from iga.experiments.sweep_cost import cost_table, sweep_cost
 from iga.utils.io import atomic_write_json, atomic_write_text
 
 MODEL_SELECTION = selection_line("val")
 FORMATS = ("md", "tex", "csv")
 FILE_NAMES = {"md": "results.md", "tex": "results.tex", "csv": "results.csv"}
 SUMMARY_NAME = "summary.json"
+COST_NAME = "cost.json"
 #: ERM→oracle share is left out ("–") when oracle and ERM OOD accuracies differ by at most this (absolute).
 MIN_ORACLE_GAP = 0.005
 #: Per-family metrics (``eval.summary.by_family[fam][metric]``) and their table titles.
@@ -439,6 +442,8 @@ class CollectResult:
     latex: str
     csv: str
     summary: dict[str, Any]
+    #: What the finished jobs recorded as their time (:mod:`iga.experiments.sweep_cost`), also in ``cost.json``.
+    cost: dict[str, Any]
     #: One per table with "†" cells (also under the table); the CLI prints them on stderr.
     warnings: list[str]
     #: Model-selection notes (draws without val_accuracy).
@@ -505,6 +510,8 @@ def collect(
             f"ablation: {', '.join(missing)} not in the sweep (it has: {', '.join(available) or 'none'})"
         )
     tables = build_tables(agg, wanted)
+    cost = sweep_cost(finished)
+    tables.append(cost_table(cost))
     groups = main_groups(agg.groups) + [
         s.group
         for s in agg.groups.values()
@@ -528,6 +535,7 @@ def collect(
         latex=render_latex(tables, header, title),
         csv=csv_text,
         summary=summary_dict(agg, groups),
+        cost=cost,
         warnings=[f"{t.title}: {t.warning}" for t in tables if t.warning],
         notes=notes,
         written=[],
@@ -537,4 +545,5 @@ def collect(
     for fmt in dict.fromkeys(formats):
         result.written.append(atomic_write_text(result.out_dir / FILE_NAMES[fmt], texts[fmt]))
     result.written.append(atomic_write_json(result.out_dir / SUMMARY_NAME, result.summary))
+    result.written.append(atomic_write_json(result.out_dir / COST_NAME, result.cost))
     return result
