@@ -46,6 +46,7 @@ shortcut-study: $(STAMP)
 	$(BIN)/iga collect runs/shortcut --out docs/results/shortcut
 	$(BIN)/iga plot runs/shortcut --out docs/results/shortcut/plots
 	$(BIN)/python -m iga.experiments.claims runs/shortcut --out docs/results/shortcut/claims.md
+	$(BIN)/python -m iga.experiments.study_summary runs/shortcut --out docs/results/summary.json
 
 study: $(STAMP)
 	$(BIN)/iga sweep configs/sweeps/long.yaml --out runs/long --workers $(WORKERS)

@@ -15,10 +15,19 @@ from iga.experiments.sweep_results import JobRecord, load_finished
 from iga.utils.io import InputError
 
 
-def _job(root: Path, job_id: str, group: str, *, train: float | None, gen: float | None, done: bool = True) -> None:
+def _job(
+    root: Path, job_id: str, group: str, *, train: float | None, gen: float | None, done: bool = True
+) -> None:
     folder = root / "jobs" / job_id
     folder.mkdir(parents=True)
-    entry = {"job_id": job_id, "group": group, "algorithm": group, "seed": 0, "hparams_seed": 0, "ablation": None}
+    entry = {
+        "job_id": job_id,
+        "group": group,
+        "algorithm": group,
+        "seed": 0,
+        "hparams_seed": 0,
+        "ablation": None,
+    }
     (folder / "job.json").write_text(json.dumps(entry))
     summary = {"id_accuracy": 0.5, "ood_accuracy": 0.4, "gap": 0.1, "by_family": {}}
     result = {"train": {"train_seconds": train, "step_time_s": 1.0}, "eval": {"summary": summary}}
@@ -39,7 +48,12 @@ def test_sums_per_group_and_total_count_every_finished_job_only(tmp_path: Path) 
     assert cost == sweep_cost(finished)
     assert list(cost["groups"]) == ["erm", "iga"]
     erm = cost["groups"]["erm"]
-    assert (erm["jobs"], erm["train_minutes"], erm["generation_minutes"], erm["job_minutes"]) == (2, 15.0, 3.0, 18.0)
+    assert (erm["jobs"], erm["train_minutes"], erm["generation_minutes"], erm["job_minutes"]) == (
+        2,
+        15.0,
+        3.0,
+        18.0,
+    )
     assert erm["per_job_minutes"] == 9.0
     iga = cost["groups"]["iga"]
     assert (iga["jobs"], iga["job_minutes"], iga["jobs_without_generation_seconds"]) == (1, 15.0, 1)

@@ -85,5 +85,7 @@ def cost_table(cost: dict[str, Any]) -> ResultTable:
     ]
     missing = total["jobs_without_train_seconds"] + total["jobs_without_generation_seconds"]
     if missing:
-        notes.append(f"{missing} job field(s) missing (older result.json files): those jobs add nothing to a sum.")
+        notes.append(
+            f"{missing} job field(s) missing (older result.json files): those jobs add nothing to a sum."
+        )
     return ResultTable("Cost", list(COST_COLUMNS), body, "", notes)
