@@ -313,7 +313,11 @@ def test_markdown_latex_and_csv_files(tmp_path):
     write_job(tmp_path / "sweep", "v0", "iga_v2", 0, ood=0.5, id_acc=0.5, lcs=None, step_time=3.0)
     out = collect(tmp_path / "sweep", out_dir=tmp_path / "out")
     assert sorted(p.name for p in out.written) == [
-        "cost.json", "results.csv", "results.md", "results.tex", "summary.json"
+        "cost.json",
+        "results.csv",
+        "results.md",
+        "results.tex",
+        "summary.json",
     ]
     assert all(p.parent == tmp_path / "out" for p in out.written)
 
