@@ -281,6 +281,29 @@ def test_shortcut_figure_pairs_cues_shown_and_stripped(tmp_path):
     assert "cues stripped" in svg and "cue hidden" in svg and "Answers equal to a wrong cue" in svg
 
 
+def test_ablation_figure_adds_shortcut_reliance_when_jobs_evaluated_val_nocue(tmp_path):
+    root = tmp_path / "sweep"
+    jobs = [("iga", 0, None, 0.5, 0.2), ("iga", 1, None, 0.4, 0.3), ("iga:ema=0.9", 0, 0.9, 0.3, 0.25)]
+    for group, seed, value, val, nocue in jobs:
+        ablation = None if value is None else {"name": "ema_beta", "value": value}
+        job = _write_job(
+            root, f"{group}{seed}", group=group, seed=seed, accuracies=(0.2, 0.1, 0.1), ablation=ablation,
+            hparams={"ema_beta": 0.0},
+        )  # fmt: skip
+        result = json.loads((job / "result.json").read_text())
+        result["eval"]["summary"].update(val_accuracy=val, val_nocue_accuracy=nocue)
+        (job / "result.json").write_text(json.dumps(result))
+    points = ablation_series(selected_runs(root))["ema_beta"]
+    assert [p.label for p in points] == ["0", "0.9"]
+    baseline, ema = points
+    assert baseline.metrics["cue_gain"].mean == pytest.approx(0.2)  # (0.3 + 0.1) / 2, paired per run
+    assert baseline.metrics["val_nocue_accuracy"].mean == pytest.approx(0.25)
+    assert ema.metrics["cue_gain"].mean == pytest.approx(0.05) and ema.metrics["cue_gain"].n == 1
+    render_sweep_plots(root, out_dir=tmp_path / "figs", formats=["svg"])
+    svg = (tmp_path / "figs" / "ablations.svg").read_text()
+    assert "ema_beta: shortcut reliance" in svg and "cue gain (pts)" in svg
+
+
 def test_plain_run_folders_are_grouped_by_algorithm(tmp_path):
     # The layout of runs/demo: <dir>/<algorithm>/result.json, no jobs/ folder.
     for algorithm, acc in (("erm", 0.25), ("iga", 0.5)):

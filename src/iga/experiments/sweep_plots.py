@@ -46,6 +46,7 @@ from iga.experiments.sweep_results import (
     mean_ci,
     select_models,
     shared_hparam,
+    summary_difference,
 )
 from iga.utils.io import InputError, atomic_write_bytes
 
@@ -176,7 +177,8 @@ class AblationPoint:
 
 
 def ablation_series(runs: Iterable[JobRecord]) -> dict[str, list[AblationPoint]]:
-    """Per ablation name, one point per value (sorted by :func:`ablation_sort_key`) with ID / OOD accuracy.
+    """Per ablation name, one point per value (sorted by :func:`ablation_sort_key`) with ID / OOD accuracy, and,
+    where the jobs evaluated ``val_nocue``, the cue-free validation accuracy and the cue gain (paired per run).
 
     The main-comparison baseline joins the series when its value is known: the group before the ``:`` of the
     ablation groups (``iga:tau=3`` → ``iga``), at ``hparams[name]`` of its runs when all agree; it is left out
@@ -208,7 +210,12 @@ def ablation_series(runs: Iterable[JobRecord]) -> dict[str, list[AblationPoint]]
                     value=entry["value"],
                     label=label,
                     groups=tuple(group_order(r.group for r in members)),
-                    metrics=_accuracies(members, ("ood_accuracy", "id_accuracy")),
+                    metrics={
+                        **_accuracies(members, ("ood_accuracy", "id_accuracy", "val_nocue_accuracy")),
+                        "cue_gain": mean_ci(
+                            summary_difference(r, "val_accuracy", "val_nocue_accuracy") for r in members
+                        ),
+                    },
                     n_runs=len(members),
                     baseline=entry.get("baseline", False),
                 )
@@ -419,36 +426,57 @@ def _lcs_figure(runs: list[JobRecord], colours: Mapping[str, Any]) -> Any:
     return fig
 
 
+def _ablation_panel(
+    ax: Any, points: Sequence[AblationPoint], styles: Mapping[str, tuple[str, str, str]]
+) -> None:
+    xs = list(range(len(points)))
+    for key, (label, marker, linestyle) in styles.items():
+        cells = [p.metrics[key] for p in points]
+        ax.errorbar(
+            xs,
+            [_pct(c.mean) for c in cells],
+            yerr=[_pct_err(c) for c in cells],
+            marker=marker,
+            linestyle=linestyle,
+            capsize=3,
+            label=label,
+        )
+    # the baseline point names its group, so "10 (iga, n=3)" reads as the main run, not an ablation job
+    ticks = [f"{p.label}\n({p.groups[0] + ', ' if p.baseline else ''}n={p.n_runs})" for p in points]
+    ax.set_xticks(xs, ticks, fontsize=8)
+    ax.set_xlim(-0.5, len(points) - 0.5)
+    ax.legend(fontsize=8)
+
+
 def _ablation_figure(runs: list[JobRecord], colours: Mapping[str, Any]) -> Any:
     series = ablation_series(runs)
     if not series:
         return 'no job has an "ablation"'
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(series), figsize=(4.4 * len(series), 3.8), squeeze=False)
-    styles = {"ood_accuracy": ("OOD-surface", "o", "-"), "id_accuracy": ("ID", "s", "--")}
-    for ax, (name, points) in zip(axes[0], series.items(), strict=True):
-        xs = list(range(len(points)))
-        for key, (label, marker, linestyle) in styles.items():
-            cells = [p.metrics[key] for p in points]
-            ax.errorbar(
-                xs,
-                [_pct(c.mean) for c in cells],
-                yerr=[_pct_err(c) for c in cells],
-                marker=marker,
-                linestyle=linestyle,
-                capsize=3,
-                label=label,
-            )
-        # the baseline point names its group, so "10 (iga, n=3)" reads as the main run, not an ablation job
-        ticks = [f"{p.label}\n({p.groups[0] + ', ' if p.baseline else ''}n={p.n_runs})" for p in points]
-        ax.set_xticks(xs, ticks, fontsize=8)
-        ax.set_xlim(-0.5, len(points) - 0.5)
-        ax.set_ylim(0, 105)
-        ax.set_xlabel(name)
+    # A second row (cue-free validation accuracy and cue gain) when any job evaluated val_nocue.
+    shortcut = any(p.metrics["cue_gain"].n for points in series.values() for p in points)
+    rows = 2 if shortcut else 1
+    fig, axes = plt.subplots(rows, len(series), figsize=(4.4 * len(series), 3.8 * rows), squeeze=False)
+    accuracy = {"ood_accuracy": ("OOD-surface", "o", "-"), "id_accuracy": ("ID", "s", "--")}
+    reliance = {
+        "val_nocue_accuracy": ("val, cues stripped", "o", "-"),
+        "cue_gain": ("cue gain (pts)", "^", ":"),
+    }
+    for column, (name, points) in enumerate(series.items()):
+        ax = axes[0][column]
+        _ablation_panel(ax, points, accuracy)
+        ax.set_ylim(bottom=0)
         ax.set_ylabel("accuracy (%)")
         ax.set_title(f"Ablation: {name}", fontsize=10)
-        ax.legend(fontsize=8)
+        if shortcut:
+            ax = axes[1][column]
+            _ablation_panel(ax, points, reliance)
+            ax.axhline(0, color="grey", linewidth=0.6)
+            ax.set_ylabel("% / points")
+            ax.set_title(f"{name}: shortcut reliance", fontsize=10)
+        ax.set_xlabel(name)
     fig.suptitle("Ablations (mean over seeds, 95% t-interval)", fontsize=11)
+    fig.tight_layout()
     return fig
 
 
