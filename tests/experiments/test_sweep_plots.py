@@ -260,7 +260,7 @@ def test_sweep_without_mask_logs_skips_the_mask_figure(tmp_path):
     out = tmp_path / "figs"
     report = render_sweep_plots(root, out_dir=out, formats=["png"])
     assert [p.name for p in report.written] == ["accuracy.png", "curves.png"]
-    assert set(report.skipped) == {"shortcut", "mask", "lcs_layers", "ablations"}
+    assert set(report.skipped) == {"shortcut", "cue_vs_learning", "mask", "lcs_layers", "ablations"}
     assert "mask_mean" in report.skipped["mask"] and "val_nocue" in report.skipped["shortcut"]
     assert not (out / "mask.png").exists()
 
@@ -279,6 +279,8 @@ def test_shortcut_figure_pairs_cues_shown_and_stripped(tmp_path):
     assert "shortcut" not in report.skipped
     svg = (tmp_path / "figs" / "shortcut.svg").read_text()
     assert "cues stripped" in svg and "cue hidden" in svg and "Answers equal to a wrong cue" in svg
+    scatter = (tmp_path / "figs" / "cue_vs_learning.svg").read_text()
+    assert "cue gain: with − without cues (points)" in scatter and "iga" in scatter
 
 
 def test_ablation_figure_adds_shortcut_reliance_when_jobs_evaluated_val_nocue(tmp_path):

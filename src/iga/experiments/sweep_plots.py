@@ -1,5 +1,5 @@
-"""Figures from a sweep folder (``iga plot DIR``): accuracy bars, loss curves, IGA mask statistics, LCS per layer
-and ablation panels, each aggregated over seeds.
+"""Figures from a sweep folder (``iga plot DIR``): accuracy bars, shortcut reliance, loss curves, IGA mask statistics,
+LCS per layer and ablation panels, each aggregated over seeds.
 
 The folder is read, and one hyper-parameter draw per (group, seed) chosen by in-domain validation accuracy,
 by :mod:`iga.experiments.sweep_results`: the reader and model selection of the result tables of ``iga collect``
@@ -64,7 +64,7 @@ MASK_KEYS: tuple[tuple[str, str], ...] = (
     ("mask_below_half", "share of mask entries < 0.5"),
     ("vhat_mean", "mean V̂ (normalised cross-domain variance)"),
 )
-FIGURES = ("accuracy", "shortcut", "curves", "mask", "lcs_layers", "ablations")
+FIGURES = ("accuracy", "shortcut", "cue_vs_learning", "curves", "mask", "lcs_layers", "ablations")
 SUPPORTED_FORMATS = ("png", "svg", "pdf")
 PNG_DPI = 120
 
@@ -480,9 +480,49 @@ def _ablation_figure(runs: list[JobRecord], colours: Mapping[str, Any]) -> Any:
     return fig
 
 
+def _cue_vs_learning_figure(runs: list[JobRecord], colours: Mapping[str, Any]) -> Any:
+    """Every run: cue-free validation accuracy (what it learned) against its cue gain (what the cues add).
+
+    A method that reads the cues less *because* it learns less sits on the other methods' trend; one that reads
+    them less at equal learning sits below it. Ablation runs are hollow markers in their algorithm's colour.
+    """
+    points = []
+    for run in runs:
+        x = run.metric("eval", "summary", "val_nocue_accuracy")
+        y = summary_difference(run, "val_accuracy", "val_nocue_accuracy")
+        if x is not None and y is not None:
+            points.append((run, 100 * x, 100 * y))
+    if not points:
+        return "no run evaluated the val_nocue split"
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    labelled: set[str] = set()
+    for run, x, y in points:
+        main = run.ablation is None
+        key = run.group if main else f"{run.group.split(':', 1)[0]} ablations"
+        colour = colours.get(run.group if main else run.group.split(":", 1)[0], "grey")
+        ax.scatter(
+            [x],
+            [y],
+            s=36,
+            marker="o" if main else "D",
+            facecolors=colour if main else "none",
+            edgecolors=colour,
+            label=None if key in labelled else key,
+        )
+        labelled.add(key)
+    ax.axhline(0, color="grey", linewidth=0.6)
+    ax.set_xlabel("validation accuracy, cues stripped (%)")
+    ax.set_ylabel("cue gain: with − without cues (points)")
+    ax.set_title("Shortcut reliance against learning, one point per run", fontsize=10)
+    ax.legend(fontsize=7, ncol=2)
+    return fig
+
+
 _BUILDERS: dict[str, Callable[[list[JobRecord], Mapping[str, Any]], Any]] = {
     "accuracy": _accuracy_figure,
     "shortcut": _shortcut_figure,
+    "cue_vs_learning": _cue_vs_learning_figure,
     "curves": _curves_figure,
     "mask": _mask_figure,
     "lcs_layers": _lcs_figure,
