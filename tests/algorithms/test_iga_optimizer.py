@@ -164,6 +164,7 @@ def test_state_dict_round_trip_gives_identical_next_steps():
     kwargs = {
         "lr": 1e-2,
         "ema_beta": 0.9,
+        "domain_ema_beta": 0.5,
         "tau_warmup_steps": 3,
         "lora_map": "lora_pro",
         "svd_exact_max_numel": 0,
@@ -176,6 +177,7 @@ def test_state_dict_round_trip_gives_identical_next_steps():
     model_state = copy.deepcopy(model.state_dict())
     opt_state = copy.deepcopy(opt.state_dict())
     assert opt_state["iga"]["step"] == 2 and len(opt_state["iga"]["ema"]) == 7
+    assert opt_state["iga"]["domain_ema_steps"] == 2 and len(opt_state["iga"]["domain_ema"]) == 7
     _run(opt, model, batches[2:])
     final = {n: p.detach().clone() for n, p in _trainable(model).items()}
 
@@ -192,6 +194,55 @@ def test_state_dict_round_trip_gives_identical_next_steps():
     fresh.load_state_dict(model_state)
     _run(create_iga_optimizer(fresh, **kwargs), fresh, batches[2:])
     assert any(not torch.equal(p, final[n]) for n, p in _trainable(fresh).items())
+
+
+def test_domain_ema_masks_this_steps_mean_with_statistics_of_the_averaged_domain_gradients():
+    """Two steps on one plain float64 Linear (it gets the masked mean directly, no projection) with SGD at lr 0,
+    so each step's per-domain gradients are known exactly; the second step's mask comes from the bias-corrected
+    EMA (β G1 (1−β) + G2 (1−β)) / (1 − β²) of the per-domain gradients, and multiplies the second step's mean."""
+    beta, tau, k_dom = 0.7, 3.0, 2
+    net = nn.Linear(3, 2, bias=False).double()
+    opt = create_iga_optimizer(net, lr=0.0, base="sgd", tau=tau, domain_ema_beta=beta)
+    gen = torch.Generator().manual_seed(0)
+    domains = torch.tensor([0, 0, 1, 1])
+    per_step = []
+    for _ in range(2):
+        x = torch.randn(4, 3, generator=gen, dtype=torch.float64)
+        y = torch.randn(4, 2, generator=gen, dtype=torch.float64)
+        grads = []
+        for k in range(k_dom):  # the reference: each domain's mean-loss gradient on its own rows
+            rows = domains == k
+            grads.append(torch.autograd.grad(((net(x[rows]) - y[rows]) ** 2).mean(), net.weight)[0])
+        per_step.append(torch.stack(grads))
+        opt.zero_grad()
+        with opt.capture.domains(domains, num_domains=k_dom):
+            ((net(x) - y) ** 2).mean(1).view(k_dom, 2).mean(1).mean().backward()
+        opt.step()
+    g1, g2 = per_step
+    averaged = (beta * (1 - beta) * g1 + (1 - beta) * g2) / (1 - beta**2)
+    want = conflict_mask(averaged, tau) * g2.mean(0)
+    torch.testing.assert_close(net.weight.grad, want, rtol=1e-12, atol=1e-15)
+    # ... and not the per-step mask of the second step (the option changes something).
+    assert not torch.allclose(net.weight.grad, conflict_mask(g2, tau) * g2.mean(0))
+
+
+def test_domain_ema_with_tau_zero_is_erm_and_a_skipped_step_does_not_enter_the_average():
+    model = _model(seed=11)
+    batch = domain_major_batch(num_domains=K, seed=11)
+    reference = copy.deepcopy(model)
+    opt = create_iga_optimizer(model, lr=0.0, base="sgd", tau=0.0, svd_rank=None, domain_ema_beta=0.9)
+    _iga_backward(opt, model, batch)
+    opt.step()
+    _losses(reference, batch).mean().backward()
+    for (name, p), (_, q) in zip(_trainable(model).items(), _trainable(reference).items(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, **TOL, msg=name)
+    kept = {k: v.clone() for k, v in opt.state_dict()["iga"]["domain_ema"].items()}
+    with pytest.warns(RuntimeWarning, match="non-finite"):
+        _iga_backward(opt, model, batch, scale=float("nan"))
+        opt.step()
+    state = opt.state_dict()["iga"]
+    assert state["domain_ema_steps"] == 1
+    assert all(torch.equal(state["domain_ema"][k], v) for k, v in kept.items())
 
 
 def test_lr_scheduler_and_param_groups_pass_through():
@@ -256,6 +307,7 @@ def test_misuse_errors():
         ("tau_warmup_steps", 1.5, "int >= 0"),
         ("variance_norm", "global", r"\('relative', 'layer', 'none'\)"),
         ("ema_beta", 1.0, r"\[0, 1\)"),
+        ("domain_ema_beta", -0.1, r"\[0, 1\)"),
         ("rescale", "yes", "true or false"),
         ("svd_rank", 0, "'lora', a positive int or None"),
         ("svd_rank", "full", "'lora', a positive int or None"),

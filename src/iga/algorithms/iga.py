@@ -75,6 +75,8 @@ class IGAOptimizer(OptimizerWrapper):
         self._skipped = 0
         self._ema_steps = 0
         self._ema: dict[str, tuple[Tensor, Tensor]] = {}
+        self._domain_ema_steps = 0
+        self._domain_ema: dict[str, Tensor] = {}
         self._warned_nonfinite = False
         self.last_metrics: dict[str, float] = {}
         self._clear_pending()
@@ -85,15 +87,32 @@ class IGAOptimizer(OptimizerWrapper):
     def _clear_pending(self) -> None:
         self._pending: dict[nn.Parameter, Tensor] = {}
         self._pending_ema: dict[str, tuple[Tensor, Tensor]] = {}
+        self._pending_domain_ema: dict[str, Tensor] = {}
         self._energy: dict[str, Tensor] = {}
         self._stat_sums: list[Tensor] = []
         self._numel = 0
         self._nonfinite: list[str] = []
 
+    def _averaged_domain_grads(self, key: str, domain_grads: Tensor) -> Tensor:
+        """The bias-corrected EMA of the per-domain gradients (``domain_ema_beta``), staged until ``step()``."""
+        beta = self.config.domain_ema_beta
+        grads = domain_grads.to(torch.promote_types(domain_grads.dtype, torch.float32))
+        old = self._domain_ema.get(key)
+        new = grads * (1 - beta) if old is None else old * beta + grads * (1 - beta)
+        # Staged like the statistics EMA: a skipped step must not enter the running average.
+        self._pending_domain_ema[key] = new
+        return new / (1 - beta ** (self._domain_ema_steps + 1))
+
     def _masked_mean(self, key: str, domain_grads: Tensor, tau: float) -> Tensor | None:
         cfg = self.config
-        mean, var = domain_statistics(domain_grads)
-        mean_sq = mean.square()
+        if cfg.domain_ema_beta > 0:
+            # Statistics (and so the mask) from the averaged G_k; the masked direction is this step's mean.
+            stat_mean, var = domain_statistics(self._averaged_domain_grads(key, domain_grads))
+            mean = domain_grads.to(stat_mean.dtype).mean(0)
+            mean_sq = stat_mean.square()
+        else:
+            mean, var = domain_statistics(domain_grads)
+            mean_sq = mean.square()
         if cfg.ema_beta > 0:
             old = self._ema.get(key)
             beta = cfg.ema_beta
@@ -206,6 +225,9 @@ class IGAOptimizer(OptimizerWrapper):
             self._ema.update(self._pending_ema)
             if self._pending_ema:
                 self._ema_steps += 1
+            self._domain_ema.update(self._pending_domain_ema)
+            if self._pending_domain_ema:
+                self._domain_ema_steps += 1
             metrics = self._metrics(tau)
             metrics["grad_norm"] = self._clip(self.config.max_grad_norm)
             self.base_optimizer.step()
@@ -246,6 +268,8 @@ class IGAOptimizer(OptimizerWrapper):
                 "skipped_steps": self._skipped,
                 "ema_steps": self._ema_steps,
                 "ema": {k: {"var": v.clone(), "mean_sq": s.clone()} for k, (v, s) in self._ema.items()},
+                "domain_ema_steps": self._domain_ema_steps,
+                "domain_ema": {k: v.clone() for k, v in self._domain_ema.items()},
                 "config": asdict(self.config),
             },
         }
@@ -269,6 +293,14 @@ class IGAOptimizer(OptimizerWrapper):
             if device is None:
                 raise ValueError(f"state_dict has EMA statistics for {key!r}, which is not a captured layer")
             self._ema[key] = (value["var"].to(device), value["mean_sq"].to(device))
+        # Absent in checkpoints written before domain_ema_beta existed: no running average yet.
+        self._domain_ema_steps = int(iga.get("domain_ema_steps", 0))
+        self._domain_ema = {}
+        for key, value in iga.get("domain_ema", {}).items():
+            device = devices.get(key.removesuffix(".bias"))
+            if device is None:
+                raise ValueError(f"state_dict has domain EMA gradients for {key!r}, which is not a captured layer")
+            self._domain_ema[key] = value.to(device)
         self._clear_pending()
 
 
@@ -283,6 +315,7 @@ def create_iga_optimizer(
     tau_warmup_steps: int = IGAConfig.tau_warmup_steps,
     variance_norm: str = IGAConfig.variance_norm,
     ema_beta: float = IGAConfig.ema_beta,
+    domain_ema_beta: float = IGAConfig.domain_ema_beta,
     rescale: bool = IGAConfig.rescale,
     svd_rank: int | str | None = IGAConfig.svd_rank,
     svd_exact_max_numel: int = IGAConfig.svd_exact_max_numel,
@@ -312,6 +345,7 @@ def create_iga_optimizer(
         tau_warmup_steps=tau_warmup_steps,
         variance_norm=variance_norm,
         ema_beta=ema_beta,
+        domain_ema_beta=domain_ema_beta,
         rescale=rescale,
         svd_rank=svd_rank,
         svd_exact_max_numel=svd_exact_max_numel,

@@ -29,6 +29,11 @@ class IGAConfig:
         variance_norm: ``"relative"`` ``V/(Ḡ²+V+ε)`` | ``"layer"`` ``V/(mean V+ε)`` | ``"none"``.
         ema_beta: EMA factor β ∈ [0, 1) over optimizer steps for ``V`` and ``Ḡ²`` (bias-corrected like Adam);
             0 = off. Costs ``2·Σ_ℓ m_ℓ n_ℓ`` fp32 of persistent state.
+        domain_ema_beta: EMA factor β ∈ [0, 1) over optimizer steps for each domain's gradient ``G_k`` itself
+            (bias-corrected); ``Ḡ``, ``V`` and the mask are then computed from the averaged ``G_k``, while the mask
+            still multiplies this step's ``Ḡ`` (so τ = 0 stays ERM). Unlike ``ema_beta``, which averages ``V`` and
+            ``Ḡ²`` and so keeps their sampling-noise floor, this averages the noise out of the ``G_k`` before any
+            statistic. 0 = off. Costs ``K·Σ_ℓ m_ℓ n_ℓ`` fp32 of persistent state.
         rescale: rescale ``G̃`` so that ``‖G̃‖ = ‖Ḡ‖`` per layer.
         svd_rank: rank of the truncated SVD of ``G̃``: ``"lora"`` = the layer's LoRA rank, an int, or None (skip).
             Plain (non-LoRA) Linear layers are never projected.
@@ -52,6 +57,7 @@ class IGAConfig:
     tau_warmup_steps: int = 0
     variance_norm: str = "relative"
     ema_beta: float = 0.0
+    domain_ema_beta: float = 0.0
     rescale: bool = False
     svd_rank: int | str | None = "lora"
     svd_exact_max_numel: int = DEFAULT_EXACT_MAX_NUMEL
@@ -73,6 +79,10 @@ class IGAConfig:
             )
         if not _is_number(self.ema_beta) or not 0 <= self.ema_beta < 1:
             raise ValueError(f"IGAConfig.ema_beta must be in [0, 1) (0 = off), got {self.ema_beta!r}")
+        if not _is_number(self.domain_ema_beta) or not 0 <= self.domain_ema_beta < 1:
+            raise ValueError(
+                f"IGAConfig.domain_ema_beta must be in [0, 1) (0 = off), got {self.domain_ema_beta!r}"
+            )
         if not isinstance(self.rescale, bool):
             raise ValueError(f"IGAConfig.rescale must be true or false, got {self.rescale!r}")
         if not (

@@ -69,6 +69,7 @@ from iga.experiments.collect_render import (
     render_latex,
     render_markdown,
 )
+from iga.experiments.sweep_cost import cost_table, sweep_cost
 from iga.experiments.sweep_results import (
     ERM,
     ORACLE,
@@ -88,7 +89,6 @@ from iga.experiments.sweep_results import (
     shared_hparam,
     summary_difference,
 )
-from iga.experiments.sweep_cost import cost_table, sweep_cost
 from iga.utils.io import atomic_write_json, atomic_write_text
 
 MODEL_SELECTION = selection_line("val")
