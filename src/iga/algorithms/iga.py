@@ -299,7 +299,9 @@ class IGAOptimizer(OptimizerWrapper):
         for key, value in iga.get("domain_ema", {}).items():
             device = devices.get(key.removesuffix(".bias"))
             if device is None:
-                raise ValueError(f"state_dict has domain EMA gradients for {key!r}, which is not a captured layer")
+                raise ValueError(
+                    f"state_dict has domain EMA gradients for {key!r}, which is not a captured layer"
+                )
             self._domain_ema[key] = value.to(device)
         self._clear_pending()
 
