@@ -10,7 +10,8 @@ Each step draws ``rows_per_domain`` instances and takes them from every domain (
 per domain the per-step variance over domains is mostly sampling noise: the relative ``V̂`` of pure noise is
 (K − 1)/K on average (``tests/algorithms/test_iga_math.py``), so the per-step mask is small and random
 everywhere. Averaging the statistics over steps (``ema_beta``: EMAs of ``V`` and ``Ḡ²``) turns the per-step ratio
-``E[V/(V+Ḡ²)]`` into ``E[V]/(E[V]+E[Ḡ²])``, in which the invariant feature's large mean survives.
+``E[V/(V+Ḡ²)]`` into ``E[V]/(E[V]+E[Ḡ²])``, in which the invariant feature's large mean survives. ``domain_ema_beta`` averages each
+domain's gradient before any statistic instead (the noise itself shrinks, not only its fluctuation).
 
 Run: ``python -m iga.experiments.noise_floor --out docs/results/noise_floor`` (JSON, Markdown table, PNG; about a
 minute on 2 cores).
@@ -36,6 +37,7 @@ METHODS: dict[str, dict[str, float] | None] = {
     "iga (per-step statistics)": {"tau": 10.0},
     "iga, ema_beta=0.9": {"tau": 10.0, "ema_beta": 0.9},
     "iga, ema_beta=0.99": {"tau": 10.0, "ema_beta": 0.99},
+    "iga, domain_ema_beta=0.9": {"tau": 10.0, "domain_ema_beta": 0.9},
 }
 ROWS_PER_DOMAIN = (4, 16, 64, 256)
 
