@@ -46,18 +46,21 @@ def test_cli_measures_initial_and_trained_weights_and_writes_files(dataset, micr
     config = _config(dataset, micro_base, tmp_path / "run")
     train(TrainConfig(**config), progress=False)  # writes run/checkpoint.pt at step 2
     (tmp_path / "config.json").write_text(json.dumps(config))
+    (tmp_path / "run" / "config.json").write_text(
+        json.dumps(config)
+    )  # as a sweep job folder has: names the algorithm
     out = tmp_path / "diag"
     payload = main([str(tmp_path / "config.json"), "--trainable-from", str(tmp_path / "run"), "--batches", "2",
                     "--out", str(out)])  # fmt: skip
     results = payload["results"]
-    assert list(results) == ["initial LoRA", "trained (run)"]
-    assert results["trained (run)"]["trained_from"]["step"] == 2
+    assert list(results) == ["initial LoRA", "trained erm (run)"]
+    assert results["trained erm (run)"]["trained_from"]["step"] == 2
     # trained LoRA weights change the gradients, so the statistic differs from the initial model's
     assert (
-        results["trained (run)"]["rows"][0]["vhat_of_sum"]
+        results["trained erm (run)"]["rows"][0]["vhat_of_sum"]
         != results["initial LoRA"]["rows"][0]["vhat_of_sum"]
     )
-    assert "## trained (run)" in (out / "mask_diagnostic.md").read_text()
+    assert "## trained erm (run)" in (out / "mask_diagnostic.md").read_text()
     assert json.loads((out / "mask_diagnostic.json").read_text())["command"].startswith(
         "python -m iga.experiments"
     )

@@ -209,7 +209,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         raise InputError(f"cannot read a run config: {err}", file=path) from err
     results = {"initial LoRA": vhat_vs_batches(config, batches=args.batches, progress=True)}
     for folder in args.trainable_from:
-        label = f"trained ({Path(folder).name})"
+        run_config = Path(folder) / "config.json"  # name the algorithm when the folder says which
+        algorithm = json.loads(run_config.read_text()).get("algorithm") if run_config.is_file() else None
+        label = (
+            f"trained {algorithm} ({Path(folder).name})" if algorithm else f"trained ({Path(folder).name})"
+        )
         results[label] = vhat_vs_batches(config, batches=args.batches, trainable_from=folder, progress=True)
     command = "python -m iga.experiments.mask_diagnostic " + " ".join(
         [str(path), *(f"--trainable-from {f}" for f in args.trainable_from), f"--batches {args.batches}",
