@@ -146,3 +146,8 @@ if __name__ == "__main__":
         run_hf_trainer(out_dir)
     else:
         raise SystemExit(f"unknown mode {mode!r}; expected 'optimizers', 'trainer' or 'hf_trainer'")
+    # Leave together and tear gloo down before the interpreter exits: without it a rank can abort at exit
+    # ("terminate called without an active exception") when the machine is loaded, failing a run that succeeded.
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
