@@ -155,10 +155,9 @@ def render_markdown(results: dict[str, dict[str, Any]], command: str) -> str:
 
 
 def plot(results: dict[str, dict[str, Any]], out: Path) -> list[Path]:
-    import matplotlib
+    from iga.experiments.plots import _pyplot, save_png_and_svg
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     fig, ax = plt.subplots(figsize=(6.2, 3.8))
     for label, res in results.items():
@@ -174,12 +173,8 @@ def plot(results: dict[str, dict[str, Any]], out: Path) -> list[Path]:
     ax.set_ylabel("relative V̂ (mean over layers)")
     ax.set_title("Conflict of per-domain gradients vs amount of data", fontsize=10)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    paths = [out.with_suffix(".png"), out.with_suffix(".svg")]
-    for p in paths:
-        fig.savefig(p, dpi=120)
-    plt.close(fig)
-    return paths
+    png = save_png_and_svg(fig, out.with_suffix(".png"))
+    return [png, png.with_suffix(".svg")]
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

@@ -179,10 +179,9 @@ def render_markdown(result: dict[str, Any]) -> str:
 
 
 def plot(result: dict[str, Any], out: Path) -> list[Path]:
-    import matplotlib
+    from iga.experiments.plots import _pyplot, save_png_and_svg
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharex=True)
     for name in result["methods"]:
@@ -198,12 +197,8 @@ def plot(result: dict[str, Any], out: Path) -> list[Path]:
         ax.set_xlabel("rows per domain per step")
         ax.set_title(title)
     axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    paths = [out.with_suffix(".png"), out.with_suffix(".svg")]
-    for p in paths:
-        fig.savefig(p, dpi=120)
-    plt.close(fig)
-    return paths
+    png = save_png_and_svg(fig, out.with_suffix(".png"))
+    return [png, png.with_suffix(".svg")]
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
