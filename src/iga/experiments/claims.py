@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from iga.experiments.sweep_results import (
+    CUE_GAIN,
     MeanCI,
     by_group,
     load_finished,
@@ -44,7 +45,7 @@ METRICS = {
 }
 #: Shortcut reliance, per run: metric -> (minuend, subtrahend) in eval.summary.
 SHORTCUT_METRICS = {
-    "cue_gain": ("val_accuracy", "val_nocue_accuracy"),
+    "cue_gain": CUE_GAIN,
     "cue_excess_follow": ("cue_follow", "cue_follow_nocue"),
 }
 

@@ -79,6 +79,7 @@ from iga.experiments.sweep_results import (
     MeanCI,
     ablation_sort_key,
     by_group,
+    cue_gain,
     group_order,
     is_run_collection,
     load_finished,
@@ -87,7 +88,6 @@ from iga.experiments.sweep_results import (
     select_models,
     selection_line,
     shared_hparam,
-    summary_difference,
 )
 from iga.utils.io import atomic_write_json, atomic_write_text
 
@@ -164,7 +164,7 @@ def _group_stats(group: str, runs: list[JobRecord]) -> GroupStats:
             "val_accuracy": mean_ci(r.metric("eval", "summary", "val_accuracy") for r in runs),
             "val_nocue_accuracy": mean_ci(r.metric("eval", "summary", "val_nocue_accuracy") for r in runs),
             # paired per run: what the cues add to validation accuracy, on the same problems
-            "cue_gain": mean_ci(summary_difference(r, "val_accuracy", "val_nocue_accuracy") for r in runs),
+            "cue_gain": mean_ci(cue_gain(r) for r in runs),
             "cue_follow": mean_ci(r.metric("eval", "summary", "cue_follow") for r in runs),
             "cue_follow_nocue": mean_ci(r.metric("eval", "summary", "cue_follow_nocue") for r in runs),
             "id_accuracy": mean_ci(r.metric("eval", "summary", "id_accuracy") for r in runs),

@@ -24,11 +24,12 @@ EPS = 1e-30
 
 
 def relative_vhat(domain_grads: Any) -> float:
-    """Mean over coordinates of ``V / (V + Ḡ² + ε)`` for ``domain_grads`` shaped (K, ...), in float64."""
-    g = domain_grads.double()
-    mean = g.mean(0)
-    var = (g - mean).square().mean(0)
-    return float((var / (var + mean.square() + EPS)).mean())
+    """Mean over coordinates of ``V / (V + Ḡ² + ε)`` for ``domain_grads`` shaped (K, ...), in float64 — IGA's own
+    statistics (:func:`~iga.algorithms.mask.domain_statistics`, ``normalised_variance(..., "relative")``)."""
+    from iga.algorithms.mask import domain_statistics, normalised_variance
+
+    mean, var = domain_statistics(domain_grads.double())
+    return float(normalised_variance(var, mean.square(), "relative", EPS).mean())
 
 
 def _batch_sizes(n: int) -> list[int]:

@@ -40,13 +40,13 @@ from iga.experiments.sweep_results import (
     MeanCI,
     ablation_sort_key,
     by_group,
+    cue_gain,
     finite,
     group_order,
     load_finished,
     mean_ci,
     select_models,
     shared_hparam,
-    summary_difference,
 )
 from iga.utils.io import InputError, atomic_write_bytes
 
@@ -212,9 +212,7 @@ def ablation_series(runs: Iterable[JobRecord]) -> dict[str, list[AblationPoint]]
                     groups=tuple(group_order(r.group for r in members)),
                     metrics={
                         **_accuracies(members, ("ood_accuracy", "id_accuracy", "val_nocue_accuracy")),
-                        "cue_gain": mean_ci(
-                            summary_difference(r, "val_accuracy", "val_nocue_accuracy") for r in members
-                        ),
+                        "cue_gain": mean_ci(cue_gain(r) for r in members),
                     },
                     n_runs=len(members),
                     baseline=entry.get("baseline", False),
@@ -489,7 +487,7 @@ def _cue_vs_learning_figure(runs: list[JobRecord], colours: Mapping[str, Any]) -
     points = []
     for run in runs:
         x = run.metric("eval", "summary", "val_nocue_accuracy")
-        y = summary_difference(run, "val_accuracy", "val_nocue_accuracy")
+        y = cue_gain(run)
         if x is not None and y is not None:
             points.append((run, 100 * x, 100 * y))
     if not points:

@@ -285,6 +285,15 @@ def summary_difference(record: JobRecord, a: str, b: str) -> float | None:
     return None if x is None or y is None else x - y
 
 
+#: The cue gain's two ``eval.summary`` keys: validation accuracy with the shortcut cues, and without them.
+CUE_GAIN = ("val_accuracy", "val_nocue_accuracy")
+
+
+def cue_gain(record: JobRecord) -> float | None:
+    """What the shortcut cues add to one run's validation accuracy, on the same problems (None without val_nocue)."""
+    return summary_difference(record, *CUE_GAIN)
+
+
 def finite(x: Any) -> float | None:
     """``x`` as a finite float, or None for null / NaN / ±inf / non-numbers (a diverged run logs NaN losses).
 
