@@ -13,16 +13,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+import iga.experiments.sweep_aggregates as sweep_aggregates_module
 import iga.experiments.sweep_plots as sweep_plots_module
 from iga.commands import plot as plot_command
-from iga.experiments.sweep_plots import (
-    ablation_series,
-    accuracy_table,
-    lcs_per_layer,
-    mean_curve,
-    plot_sweep,
-    render_sweep_plots,
-)
+from iga.experiments.sweep_aggregates import ablation_series, accuracy_table, lcs_per_layer, mean_curve
+from iga.experiments.sweep_plots import plot_sweep, render_sweep_plots
 from iga.experiments.sweep_results import JobRecord, load_finished, select_models
 
 PNG_HEADER = b"\x89PNG\r\n\x1a\n"
@@ -365,6 +360,7 @@ def test_cli_empty_folder_is_a_user_error(tmp_path):
     assert "no jobs" in " ".join(result.output.split())  # rich wraps long lines
 
 
-def test_doctests():
-    outcome = doctest.testmod(sweep_plots_module)
-    assert outcome.attempted >= 3 and outcome.failed == 0
+@pytest.mark.parametrize("module", [sweep_plots_module, sweep_aggregates_module])
+def test_doctests(module):
+    outcome = doctest.testmod(module)
+    assert outcome.attempted >= 2 and outcome.failed == 0
