@@ -6,7 +6,15 @@ import json
 
 import pytest
 
-from iga.experiments.claims import check_claims, main, paired_difference, per_seed, render_claims
+from iga.experiments.claims import (
+    check_claims,
+    main,
+    paired_difference,
+    per_seed,
+    render_claims,
+    render_settings,
+    same_setting_comparison,
+)
 
 
 def _job(root, name, group, seed, ood, idacc, lcs, ablation=None):
@@ -87,3 +95,29 @@ def test_shortcut_reliance_claim_is_paired_and_only_made_with_val_nocue(sweep, t
     assert follow["erm"]["mean"] == pytest.approx(0.2) and follow["iga"]["mean"] == pytest.approx(0.02)
     text = render_claims(check_claims(per_seed(root)))
     assert "less shortcut reliance than ERM-SFT: cue gain" in text and "| better |" in text
+
+
+def test_same_setting_comparison_pairs_ablation_groups_of_both_methods(sweep, tmp_path):
+    # iga:tau=1 has no erm partner; iga:cues=off / erm:cues=off share their data and are paired per seed.
+    for s, (i, e) in enumerate([(0.10, 0.30), (0.14, 0.30)]):
+        _job(sweep, f"igaoff{s}", "iga:cues=off", s, i, 0.5, 0.2, {"name": "cues", "value": "off"})
+        _job(sweep, f"ermoff{s}", "erm:cues=off", s, e, 0.5, 0.2, {"name": "cues_erm", "value": "off"})
+    _job(sweep, "ermoff9", "erm:cues=off", 9, 0.9, 0.5, 0.2, {"name": "cues_erm", "value": "off"})  # unpaired
+    data = per_seed(sweep, ablations=True)
+    assert {"iga:tau=1", "iga:cues=off", "erm:cues=off"} <= set(data)
+    rows = same_setting_comparison(data)
+    assert [r["setting"] for r in rows] == ["main", "cues=off"]
+    main_row, off = rows
+    assert main_row["ood_accuracy"]["difference"]["mean"] == pytest.approx(0.11)  # as the main claim
+    # differences −0.20 and −0.16 (seed 9 has no iga partner): mean −0.18, sd 0.02·√2, half-width t(1)·sd/√2
+    d = off["ood_accuracy"]["difference"]
+    assert d["n"] == 2 and d["mean"] == pytest.approx(-0.18)
+    assert d["ci95"] == pytest.approx(12.706204736174696 * 0.02 * 2**0.5 / 2**0.5)
+    assert off["ood_accuracy"]["verdict"] == "no significant difference"  # 0.254 > 0.18 at 2 seeds
+    assert off["ood_accuracy"]["erm"]["n"] == 3  # the baseline's own mean uses all its seeds
+    assert "cue_gain" not in off  # no job evaluated val_nocue
+    text = "\n".join(render_settings(rows, method="iga"))
+    assert "| cues=off | 12.0 / 50.0 | -18.0 ± " in text and "— no significant difference | – | – |" in text
+    out = tmp_path / "claims.md"
+    main([str(sweep), "--out", str(out)])
+    assert "| cues=off |" in out.read_text()

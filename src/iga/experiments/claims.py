@@ -9,6 +9,8 @@ ERM against IGA's (paper: 0.142 vs 0.031, a ratio of 4.6; lower is more consiste
 Where the jobs evaluated the cue-free validation split, also the mechanism the paper argues for — less reliance on
 domain-dependent shortcuts than ERM: the cue gain (validation accuracy with cues − without, same problems) and the
 excess wrong-cue following (share of answers equal to a wrong cue's value, shown − hidden); lower is better.
+Where the sweep ran IGA and ERM under the same changed data (ablation groups ``iga:S`` and ``erm:S``: no cues,
+stronger cues, fewer training domains), IGA − ERM per setting (:func:`same_setting_comparison`).
 
 Run: ``python -m iga.experiments.claims runs/study --out docs/results/claims.md`` (also writes ``claims.json``).
 
@@ -56,17 +58,59 @@ def _run_metric(record: Any, name: str) -> float | None:
     return summary_difference(record, *SHORTCUT_METRICS[name])
 
 
-def per_seed(sweep_dir: str | os.PathLike) -> dict[str, dict[str, dict[int, float]]]:
-    """``{group: {metric: {seed: value}}}`` of the finished, validation-selected jobs (main comparison only)."""
+def per_seed(
+    sweep_dir: str | os.PathLike, *, ablations: bool = False
+) -> dict[str, dict[str, dict[int, float]]]:
+    """``{group: {metric: {seed: value}}}`` of the finished, validation-selected jobs: the main comparison only,
+    or with ``ablations=True`` the ablation groups (``iga:tau=3``, ``erm:cues=off``, …) too."""
     _, finished = load_finished(sweep_dir)
     kept, _ = select_models(finished)
     out: dict[str, dict[str, dict[int, float]]] = {}
-    for group, records in by_group(r for r in kept if r.ablation is None).items():
+    for group, records in by_group(r for r in kept if ablations or r.ablation is None).items():
         out[group] = {
             name: {r.seed: v for r in records if (v := _run_metric(r, name)) is not None}
             for name in (*METRICS, *SHORTCUT_METRICS)
         }
     return out
+
+
+SETTING_METRICS = ("ood_accuracy", "id_accuracy", "cue_gain")
+
+
+def same_setting_comparison(
+    data: Mapping[str, Mapping[str, Mapping[int, float]]], *, method: str = "iga", baseline: str = "erm"
+) -> list[dict[str, Any]]:
+    """``method − baseline`` under every data setting both ran: the main comparison (setting ``"main"``) and each
+    pair of ablation groups ``{method}:S`` / ``{baseline}:S`` (``iga:cues=off`` with ``erm:cues=off``), paired
+    over the seeds both have. A group of one method alone (``iga:tau=3``) has no partner and is left out.
+
+    Example:
+        >>> d = {"iga": {"ood_accuracy": {0: 0.3}}, "erm": {"ood_accuracy": {0: 0.2}},
+        ...      "iga:K=2": {"ood_accuracy": {0: 0.1}}, "erm:K=2": {"ood_accuracy": {0: 0.4}}, "iga:tau=3": {}}
+        >>> [(r["setting"], round(r["ood_accuracy"]["difference"]["mean"], 2)) for r in same_setting_comparison(d)]
+        [('main', 0.1), ('K=2', -0.3)]
+    """
+    pairs = [("main", method, baseline)] if method in data and baseline in data else []
+    prefix = f"{method}:"
+    for group in sorted(data):
+        if group.startswith(prefix) and f"{baseline}:{group[len(prefix) :]}" in data:
+            pairs.append((group[len(prefix) :], group, f"{baseline}:{group[len(prefix) :]}"))
+    rows = []
+    for setting, mine, theirs in pairs:
+        row: dict[str, Any] = {"setting": setting, "groups": [mine, theirs]}
+        for metric in SETTING_METRICS:
+            a, b = data[mine].get(metric, {}), data[theirs].get(metric, {})
+            if a and b:
+                d = paired_difference(a, b)
+                higher = metric != "cue_gain"
+                row[metric] = {
+                    method: mean_ci(a.values()).to_json(),
+                    baseline: mean_ci(b.values()).to_json(),
+                    "difference": d.to_json(),
+                    "verdict": _verdict(d, higher_is_better=higher),
+                }
+        rows.append(row)
+    return rows
 
 
 def paired_difference(a: Mapping[int, float], b: Mapping[int, float]) -> MeanCI:
@@ -178,7 +222,40 @@ def render_claims(claims: Mapping[str, Any]) -> str:
             f"{_pm(row['id_accuracy'])} | {row['id_accuracy']['verdict']} | "
             f"{_pm(row['lcs'], 1.0, 3)} | {row['lcs']['verdict']} |"
         )
+    if claims.get("settings"):
+        lines += render_settings(claims["settings"], method=m)
     return "\n".join(lines) + "\n"
+
+
+def _means(cell: Mapping[str, Any] | None, method: str, baseline: str) -> str:
+    if not cell:
+        return "–"
+    a, b = cell[method]["mean"], cell[baseline]["mean"]
+    return f"{100 * a:.1f} / {100 * b:.1f}"
+
+
+def render_settings(rows: Sequence[Mapping[str, Any]], *, method: str, baseline: str = "erm") -> list[str]:
+    """Markdown lines of :func:`same_setting_comparison`: per setting, both means and the paired difference."""
+    lines = [
+        "",
+        f"## `{method}` − {baseline} under the same data setting (main comparison and ablations both ran)",
+        "",
+        f"Groups `{method}:S` and `{baseline}:S` of the sweep share their data (cue strength, training domains), so "
+        "their difference is paired per seed; a setting's own numbers are not comparable across settings (other "
+        "training domains, other cues).",
+        "",
+        f"| setting | OOD-surface % {method} / {baseline} | difference (points) | cue gain {method} / {baseline} "
+        f"| difference (points, lower = fewer shortcuts) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        ood, cue = row.get("ood_accuracy"), row.get("cue_gain")
+        lines.append(
+            f"| {row['setting']} | {_means(ood, method, baseline)} | "
+            f"{_pm(ood['difference']) + ' — ' + ood['verdict'] if ood else '–'} | "
+            f"{_means(cue, method, baseline)} | {_pm(cue['difference']) + ' — ' + cue['verdict'] if cue else '–'} |"
+        )
+    return lines
 
 
 SHORTCUT_LABELS = {
@@ -200,6 +277,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--method", default="iga")
     args = parser.parse_args(argv)
     claims = check_claims(per_seed(args.sweep_dir), method=args.method)
+    claims["settings"] = same_setting_comparison(per_seed(args.sweep_dir, ablations=True), method=args.method)
     text = render_claims(claims)
     if args.out:
         out = Path(args.out)
