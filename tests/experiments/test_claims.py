@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import doctest
 import json
 
 import pytest
 
+import iga.experiments.claims as claims_module
 from iga.experiments.claims import (
     check_claims,
     main,
@@ -121,3 +123,8 @@ def test_same_setting_comparison_pairs_ablation_groups_of_both_methods(sweep, tm
     out = tmp_path / "claims.md"
     main([str(sweep), "--out", str(out)])
     assert "| cues=off |" in out.read_text()
+
+
+def test_doctests():
+    outcome = doctest.testmod(claims_module)
+    assert outcome.attempted >= 2 and outcome.failed == 0
