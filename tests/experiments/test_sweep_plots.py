@@ -364,3 +364,31 @@ def test_cli_empty_folder_is_a_user_error(tmp_path):
 def test_doctests(module):
     outcome = doctest.testmod(module)
     assert outcome.attempted >= 2 and outcome.failed == 0
+
+
+@pytest.mark.parametrize(
+    ("n_ablations", "nocue", "shape"), [(5, False, (2, 4)), (5, True, (4, 4)), (2, True, (2, 2))]
+)
+def test_ablation_figure_wraps_into_bands_of_four(tmp_path, n_ablations, nocue, shape):
+    root = tmp_path / "sweep"
+    names = [f"opt{i}" for i in range(n_ablations)]
+    for seed in (0, 1):
+        _write_job(root, f"iga{seed}", group="iga", seed=seed, accuracies=(0.2, 0.1, 0.1))
+    for name in names:
+        job = _write_job(
+            root, f"iga-{name}", group=f"iga:{name}=1", seed=0, accuracies=(0.2, 0.1, 0.1),
+            ablation={"name": name, "value": 1},
+        )  # fmt: skip
+        if nocue:
+            result = json.loads((job / "result.json").read_text())
+            result["eval"]["summary"].update(val_accuracy=0.3, val_nocue_accuracy=0.2)
+            (job / "result.json").write_text(json.dumps(result))
+    runs = selected_runs(root)
+    fig = sweep_plots_module._ablation_figure(runs, sweep_plots_module._colours(["iga"]))
+    rows, columns = shape
+    assert fig.axes[0].get_gridspec().get_geometry() == (rows, columns)
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(visible) == n_ablations * (2 if nocue else 1)
+    titles = {ax.get_title() for ax in visible}
+    assert {f"Ablation: {n}" for n in names} <= titles
+    sweep_plots_module._pyplot().close(fig)

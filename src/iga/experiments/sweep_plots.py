@@ -66,6 +66,7 @@ MASK_KEYS: tuple[tuple[str, str], ...] = (
 FIGURES = ("accuracy", "shortcut", "cue_vs_learning", "curves", "mask", "lcs_layers", "ablations")
 SUPPORTED_FORMATS = ("png", "svg", "pdf")
 PNG_DPI = 120
+ABLATIONS_PER_ROW = 4
 
 
 # ----------------------------------------------------------------------------------------------- figures
@@ -300,27 +301,40 @@ def _ablation_figure(runs: list[JobRecord], colours: Mapping[str, Any]) -> Any:
     # A second row (cue-free validation accuracy and cue gain) when any job evaluated val_nocue.
     shortcut = any(p.metrics["cue_gain"].n for points in series.values() for p in points)
     rows = 2 if shortcut else 1
-    fig, axes = plt.subplots(rows, len(series), figsize=(4.4 * len(series), 3.8 * rows), squeeze=False)
+    # Wrap into bands of at most ABLATIONS_PER_ROW columns, each band `rows` panels high, so that ten ablations
+    # make a readable page rather than one 50-inch strip.
+    columns = min(ABLATIONS_PER_ROW, len(series))
+    bands = math.ceil(len(series) / columns)
+    fig, grid = plt.subplots(
+        rows * bands, columns, figsize=(4.4 * columns, 3.8 * rows * bands), squeeze=False
+    )
+    for index in range(len(series), bands * columns):
+        for row in range(rows):
+            grid[(index // columns) * rows + row][index % columns].set_visible(False)
     accuracy = {"ood_accuracy": ("OOD-surface", "o", "-"), "id_accuracy": ("ID", "s", "--")}
     reliance = {
         "val_nocue_accuracy": ("val, cues stripped", "o", "-"),
         "cue_gain": ("cue gain (pts)", "^", ":"),
     }
-    for column, (name, points) in enumerate(series.items()):
-        ax = axes[0][column]
+    for index, (name, points) in enumerate(series.items()):
+        band, column = divmod(index, columns)
+        ax = grid[band * rows][column]
         _ablation_panel(ax, points, accuracy)
         ax.set_ylim(bottom=0)
         ax.set_ylabel("accuracy (%)")
         ax.set_title(f"Ablation: {name}", fontsize=10)
         if shortcut:
-            ax = axes[1][column]
+            ax = grid[band * rows + 1][column]
             _ablation_panel(ax, points, reliance)
             ax.axhline(0, color="grey", linewidth=0.6)
             ax.set_ylabel("% / points")
             ax.set_title(f"{name}: shortcut reliance", fontsize=10)
         ax.set_xlabel(name)
-    fig.suptitle("Ablations (mean over seeds, 95% t-interval)", fontsize=11)
-    fig.tight_layout()
+    # The suptitle sits in a fixed 0.45-inch strip on top: at the default fractional position, a tall figure's
+    # first band of titles runs into it.
+    height = fig.get_figheight()
+    fig.suptitle("Ablations (mean over seeds, 95% t-interval)", fontsize=11, y=1 - 0.08 / height, va="top")
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / height))
     return fig
 
 
