@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,15 +63,23 @@ def per_seed(
 ) -> dict[str, dict[str, dict[int, float]]]:
     """``{group: {metric: {seed: value}}}`` of the finished, validation-selected jobs: the main comparison only,
     or with ``ablations=True`` the ablation groups (``iga:tau=3``, ``erm:cues=off``, …) too."""
+    kept = _kept_runs(sweep_dir)
+    return _per_seed(r for r in kept if ablations or r.ablation is None)
+
+
+def _kept_runs(sweep_dir: str | os.PathLike) -> list[Any]:
     _, finished = load_finished(sweep_dir)
-    kept, _ = select_models(finished)
-    out: dict[str, dict[str, dict[int, float]]] = {}
-    for group, records in by_group(r for r in kept if ablations or r.ablation is None).items():
-        out[group] = {
-            name: {r.seed: v for r in records if (v := _run_metric(r, name)) is not None}
+    return select_models(finished)[0]
+
+
+def _per_seed(records: Iterable[Any]) -> dict[str, dict[str, dict[int, float]]]:
+    return {
+        group: {
+            name: {r.seed: v for r in members if (v := _run_metric(r, name)) is not None}
             for name in (*METRICS, *SHORTCUT_METRICS)
         }
-    return out
+        for group, members in by_group(records).items()
+    }
 
 
 SETTING_METRICS = ("ood_accuracy", "id_accuracy", "cue_gain")
@@ -91,10 +99,10 @@ def same_setting_comparison(
         [('main', 0.1), ('K=2', -0.3)]
     """
     pairs = [("main", method, baseline)] if method in data and baseline in data else []
-    prefix = f"{method}:"
     for group in sorted(data):
-        if group.startswith(prefix) and f"{baseline}:{group[len(prefix) :]}" in data:
-            pairs.append((group[len(prefix) :], group, f"{baseline}:{group[len(prefix) :]}"))
+        setting = group.removeprefix(f"{method}:")
+        if setting != group and f"{baseline}:{setting}" in data:
+            pairs.append((setting, group, f"{baseline}:{setting}"))
     rows = []
     for setting, mine, theirs in pairs:
         row: dict[str, Any] = {"setting": setting, "groups": [mine, theirs]}
@@ -276,8 +284,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", default=None, help="claims.md path (claims.json beside it)")
     parser.add_argument("--method", default="iga")
     args = parser.parse_args(argv)
-    claims = check_claims(per_seed(args.sweep_dir), method=args.method)
-    claims["settings"] = same_setting_comparison(per_seed(args.sweep_dir, ablations=True), method=args.method)
+    kept = _kept_runs(args.sweep_dir)  # read once: the main comparison, then every group for the settings
+    claims = check_claims(_per_seed(r for r in kept if r.ablation is None), method=args.method)
+    claims["settings"] = same_setting_comparison(_per_seed(kept), method=args.method)
     text = render_claims(claims)
     if args.out:
         out = Path(args.out)
