@@ -14,6 +14,8 @@ A domain file looks like this (every key is checked; see ``domains/math.yaml`` f
         premises: {start: "...", add: ["...", "..."], ...}   # one template or a list to draw from
         steps: {add: "{a} + {b} = {out} tonnes", ...}        # one template per solver op
         words: {items: [...]}                     # pools for this skeleton only (looked up before lexicon)
+      M01_arith_walk:                             # micro skeletons: steps may be left out (the skeleton's
+        narration: {now: "So the dose is {n} mg."}  # symbolic default), narration is required (base text)
 
 Templates use ``{slot}`` placeholders (:mod:`iga.isomers.text`); which slots each template may use, which
 templates and pools a section needs, is the skeleton's :class:`~iga.isomers.skeletons.base.TemplateSpec`.
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -55,7 +57,7 @@ SHIPPED_ORDER = (
 )
 MIN_PARAPHRASES = 3
 _TOP_KEYS = ("name", "role", "description", "lexicon", "shortcut_cue", "skeletons")
-_SECTION_KEYS = ("questions", "premises", "steps", "words")
+_SECTION_KEYS = ("questions", "premises", "steps", "words", "narration")
 _NAME = re.compile(r"[a-z][a-z0-9_]*")
 
 Path_ = tuple[str, ...]
@@ -70,6 +72,7 @@ class Section:
     premises: Mapping[str, tuple[str, ...]]
     steps: Mapping[str, str]
     words: Mapping[str, Pool]
+    narration: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -186,13 +189,14 @@ def _flatten(label: str, data: dict) -> dict[Path_, Any]:
             questions = {"ask": questions}
         for kind, templates in _mapping(label, (*base, "questions"), questions).items():
             out[(*base, "questions", kind)] = _strings(label, (*base, "questions", kind), templates)
-        for kind, templates in _mapping(label, (*base, "premises"), section.get("premises", {})).items():
-            path = (*base, "premises", kind)
-            out[path] = (
-                (_string(label, path, templates),)
-                if isinstance(templates, str)
-                else _strings(label, path, templates)
-            )
+        for part in ("premises", "narration"):
+            for kind, templates in _mapping(label, (*base, part), section.get(part, {})).items():
+                path = (*base, part, kind)
+                out[path] = (
+                    (_string(label, path, templates),)
+                    if isinstance(templates, str)
+                    else _strings(label, path, templates)
+                )
         for op, template in _mapping(label, (*base, "steps"), section.get("steps", {})).items():
             out[(*base, "steps", op)] = _string(label, (*base, "steps", op), template)
         for pool, value in _mapping(label, (*base, "words"), section.get("words", {})).items():
@@ -297,16 +301,23 @@ def _section(
         raise DomainError(f"{first}: skeletons.{sk_id}: unknown skeleton (known: {known})") from None
     if get_skeleton(sk_id).id != sk_id:
         raise DomainError(f"{first}: skeletons.{sk_id}: use the full skeleton id {get_skeleton(sk_id).id!r}")
-    parts: dict[str, dict[str, Any]] = {"questions": {}, "premises": {}, "steps": {}, "words": {}}
+    parts: dict[str, dict[str, Any]] = {k: {} for k in _SECTION_KEYS}
     for (part, key), (value, label) in mine.items():
         parts[part][key] = (value, label)
-    wanted = {"questions": spec.questions, "premises": spec.premises, "steps": spec.steps}
+    for op, template in spec.default_steps.items():  # the skeleton's domain-free step, unless overridden
+        parts["steps"].setdefault(op, (template, f"<skeleton {sk_id}>"))
+    wanted = {
+        "questions": spec.questions,
+        "premises": spec.premises,
+        "steps": spec.steps,
+        "narration": spec.narration,
+    }
     for part, slots_by_key in wanted.items():
         for key in parts[part]:
             if key not in slots_by_key:
                 label = parts[part][key][1]
                 raise DomainError(
-                    f"{label}: skeletons.{sk_id}.{part}.{key}: unknown {part[:-1]} kind for {sk_id} "
+                    f"{label}: skeletons.{sk_id}.{part}.{key}: unknown {part.removesuffix('s')} kind for {sk_id} "
                     f"(expected: {', '.join(slots_by_key)})"
                 )
         for key, allowed in slots_by_key.items():
@@ -342,6 +353,7 @@ def _section(
         premises={k: v for k, (v, _) in parts["premises"].items()},
         steps={k: v for k, (v, _) in parts["steps"].items()},
         words=words,
+        narration={k: v for k, (v, _) in parts["narration"].items()},
     )
 
 

@@ -30,7 +30,12 @@ PRESETS: Mapping[str, Mapping[str, int]] = {
     "tiny": {"train_per_skeleton": 3, "val_per_skeleton": 1, "eval_per_skeleton": 2},
     "small": {"train_per_skeleton": 60, "val_per_skeleton": 10, "eval_per_skeleton": 20},
     "default": {"train_per_skeleton": 500, "val_per_skeleton": 50, "eval_per_skeleton": 100},
+    # The micro regime (M01-M04): enough training sets that a 5-minute run sees few of them twice, and 50
+    # evaluation sets per skeleton = 200 answers per skeleton and split (4 domains each).
+    "micro": {"train_per_skeleton": 2000, "val_per_skeleton": 50, "eval_per_skeleton": 50},
 }
+#: The skeleton suite a preset selects when the config names no skeletons.
+PRESET_SUITES: Mapping[str, str] = {"micro": "micro"}
 
 
 @dataclass(frozen=True)
@@ -110,7 +115,9 @@ def resolve_config(config: SuiteConfig | str | Mapping[str, Any]) -> SuiteConfig
         if not skeletons:
             raise ConfigError("config.skeletons: select at least one skeleton")
         ids = [get_skeleton(s.strip()).id for s in skeletons]
-        values["skeletons"] = tuple(sk for sk in list_skeletons() if sk in ids)  # catalogue order
+        values["skeletons"] = tuple(sk for sk in list_skeletons(None) if sk in ids)  # catalogue order
+    else:
+        values["skeletons"] = tuple(list_skeletons(PRESET_SUITES.get(preset, "standard")))
     domains = config.get("domains")
     if domains is not None:
         if isinstance(domains, str):

@@ -89,6 +89,8 @@ class TemplateSpec:
     steps: Mapping[str, frozenset[str]]
     pools: Mapping[str, int] = field(default_factory=dict)
     tables: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    narration: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    default_steps: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,8 @@ class Skeleton(ABC):
     spec: ClassVar[TemplateSpec]
     regimes: ClassVar[Mapping[str, Knobs]]
     bounds: ClassVar[Knobs]
+    #: ``standard`` (S01-S11, the default catalogue) or ``micro`` (M01-M04, the learnable regime).
+    suite: ClassVar[str] = "standard"
 
     @property
     def code(self) -> str:
@@ -133,6 +137,10 @@ class Skeleton(ABC):
     @abstractmethod
     def check(self, params: dict) -> str:
         """Re-derive the canonical answer independently of :meth:`solve` (enumeration / brute force)."""
+
+    def narrative(self, params: dict) -> tuple[Sentence, ...]:
+        """Plain text stating the premises and their consequences - no question, no CoT (micro skeletons)."""
+        raise NotImplementedError(f"{self.id} has no narrative (only the micro skeletons do)")
 
     def instance(self, rng: HashRng, knobs: Knobs, regime: str = "train") -> LogicalInstance:
         """Sample, solve and cross-check one instance (``regime`` is recorded in its difficulty)."""

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from iga.isomers.errors import ConfigError
 from iga.isomers.skeletons.base import Skeleton
+from iga.isomers.skeletons.m01_arith_walk import ArithWalk
+from iga.isomers.skeletons.m02_mp_backward import MPBackward
+from iga.isomers.skeletons.m03_order import Order
+from iga.isomers.skeletons.m04_state import State
 from iga.isomers.skeletons.s01_arith_chain import ArithChain
 from iga.isomers.skeletons.s02_linear_system import LinearSystem
 from iga.isomers.skeletons.s03_proportion import Proportion
@@ -43,17 +47,28 @@ for _cls in (
     TransitiveOrder,
     RelationCompose,
     StateTracking,
+    ArithWalk,
+    MPBackward,
+    Order,
+    State,
 ):
     register_skeleton(_cls())
 
 
-def list_skeletons() -> list[str]:
-    """Registered skeleton ids in catalogue order.
+SUITES = ("standard", "micro")
+
+
+def list_skeletons(suite: str | None = "standard") -> list[str]:
+    """Registered skeleton ids of ``suite`` (``None``: every suite) in catalogue order.
 
     >>> list_skeletons()[:2]
     ['S01_arith_chain', 'S02_linear_system']
+    >>> list_skeletons("micro")
+    ['M01_arith_walk', 'M02_mp_backward', 'M03_order', 'M04_state']
     """
-    return list(_REGISTRY)
+    if suite is not None and suite not in SUITES:
+        raise ConfigError(f"unknown skeleton suite {suite!r} (choose from {', '.join(SUITES)})")
+    return [sk.id for sk in _REGISTRY.values() if suite is None or sk.suite == suite]
 
 
 def get_skeleton(name: str) -> Skeleton:
