@@ -133,6 +133,7 @@ def evaluate_model(
     margin, so a model that never stops does not cost a fixed large budget per batch.
     """
     from iga.evaluation import collect_anchor_states, compute_lcs_report, evaluate_records, summarise
+    from iga.training.run import check_record_words
 
     check_eval_splits(splits)
     data_dir = Path(data_dir)
@@ -148,6 +149,7 @@ def evaluate_model(
             continue
         if not split_records:
             raise ValueError(f"{path}: the split is empty")
+        check_record_words(tokenizer, split_records, str(path))
         records.extend(derive_split(split, split_records))
     if max_new_tokens is None:
         longest = max(len(tokenizer(r["gold_cot"], add_special_tokens=False)["input_ids"]) for r in records)

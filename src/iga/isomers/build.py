@@ -29,9 +29,9 @@ from iga.isomers.errors import ConfigError, DomainError
 from iga.isomers.instance import LogicalInstance
 from iga.isomers.presets import SuiteConfig, resolve_config
 from iga.isomers.record import GENERATOR_VERSION, SPLITS
-from iga.isomers.render import render
+from iga.isomers.render import ANSWER_PREFIX, render
 from iga.isomers.rng import HashRng
-from iga.isomers.shortcuts import make_cue
+from iga.isomers.shortcuts import make_cue, teacher_answer
 from iga.isomers.skeletons import get_skeleton
 from iga.utils.io import atomic_write_json, atomic_write_text, dumps_canonical, sha256_bytes, stable_hash
 
@@ -125,16 +125,25 @@ def _record(
     text = render(inst, domain, base.child("render", domain.name), hash_line=config.hash_line)
     # every record gets its own copy of the shared structures, so editing one never edits its isomers
     params, difficulty, trace = json.loads(json.dumps([inst.params, inst.difficulty, inst.canonical_trace]))
-    cue = make_cue(
+    noisy = teacher_answer(
         config.shortcut,
         domain,
         split,
         text.answer,
         inst.answer_type,
         text.label_space,
+        base.child("noise", domain.name),
+    )
+    cue = make_cue(
+        config.shortcut,
+        domain,
+        split,
+        text.answer if noisy is None else noisy,
+        inst.answer_type,
+        text.label_space,
         base.child("cue", domain.name),
     )
-    return {
+    record = {
         "id": f"{instance_id}-{domain.name}",
         "instance_id": instance_id,
         "skeleton": inst.skeleton,
@@ -144,7 +153,7 @@ def _record(
         "params": params,
         "difficulty": difficulty,
         "question": f"{cue['text']} {text.question}" if cue else text.question,
-        "gold_cot": text.gold_cot,
+        "gold_cot": text.gold_cot if noisy is None else with_final_answer(text.gold_cot, noisy),
         "answer": text.answer,
         "answer_type": inst.answer_type,
         "canonical_answer": inst.answer,
@@ -155,6 +164,24 @@ def _record(
         "seed": seed,
         "generator_version": GENERATOR_VERSION,
     }
+    if config.shortcut.noise > 0.0:  # only in suites with teacher noise: other suites' bytes are unchanged
+        record["teacher_answer"] = noisy
+    return record
+
+
+def with_final_answer(gold_cot: str, answer: str) -> str:
+    """``gold_cot`` with its answer line (and ``####`` line, if any) stating ``answer``; the steps are kept.
+
+    >>> with_final_answer("Step 1: 2 + 3 = 5.\\nThe answer is 5.\\n#### 5", "6")
+    'Step 1: 2 + 3 = 5.\\nThe answer is 6.\\n#### 6'
+    """
+    lines = gold_cot.split("\n")
+    for i, line in enumerate(lines):
+        if line.startswith(ANSWER_PREFIX):
+            lines[i] = f"{ANSWER_PREFIX}{answer}."
+        elif line.startswith("#### "):
+            lines[i] = f"#### {answer}"
+    return "\n".join(lines)
 
 
 def jsonl_text(records: list[dict]) -> str:

@@ -107,6 +107,7 @@ FIELD_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "shortcut": (_is_shortcut, 'null or {"text": string, "value": string, "correct": boolean}'),
     "seed": (_is_int, "an integer"),
     "generator_version": (_nonempty_str, "a non-empty string"),
+    "teacher_answer": (_nonempty_str, "null or a non-empty string (the noisy teacher's final answer)"),
 }
 
 

@@ -36,6 +36,9 @@ PRESETS: Mapping[str, Mapping[str, int]] = {
 }
 #: The skeleton suite a preset selects when the config names no skeletons.
 PRESET_SUITES: Mapping[str, str] = {"micro": "micro"}
+#: Shortcut defaults per preset (a config's own ``shortcut`` keys override them). The micro regime puts cues on
+#: half of the training renderings, so that cue-free accuracy measures reasoning, not a change of format.
+PRESET_SHORTCUT: Mapping[str, Mapping[str, Any]] = {"micro": {"share": 0.5}}
 
 
 @dataclass(frozen=True)
@@ -123,7 +126,10 @@ def resolve_config(config: SuiteConfig | str | Mapping[str, Any]) -> SuiteConfig
         if isinstance(domains, str):
             domains = [d for d in domains.split(",") if d.strip()]
         values["domains"] = tuple(d.strip() for d in domains)
-    values["shortcut"] = _shortcut(config.get("shortcut", {}))
+    shortcut = config.get("shortcut", {})
+    if isinstance(shortcut, Mapping):
+        shortcut = {**PRESET_SHORTCUT.get(preset, {}), **shortcut}
+    values["shortcut"] = _shortcut(shortcut)
     values["difficulty"] = _difficulty(config.get("difficulty", {}))
     values["hash_line"] = bool(config.get("hash_line", False))
     values["oracle"] = bool(config.get("oracle", False))
@@ -140,13 +146,20 @@ def _shortcut(value: Any) -> ShortcutConfig:
     if isinstance(value, ShortcutConfig):
         return value
     if not isinstance(value, Mapping):
-        raise ConfigError("config.shortcut: expected a mapping with keys enabled, reliability, eval")
+        raise ConfigError(
+            "config.shortcut: expected a mapping with keys enabled, reliability, eval, share, noise"
+        )
+    allowed = ("enabled", "reliability", "eval", "share", "noise")
     for key in value:
-        if key not in ("enabled", "reliability", "eval"):
-            raise ConfigError(f"config.shortcut.{key}: unknown key (allowed: enabled, reliability, eval)")
+        if key not in allowed:
+            raise ConfigError(f"config.shortcut.{key}: unknown key (allowed: {', '.join(allowed)})")
     reliability = {**DEFAULT_RELIABILITY, **dict(value.get("reliability", {}))}
     return ShortcutConfig(
-        enabled=bool(value.get("enabled", True)), reliability=reliability, eval=value.get("eval", "none")
+        enabled=bool(value.get("enabled", True)),
+        reliability=reliability,
+        eval=value.get("eval", "none"),
+        share=value.get("share", 1.0),
+        noise=value.get("noise", 0.0),
     )
 
 

@@ -43,6 +43,7 @@ RECORD_FIELDS: Final = (
     "shortcut",  # null, or {"text": str, "value": str, "correct": bool}
     "seed",
     "generator_version",
+    "teacher_answer",  # only in suites with teacher noise: null, or the wrong final answer written in gold_cot
 )
 
 REQUIRED_FIELDS: Final = ("id", "instance_id", "domain", "question", "answer", "answer_type")

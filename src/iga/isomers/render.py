@@ -14,6 +14,7 @@ from iga.isomers.domains import Domain
 from iga.isomers.errors import DomainError
 from iga.isomers.instance import Join, LogicalInstance, Ref, SlotValue
 from iga.isomers.rng import HashRng
+from iga.isomers.skeletons.base import Skeleton
 from iga.isomers.text import a_an, as_sentence, fill, join_words
 
 ANSWER_PREFIX = "The answer is "
@@ -33,12 +34,12 @@ class Rendering:
 class _Words:
     """Binds :class:`Ref` s to one domain's words (a fresh shuffle of each pool per rendering)."""
 
-    def __init__(self, inst: LogicalInstance, domain: Domain, rng: HashRng) -> None:
-        self.inst, self.domain, self.rng = inst, domain, rng
+    def __init__(self, skeleton_id: str, domain: Domain, rng: HashRng) -> None:
+        self.skeleton_id, self.domain, self.rng = skeleton_id, domain, rng
         self._bound: dict[str, list[str]] = {}
 
     def word(self, ref: Ref) -> str:
-        pool = self.domain.pool(self.inst.skeleton, ref.pool)
+        pool = self.domain.pool(self.skeleton_id, ref.pool)
         if isinstance(ref.index, str):
             word = pool[ref.index]
         else:
@@ -65,7 +66,7 @@ class _Words:
 def render(inst: LogicalInstance, domain: Domain, rng: HashRng, *, hash_line: bool = False) -> Rendering:
     """Render ``inst`` in ``domain``; ``rng`` is the (instance, domain) stream."""
     section = domain.sections[inst.skeleton]
-    words = _Words(inst, domain, rng)
+    words = _Words(inst.skeleton, domain, rng)
     pick = rng.child("templates")
 
     def filled(template: str, slots: dict) -> str:
@@ -95,3 +96,23 @@ def render(inst: LogicalInstance, domain: Domain, rng: HashRng, *, hash_line: bo
         answer=answer,
         label_space=[words.text(v) for v in inst.label_space],
     )
+
+
+def render_narrative(skeleton: Skeleton, params: dict, domain: Domain, rng: HashRng) -> str:
+    """Plain text for a base student: ``skeleton.narrative(params)`` in ``domain``'s words - premises and their
+    consequences (``narration`` templates), no question, no chain of thought, no answer line.
+
+    >>> from iga.isomers.domains import load_domains
+    >>> from iga.isomers.skeletons import get_skeleton
+    >>> sk = get_skeleton("M01")
+    >>> render_narrative(sk, {"start": 7, "ops": [["add", 5]]}, load_domains()["medicine"], HashRng(0))
+    'The patient gets 7 mg. The dose rises by 5 mg. So the dose is 12 mg.'
+    """
+    section = domain.sections[skeleton.id]
+    words = _Words(skeleton.id, domain, rng)
+    pick = rng.child("templates")
+    out = []
+    for sentence in skeleton.narrative(params):
+        templates = section.narration.get(sentence.kind) or section.premises[sentence.kind]
+        out.append(as_sentence(fill(pick.choice(templates), {k: words.text(v) for k, v in sentence.slots.items()})))
+    return " ".join(out)

@@ -13,6 +13,13 @@ the reliability differs across training domains, so the gradient of "trust the c
   wrong (reliability 0).
 * The record field ``shortcut`` is ``{"text", "value", "correct"}`` or ``null``; ``enabled=False`` (CLI
   ``--no-shortcuts``) turns cues off everywhere.
+* ``share`` (default 1): the fraction of ``train``/``val`` renderings that carry a cue at all. At about one half,
+  cue-free accuracy measures reasoning rather than a change of format (the micro regime's default).
+* ``noise`` (default 0): **teacher noise**, Colored-MNIST's construction. Each ``train`` rendering of a training
+  domain gets, with probability ``noise``, a wrong final answer (the CoT steps are kept; the record's
+  ``teacher_answer`` names the wrong answer, ``answer`` stays the true one), and its cue is keyed to the answer the
+  teacher wrote. So the cue predicts the training target with ``reliability[domain]`` and the logic with
+  ``1 - noise``: in domains where ``reliability > 1 - noise`` the cue is the better predictor.
 """
 
 from __future__ import annotations
@@ -40,16 +47,25 @@ class ShortcutConfig:
     enabled: bool = True
     reliability: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_RELIABILITY))
     eval: str = "none"
+    share: float = 1.0
+    noise: float = 0.0
 
     def __post_init__(self) -> None:
         if self.eval not in EVAL_MODES:
             raise ConfigError(f"shortcut.eval: {self.eval!r} is not one of {', '.join(EVAL_MODES)}")
+        for name in ("share", "noise"):
+            p = getattr(self, name)
+            if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
+                raise ConfigError(f"shortcut.{name}: expected a number in [0, 1], got {p!r}")
         for name, p in self.reliability.items():
             if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
                 raise ConfigError(f"shortcut.reliability.{name}: expected a probability in [0, 1], got {p!r}")
 
     def to_dict(self) -> dict:
-        return {"enabled": self.enabled, "reliability": dict(self.reliability), "eval": self.eval}
+        out = {"enabled": self.enabled, "reliability": dict(self.reliability), "eval": self.eval}
+        # share/noise appear only when set, so manifests (and job ids) of suites built before them are unchanged
+        out |= {k: getattr(self, k) for k, default in (("share", 1.0), ("noise", 0.0)) if getattr(self, k) != default}
+        return out
 
     def check_domains(self, train_domains: Sequence[Domain]) -> None:
         """Every training domain needs a reliability and a cue template when cues are on."""
@@ -77,11 +93,17 @@ def make_cue(
     label_space: Sequence[str],
     rng: HashRng,
 ) -> dict | None:
-    """The record's ``shortcut`` field for one rendering (``None`` when it carries no cue)."""
+    """The record's ``shortcut`` field for one rendering (``None`` when it carries no cue).
+
+    ``answer`` is the training target: the true answer, or the noisy teacher's (:func:`teacher_answer`).
+    """
     if not config.enabled or domain.shortcut_cue is None:
         return None
     if split in ("train", "val"):
         if domain.role != "train":
+            return None
+        # drawn from its own stream, and only when share < 1, so suites built before `share` keep their cues
+        if config.share < 1.0 and not rng.child("share").bernoulli(config.share):
             return None
         correct = rng.bernoulli(config.reliability[domain.name])
     elif config.eval == "wrong":
@@ -94,6 +116,23 @@ def make_cue(
         "value": value,
         "correct": correct,
     }
+
+
+def teacher_answer(
+    config: ShortcutConfig,
+    domain: Domain,
+    split: str,
+    answer: str,
+    answer_type: str,
+    label_space: Sequence[str],
+    rng: HashRng,
+) -> str | None:
+    """The wrong final answer a noisy teacher writes for this rendering, or ``None`` (no noise here)."""
+    if config.noise <= 0.0 or split != "train" or domain.role != "train":
+        return None
+    if not rng.bernoulli(config.noise):
+        return None
+    return wrong_answer(answer, answer_type, label_space, rng.child("wrong"))
 
 
 def wrong_answer(answer: str, answer_type: str, label_space: Sequence[str], rng: HashRng) -> str:

@@ -17,6 +17,18 @@ from iga.training.data import IsomerCollator, IsomerSet, sets_for_step
 from iga.training.setup import load_student, load_teacher, load_train_sets, prompt_format
 
 
+def check_record_words(tokenizer: Any, records: list, source: str) -> None:
+    """A word-level student cannot read a word outside its vocabulary: fail before the first step, naming it."""
+    from iga.models.prompting import PromptFormat
+    from iga.models.word_tokenizer import check_words, is_word_level
+
+    if not is_word_level(tokenizer):
+        return
+    fmt = PromptFormat()
+    for rec in records:
+        check_words(tokenizer, fmt.text(rec), source=f"{source}: record {rec.get('id')!r}")
+
+
 def build_algorithm(cfg: TrainConfig, num_domains: int) -> Any:
     """The configured algorithm; a method that clips after its own gradient rewrite gets the trainer's clip."""
     from iga.algorithms import get_algorithm
@@ -158,6 +170,7 @@ def prepare_run(cfg: TrainConfig) -> Run:
         accelerator.distributed_type, algorithm=cfg.algorithm, capture_space=algorithm.capture_space
     )
     model, tokenizer = load_student(cfg)
+    check_record_words(tokenizer, [m for s in sets for m in s.members], f"{cfg.data_dir}/{cfg.train_split}.jsonl")
     capture = DomainGradCapture(model, space=algorithm.capture_space) if algorithm.capture_space else None
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = algorithm.build_optimizer(model, trainable, capture, lr=cfg.lr, weight_decay=cfg.weight_decay)

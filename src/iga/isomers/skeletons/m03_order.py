@@ -22,6 +22,9 @@ from iga.isomers.skeletons.base import (
 )
 
 
+POOL = 6
+
+
 def _thing(i: int) -> Ref:
     return Ref("things", i)
 
@@ -36,7 +39,7 @@ class Order(Skeleton):
         questions={"top": slots(), "bottom": slots()},
         premises={"above": slots("x", "y")},
         steps={"link": slots("x", "y")},
-        pools={"things": 6},
+        pools={"things": POOL},
         narration={"extremes": slots("top", "bottom")},
         default_steps={"link": "{x} > {y}"},
     )
@@ -45,7 +48,9 @@ class Order(Skeleton):
 
     def sample(self, rng: HashRng, knobs: Knobs) -> tuple[dict, dict]:
         n = rng.randint(*knobs.depth)
-        ranking = rng.shuffle(range(n))  # ranking[0] ranks first
+        # n of the pool's first POOL indices: the ranking structures of 3-4 things are few (312), and the build
+        # wants distinct parameters per instance; which pool slots are used changes only the words drawn.
+        ranking = rng.sample(range(POOL), n)  # ranking[0] ranks first
         pairs = rng.shuffle([[ranking[t], ranking[t + 1]] for t in range(n - 1)])
         params = {"ranking": ranking, "pairs": pairs, "ask": rng.choice(("top", "bottom"))}
         return params, difficulty_record(knobs, depth=n, premise_order="random")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from iga.isomers.errors import ConfigError
 from iga.isomers.skeletons.base import Skeleton
 from iga.isomers.skeletons.m01_arith_walk import ArithWalk
-from iga.isomers.skeletons.m02_mp_backward import MPBackward
+from iga.isomers.skeletons.m02_mp_forward import MPForward
 from iga.isomers.skeletons.m03_order import Order
 from iga.isomers.skeletons.m04_state import State
 from iga.isomers.skeletons.s01_arith_chain import ArithChain
@@ -48,7 +48,7 @@ for _cls in (
     RelationCompose,
     StateTracking,
     ArithWalk,
-    MPBackward,
+    MPForward,
     Order,
     State,
 ):
@@ -64,7 +64,7 @@ def list_skeletons(suite: str | None = "standard") -> list[str]:
     >>> list_skeletons()[:2]
     ['S01_arith_chain', 'S02_linear_system']
     >>> list_skeletons("micro")
-    ['M01_arith_walk', 'M02_mp_backward', 'M03_order', 'M04_state']
+    ['M01_arith_walk', 'M02_mp_forward', 'M03_order', 'M04_state']
     """
     if suite is not None and suite not in SUITES:
         raise ConfigError(f"unknown skeleton suite {suite!r} (choose from {', '.join(SUITES)})")

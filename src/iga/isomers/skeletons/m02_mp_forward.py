@@ -1,10 +1,15 @@
-"""M02 MP_BACKWARD (IsoDeduce, bool), micro regime: does a fact lead to the asked atom through one-step rules?
+"""M02 MP_FORWARD (IsoDeduce, bool), micro regime: does a fact lead to the asked atom through one-step rules?
 
 A chain of ``depth`` rules from the fact, plus ``distractors`` unrelated rules, shown in shuffled order. The CoT
-chains **backward** from the question: each step finds the one rule whose consequent is the atom just written and
-copies its antecedent (a look-up), until an atom that no rule concludes; the last step says whether that atom is
-the given fact. Half of the answers are ``no``: the question sits on a distractor rule, or the fact is a
-distractor's antecedent. The checker computes the forward closure of the fact instead.
+chains **forward** from the fact and restates one rule per step (``p then q``): the step starts with the atom the
+previous step ended on, and its consequent is copied from the one rule whose antecedent that atom is (the bigram
+"atom + rule word" is unique in the premises, as ``x >`` is in M03). It stops at an atom that no rule continues;
+the last step says whether the asked atom was derived. Half of the answers are ``no``: the question sits on a
+distractor rule, or the fact is a distractor's antecedent. The checker computes the closure as a fixed point.
+
+(Backward chaining, ``q needs p``, copies the token *before* the matched consequent; a from-scratch base left it at
+chance in 10 minutes - measured in docs/student-recipes.md - as the prototype's forward CoT whose wording did not
+mirror the rule's.)
 """
 
 from __future__ import annotations
@@ -26,19 +31,19 @@ def _atom(i: int) -> Ref:
     return Ref("atoms", i)
 
 
-class MPBackward(Skeleton):
-    id = "M02_mp_backward"
+class MPForward(Skeleton):
+    id = "M02_mp_forward"
     family = "IsoDeduce"
     answer_type = "bool"
-    title = "micro: modus ponens chain, answered by backward chaining"
+    title = "micro: modus ponens chain, answered by forward chaining"
     suite = "micro"
     spec = TemplateSpec(
         questions={"ask": slots("q")},
         premises={"rule": slots("p", "q"), "fact": slots("p")},
-        steps={"need": slots("p", "q"), "given": slots("p"), "missing": slots("p")},
+        steps={"hop": slots("p", "q"), "derived": slots("q"), "underived": slots("q")},
         pools={"atoms": 9},
         narration={"so": slots("p")},
-        default_steps={"need": "{q} needs {p}", "given": "{p} is given", "missing": "{p} is not given"},
+        default_steps={"hop": "{p} then {q}", "derived": "{q} is derived", "underived": "{q} is not derived"},
     )
     regimes = make_regimes(
         train=Knobs(depth=(2, 3), distractors=(1, 1)),
@@ -70,16 +75,18 @@ class MPBackward(Skeleton):
         rules = params["rules"]
         premises = [Sentence("rule", {"p": _atom(p), "q": _atom(q)}) for p, q in rules]
         premises.append(Sentence("fact", {"p": _atom(params["fact"])}))
-        concludes = {q: p for p, q in rules}
-        steps, atom = [], params["query"]
-        while atom in concludes:
-            steps.append(Step("need", (atom,), concludes[atom], {"q": _atom(atom), "p": _atom(concludes[atom])}))
-            atom = concludes[atom]
-        given = atom == params["fact"]
-        steps.append(Step("given" if given else "missing", (atom,), given, {"p": _atom(atom)}))
-        answer = "yes" if given else "no"
-        query = Sentence("ask", {"q": _atom(params["query"])})
-        return Solution(tuple(premises), query, tuple(steps), answer, label_space=("yes", "no"))
+        follows = {p: q for p, q in rules}
+        steps, atom, derived = [], params["fact"], {params["fact"]}
+        while atom in follows:
+            steps.append(Step("hop", (atom,), follows[atom], {"p": _atom(atom), "q": _atom(follows[atom])}))
+            atom = follows[atom]
+            derived.add(atom)
+        query = params["query"]
+        found = query in derived
+        steps.append(Step("derived" if found else "underived", (query,), found, {"q": _atom(query)}))
+        answer = "yes" if found else "no"
+        question = Sentence("ask", {"q": _atom(query)})
+        return Solution(tuple(premises), question, tuple(steps), answer, label_space=("yes", "no"))
 
     def check(self, params: dict) -> str:
         known, grew = {params["fact"]}, True

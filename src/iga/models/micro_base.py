@@ -1,0 +1,223 @@
+"""The micro regime's skill base: a ~1 M-parameter student trained from scratch, once, with full weights.
+
+It plays the part of a pretrained model in the paper's setting (a skill base, then LoRA per algorithm and seed):
+
+* **Skill rows** (``skill_share`` of each batch): micro-skeleton problems in the neutral ``symbolic`` wording,
+  ``Q: … A:`` then the chain of thought; the loss is on the chain of thought, the answer line and EOS.
+* **Narrative rows** (the rest): plain text in **every** domain — training, held-out and stress — that states
+  premises and their consequences (``Skeleton.narrative``: "The team scores 5 points. So the team has 12
+  points."); no question, no chain of thought, no answer line; the loss is on every token.
+
+So after the base, every domain's words mean something (held-out ones included, as in a real pretrained model),
+the skills exist in one neutral wording, and no domain's question → CoT format has been seen: that is what the
+LoRA runs learn, on the training domains only. Problems are fresh every step, drawn from ``HashRng(seed, step,
+row)``: the base is a pure function of its config and the domain files, and is cached under a hash of both.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from iga.utils.io import atomic_write_json, stable_hash
+
+BASE_MARKER = "base.json"
+
+
+@dataclass(frozen=True)
+class MicroBaseConfig:
+    """Everything that shapes a micro base (all of it goes into the cache key)."""
+
+    student: str = "tiny"
+    steps: int = 2400
+    batch_size: int = 64
+    lr: float = 2e-3
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    skill_share: float = 0.7
+    # M01 arith, M02 modus ponens, M03 order, M04 state: the rule and the count look-ups take longest to learn
+    skeleton_weights: tuple[float, ...] = (1.0, 2.0, 1.0, 2.0)
+    skill_domain: str = "symbolic"
+    max_int: int = 99
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.skill_share <= 1.0:
+            raise ValueError(f"skill_share: expected a number in [0, 1], got {self.skill_share!r}")
+        if len(self.skeleton_weights) != 4 or min(self.skeleton_weights) < 0 or not sum(self.skeleton_weights):
+            raise ValueError(
+                f"skeleton_weights: expected 4 non-negative weights (M01-M04), not all 0, got {self.skeleton_weights!r}"
+            )
+        for name in ("steps", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)!r}")
+
+
+class MicroRows:
+    """The base's training rows, a pure function of ``(config, step)``: ``(input_ids, labels)`` per row."""
+
+    def __init__(self, cfg: MicroBaseConfig, tokenizer: Any, domains: Mapping[str, Any]) -> None:
+        from iga.isomers.presets import make_config
+        from iga.isomers.skeletons import get_skeleton, list_skeletons
+
+        if cfg.skill_domain not in domains:
+            raise ValueError(f"skill_domain: {cfg.skill_domain!r} is not a loaded domain ({', '.join(domains)})")
+        self.cfg, self.tok, self.domains = cfg, tokenizer, domains
+        suite = make_config("micro")
+        self.skeletons = [get_skeleton(s) for s in list_skeletons("micro")]
+        self.knobs = {sk.id: suite.knobs(sk.id, "train") for sk in self.skeletons}
+        self.narrative_domains = [d for d in domains.values() if all(d.covers(sk.id) for sk in self.skeletons)]
+
+    def row(self, step: int, i: int) -> tuple[list[int], list[int]]:
+        from iga.isomers.render import render, render_narrative
+        from iga.isomers.rng import HashRng
+        from iga.models.prompting import PromptFormat
+
+        rng = HashRng(self.cfg.seed, "micro-base", step, i)
+        u, weights = rng.child("skeleton").random() * sum(self.cfg.skeleton_weights), self.cfg.skeleton_weights
+        sk = self.skeletons[next((k for k in range(3) if u < sum(weights[: k + 1])), 3)]
+        params, difficulty = sk.sample(rng.child("sample"), self.knobs[sk.id])
+        tok = self.tok
+        if rng.child("kind").random() < self.cfg.skill_share:
+            inst = sk.instance_from(params, {"regime": "train", **difficulty})
+            text = render(inst, self.domains[self.cfg.skill_domain], rng.child("render"))
+            prompt = tok(PromptFormat().prompt({"question": text.question}), add_special_tokens=False)["input_ids"]
+            cot = tok(text.gold_cot, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+            return prompt + cot, [-100] * len(prompt) + cot
+        domain = self.narrative_domains[rng.child("domain").randint(0, len(self.narrative_domains) - 1)]
+        ids = tok(render_narrative(sk, params, domain, rng.child("render")), add_special_tokens=False)["input_ids"]
+        ids = ids + [tok.eos_token_id]
+        return ids, list(ids)
+
+    def batch(self, step: int) -> dict[str, Any]:
+        import torch
+
+        rows = [self.row(step, i) for i in range(self.cfg.batch_size)]
+        width = max(len(ids) for ids, _ in rows)
+        input_ids = torch.full((len(rows), width), self.tok.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(rows), width), -100, dtype=torch.long)
+        attention = torch.zeros((len(rows), width), dtype=torch.long)
+        for r, (ids, lab) in enumerate(rows):
+            input_ids[r, : len(ids)] = torch.tensor(ids)
+            labels[r, : len(lab)] = torch.tensor(lab)
+            attention[r, : len(ids)] = 1
+        return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+
+
+def _lr_factor(step: int, cfg: MicroBaseConfig) -> float:
+    """Linear warm-up, then cosine decay to 10 % of the peak (the prototype's schedule, on steps)."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    frac = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
+
+
+def train_micro_base(
+    cfg: MicroBaseConfig,
+    out_dir: str | os.PathLike,
+    *,
+    domains_dir: str | None = None,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> Path:
+    """Build the word-level tokenizer, train the base from scratch, save both to ``out_dir`` (HF folders)."""
+    import torch
+
+    from iga.isomers.domains import load_domains
+    from iga.models.students import build_student, spec_dict
+    from iga.models.word_tokenizer import build_word_tokenizer, vocab_hash
+
+    torch.set_flush_denormal(True)  # denormal weights made a small model 1.5-2x slower on CPU
+    t0 = time.perf_counter()
+    domains = load_domains(domains_dir)
+    tok = build_word_tokenizer(max_int=cfg.max_int, domains=domains)
+    rows = MicroRows(cfg, tok, domains)
+    model = build_student(cfg.student, tok, seed=cfg.seed)
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        betas=(0.9, 0.98),
+    )
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg))
+    model.train()
+    losses: list[float] = []
+    for step in range(cfg.steps):
+        batch = rows.batch(step)
+        loss = model(**batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(float(loss))
+        if progress is not None:
+            progress(step + 1, cfg.steps, losses[-1])
+    model.eval()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    model.save_pretrained(out_dir)
+    tok.save_pretrained(out_dir)
+    tail = losses[-min(50, len(losses)) :]
+    atomic_write_json(
+        out_dir / BASE_MARKER,
+        {
+            "kind": "micro",
+            "micro_base_config": asdict(cfg),
+            "student_spec": spec_dict(cfg.student),
+            "num_parameters": sum(p.numel() for p in model.parameters()),
+            "vocab_size": len(tok),
+            "vocab_hash": vocab_hash(list(tok.convert_ids_to_tokens(list(range(len(tok)))))),
+            "first_loss": losses[0],
+            "final_loss": sum(tail) / len(tail),
+            "loss_curve": [round(sum(losses[i : i + 50]) / len(losses[i : i + 50]), 4) for i in range(0, len(losses), 50)],
+            "seconds": round(time.perf_counter() - t0, 2),
+            "torch_threads": torch.get_num_threads(),
+        },
+    )
+    return out_dir
+
+
+DEFAULT_CACHE = Path(os.environ.get("IGA_CACHE", ".iga_cache")) / "bases"
+
+
+def micro_base_path(
+    cfg: MicroBaseConfig, *, cache_dir: str | os.PathLike | None = None, domains_dir: str | None = None
+) -> Path:
+    """Where the base for ``cfg`` lives: keyed by the config, the vocabulary and every domain file's text."""
+    from iga.isomers.domains import load_domains
+    from iga.models.word_tokenizer import domain_texts
+
+    domains = load_domains(domains_dir)
+    key = stable_hash({"config": asdict(cfg), "domains": domain_texts(domains), "version": 1})
+    return Path(cache_dir or DEFAULT_CACHE) / f"micro-{cfg.student}-{key}"
+
+
+def ensure_micro_base(
+    cfg: MicroBaseConfig,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    domains_dir: str | None = None,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> tuple[Path, bool]:
+    """The cached base for ``cfg`` (trained on first use; written to a ``.partial`` folder, then renamed)."""
+    path = micro_base_path(cfg, cache_dir=cache_dir, domains_dir=domains_dir)
+    if (path / BASE_MARKER).exists():
+        return path, False
+    tmp = path.with_name(path.name + ".partial")
+    train_micro_base(cfg, tmp, domains_dir=domains_dir, progress=progress)
+    if path.exists():  # a concurrent builder finished first; keep theirs
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        os.replace(tmp, path)
+    return path, True
