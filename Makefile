@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 
-.PHONY: demo test lint format install clean study shortcut-study
+.PHONY: demo test lint format install clean study shortcut-study shipped-base micro-study
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -57,3 +57,15 @@ study: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
+
+# The micro regime's default skill base, trained here (~15 min on 2 cores) and shipped in the package so that the
+# demo's first run need not train it; rerun after editing a domain file (tests/models/test_micro_base.py says so).
+shipped-base: $(STAMP)
+	$(BIN)/iga pretrain --regime micro
+	rm -rf src/iga/models/shipped && mkdir -p src/iga/models/shipped
+	cp -r "$$($(BIN)/python -c 'from iga.models.micro_base import MicroBaseConfig, micro_base_path; print(micro_base_path(MicroBaseConfig()))')" src/iga/models/shipped/
+
+# docs/student-recipes.md: learnability, the held-out shift and the shortcut in the micro regime (~40 min).
+micro-study: $(STAMP)
+	$(BIN)/python studies/micro_regime.py learnability --out runs/micro
+	$(BIN)/python studies/micro_regime.py shortcut --out runs/micro

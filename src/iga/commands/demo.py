@@ -20,20 +20,33 @@ def demo_cmd(
         None, "--steps", help="Training steps per method (default: DemoConfig.steps, 250)."
     ),
     quick: bool = typer.Option(
-        False, "--quick", help="Seconds-long smoke version (micro student, tiny data)."
+        False, "--quick", help="Seconds-long smoke version (a 3-step base, tiny data, a few steps)."
+    ),
+    regime: str = typer.Option(
+        "micro", "--regime", help="micro (default: a student that learns the tasks) or standard (S01-S11, BPE)."
     ),
 ) -> None:
-    """Build IsoBench (small, shortcut cues on), pretrain the base (cached), train ERM-SFT and IGA, compare."""
+    """Build IsoBench, get the base (cached), train ERM-SFT, IGA and the oracle, evaluate and compare."""
     from rich.console import Console
     from rich.table import Table
 
-    from iga.experiments.demo import demo_config, quick_demo_config, run_demo
+    from iga.experiments.demo import demo_config, quick_demo_config, quick_standard_demo_config, run_demo
 
     console = Console()
     overrides = {"seed": seed, **({"steps": steps} if steps else {})}
-    cfg = quick_demo_config(out, **overrides) if quick else demo_config(out_dir=out, **overrides)
+    if quick:
+        cfg = (quick_demo_config if regime == "micro" else quick_standard_demo_config)(out, **overrides)
+    elif regime == "standard":
+        cfg = demo_config(
+            out_dir=out, regime="standard", preset="small", student="small", oracle=False, steps=250,
+            pretrain_steps=150, sets_per_batch=4, eval_per_skeleton=5,
+            skeletons=("S01_arith_chain", "S06_mp_chain", "S09_transitive_order", "S11_state_tracking"),
+            **overrides,
+        )
+    else:
+        cfg = demo_config(out_dir=out, **overrides)
     payload = run_demo(cfg, say=lambda msg: console.print(f"[bold cyan]demo[/] {msg}"))
-    table = Table(title=f"ERM-SFT vs IGA on IsoBench-{cfg.preset} (seed {cfg.seed})")
+    table = Table(title=f"ERM-SFT vs IGA on IsoBench-{cfg.preset}, {cfg.regime} regime (seed {cfg.seed})")
     for col in ("method", "ID acc %", "OOD-surface acc %", "OOD-depth acc %", "LCS ↓", "step time s"):
         table.add_column(col, justify="right")
     for method, s in payload["methods"].items():

@@ -128,6 +128,11 @@ def _headline(pairs: Sequence[Pair], mode: str, train: set, heldout: set) -> dic
     # with the cue shown (val) and on the same problems without it (val_nocue keeps the cue as hidden_shortcut).
     follow, n_wrong = _cue_follow(pairs, mode, train, "val", "shortcut")
     follow_nocue, _ = _cue_follow(pairs, mode, train, "val_nocue", "hidden_shortcut")
+    # Every training-domain val problem with a wrong cue (the derived split ``val_wrongcue``).
+    wrong_acc, n_wrongcue = _accuracy(
+        pairs, mode, lambda r: r.get("split") == "val_wrongcue" and r.get("domain") in train
+    )
+    wrongcue_follow, _ = _cue_follow(pairs, mode, train, "val_wrongcue", "shortcut")
     return {
         "id_accuracy": id_acc,
         "ood_accuracy": ood_acc,
@@ -144,6 +149,9 @@ def _headline(pairs: Sequence[Pair], mode: str, train: set, heldout: set) -> dic
         "cue_follow": follow,
         "cue_follow_nocue": follow_nocue,
         "n_wrong_cue": n_wrong,
+        "val_wrongcue_accuracy": wrong_acc,
+        "wrongcue_follow": wrongcue_follow,
+        "n_val_wrongcue": n_wrongcue,
     }
 
 

@@ -20,39 +20,48 @@ from iga.utils.io import atomic_write_json, atomic_write_text
 @dataclass(frozen=True)
 class DemoConfig:
     out_dir: str = "runs/demo"
-    preset: str = "small"
+    # micro: the word-level regime a ~1 M student learns on 2 cores (M01-M04, a cached skill base, then LoRA);
+    # standard: the original S01-S11 suite on a BPE student that does not learn the tasks (docs/student-recipes.md)
+    regime: str = "micro"
+    preset: str = "micro"
     seed: int = 0
-    student: str = "small"
+    student: str = "tiny"
     algorithms: tuple[str, ...] = ("erm", "iga")
+    oracle: bool = True  # ERM on all 8 domains: the ceiling of the held-out accuracy
     algorithm_options: dict[str, dict[str, Any]] = field(default_factory=lambda: {"iga": {"tau": 10.0}})
-    # 250 fine-tuning steps and a 150-step base keep the first run, base included, under 10 minutes on 2 cores
-    # (README has the measured figure; 300 steps and a 200-step base measured 10 min 47 s). Neither a longer-
-    # pretrained base nor more steps was measured to make the student learn the tasks (docs/student-recipes.md).
-    steps: int = 250
-    pretrain_steps: int | None = 150
-    sets_per_batch: int = 4
+    # The demo's data setting: cues on half of the training renderings and 20 % teacher noise, where ERM still
+    # follows wrong cues at the end of training (docs/student-recipes.md, "The shortcut bites").
+    shortcut: dict[str, Any] = field(default_factory=lambda: {"share": 0.5, "noise": 0.2})
+    steps: int = 400
+    pretrain_steps: int | None = None  # None: the regime's default (micro: MicroBaseConfig.steps)
+    sets_per_batch: int = 16
     lr: float = 3e-3
     lora_r: int = 16
-    eval_per_skeleton: int = 5
+    eval_per_skeleton: int = 25
     max_new_tokens: int | None = None  # None: sized from the data
-    # One skeleton per family, with the shortest chains of thought (no skeleton is learned at this budget:
-    # docs/student-recipes.md, Table 1b; what the student does learn is the shortcut cues).
-    skeletons: tuple[str, ...] | None = (
-        "S01_arith_chain",
-        "S06_mp_chain",
-        "S09_transitive_order",
-        "S11_state_tracking",
-    )
+    skeletons: tuple[str, ...] | None = None  # None: the preset's (micro: M01-M04)
+    data_sizes: dict[str, int] = field(default_factory=dict)  # e.g. {"train_per_skeleton": 8} (quick tests)
     cache_dir: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.regime not in REGIMES:
+            raise ValueError(f"regime: {self.regime!r} is not one of {', '.join(REGIMES)}")
 
-def _train_config(cfg: DemoConfig, algorithm: str, data_dir: Path, base_dir: Path) -> Any:
+
+REGIMES = ("micro", "standard")
+
+
+def _train_config(
+    cfg: DemoConfig, name: str, data_dir: Path, base_dir: Path, train_domains: list[str] | None = None
+) -> Any:
     from iga.config import TrainConfig
 
+    algorithm = "erm" if name == "oracle" else name
     return TrainConfig(
         data_dir=str(data_dir),
-        out_dir=str(Path(cfg.out_dir) / algorithm),
+        out_dir=str(Path(cfg.out_dir) / name),
         algorithm=algorithm,
+        **({"train_domains": train_domains} if train_domains else {}),
         algorithm_options=cfg.algorithm_options.get(algorithm, {}),
         student=cfg.student,
         base_dir=str(base_dir),
@@ -68,51 +77,82 @@ def _train_config(cfg: DemoConfig, algorithm: str, data_dir: Path, base_dir: Pat
 
 
 #: val and its cue-stripped copy measure how much each method reads the shortcut cues (docs/experiments.md).
-DEMO_EVAL_SPLITS = ("val", "val_nocue", "id_test", "ood_surface", "ood_depth")
+DEMO_EVAL_SPLITS = ("val", "val_nocue", "val_wrongcue", "id_test", "ood_surface", "ood_depth")
+
+
+def _suite(cfg: DemoConfig, **extra: Any) -> Any:
+    from iga.isomers import make_config
+
+    options: dict[str, Any] = {**cfg.data_sizes, **extra}
+    if cfg.skeletons:
+        options["skeletons"] = list(cfg.skeletons)
+    if cfg.regime == "micro":
+        options["shortcut"] = dict(cfg.shortcut)
+    return make_config(cfg.preset, **options)
+
+
+def _base(cfg: DemoConfig) -> tuple[Path, bool]:
+    if cfg.regime == "micro":
+        import dataclasses
+
+        from iga.models.micro_base import MicroBaseConfig, ensure_micro_base
+
+        base_cfg = MicroBaseConfig(student=cfg.student, seed=cfg.seed)
+        if cfg.pretrain_steps is not None:
+            base_cfg = dataclasses.replace(base_cfg, steps=cfg.pretrain_steps)
+        return ensure_micro_base(base_cfg, cache_dir=cfg.cache_dir)
+    from iga.models.pretrain import ensure_base, pretrain_config
+
+    return ensure_base(
+        pretrain_config(cfg.student, seed=cfg.seed, steps=cfg.pretrain_steps), cache_dir=cfg.cache_dir
+    )
 
 
 def run_demo(cfg: DemoConfig, *, say: Callable[[str], None] = print, progress: bool = True) -> dict[str, Any]:
+    import torch
+
     from iga.experiments.pipeline import run_training
     from iga.experiments.plots import comparison_figure
-    from iga.isomers import build_suite, make_config
-    from iga.models.pretrain import ensure_base, pretrain_config
+    from iga.isomers import build_suite
 
+    torch.set_flush_denormal(True)  # denormal weights made small models 1.5-2x slower on CPU
     t_start = time.perf_counter()
     out = Path(cfg.out_dir)
     timings: dict[str, float] = {}
 
     t0 = time.perf_counter()
-    suite = make_config(cfg.preset, **({"skeletons": list(cfg.skeletons)} if cfg.skeletons else {}))
     data_dir = out / "data"
-    manifest = build_suite(suite, data_dir, seed=cfg.seed)
+    manifest = build_suite(_suite(cfg), data_dir, seed=cfg.seed)
+    runs: dict[str, tuple[Path, list[str] | None]] = {a: (data_dir, None) for a in cfg.algorithms}
+    if cfg.oracle:  # the same evaluation instances; train/val also render the held-out domains
+        oracle_manifest = build_suite(_suite(cfg, oracle=True), out / "data_oracle", seed=cfg.seed)
+        runs["oracle"] = (out / "data_oracle", [d["name"] for d in oracle_manifest.domains if d["role"] != "stress"])
     timings["data_seconds"] = round(time.perf_counter() - t0, 2)
-    say(f"data: {data_dir} ({manifest.splits['train']['instances']} training isomer sets, cues on)")
+    say(f"data: {data_dir} ({manifest.splits['train']['instances']} training isomer sets, cues {manifest.config['shortcut']})")
 
     t0 = time.perf_counter()
-    base_dir, built = ensure_base(
-        pretrain_config(cfg.student, seed=cfg.seed, steps=cfg.pretrain_steps), cache_dir=cfg.cache_dir
-    )
+    base_dir, built = _base(cfg)
     timings["pretrain_seconds"] = round(time.perf_counter() - t0, 2)
     say(f"base: {base_dir} ({'built' if built else 'cached'} in {timings['pretrain_seconds']} s)")
 
     results: dict[str, dict] = {}
-    for algorithm in cfg.algorithms:
+    for name, (run_data, train_domains) in runs.items():
         t0 = time.perf_counter()
-        run_dir = Path(cfg.out_dir) / algorithm
+        run_dir = Path(cfg.out_dir) / name
         if run_dir.exists():
             import shutil
 
             shutil.rmtree(run_dir)  # the demo always trains from scratch: its numbers are this run's
-        say(f"training {algorithm} for {cfg.steps} steps …")
-        results[algorithm] = run_training(
-            _train_config(cfg, algorithm, data_dir, base_dir),
+        say(f"training {name} for {cfg.steps} steps …")
+        results[name] = run_training(
+            _train_config(cfg, name, run_data, base_dir, train_domains),
             evaluate=True,
             per_skeleton=cfg.eval_per_skeleton,
             progress=progress,
             max_new_tokens=cfg.max_new_tokens,
             eval_splits=DEMO_EVAL_SPLITS,
         )
-        timings[f"{algorithm}_seconds"] = round(time.perf_counter() - t0, 2)
+        timings[f"{name}_seconds"] = round(time.perf_counter() - t0, 2)
     timings["total_seconds"] = round(time.perf_counter() - t_start, 2)
 
     summary = {alg: _headline(res) for alg, res in results.items()}
@@ -125,6 +165,7 @@ def run_demo(cfg: DemoConfig, *, say: Callable[[str], None] = print, progress: b
         "timings": timings,
         "data_content_hash": manifest.content_hash,
         "base_dir": str(base_dir),
+        "base_built": built,
     }
     atomic_write_json(out / "summary.json", payload)
     atomic_write_text(out / "report.md", render_report(cfg, summary, results, timings, plot.name, manifest))
@@ -139,9 +180,10 @@ def render_saved_report(out_dir: str | Path) -> str:
     payload = json.loads((out / "summary.json").read_text())
     config = dict(payload["config"])
     config["algorithms"] = tuple(config["algorithms"])
+    runs = [*config["algorithms"], *(["oracle"] if config.get("oracle") else [])]
     config["skeletons"] = tuple(config["skeletons"]) if config.get("skeletons") else None
     cfg = DemoConfig(**config)
-    results = {a: json.loads((out / a / "result.json").read_text()) for a in cfg.algorithms}
+    results = {a: json.loads((out / a / "result.json").read_text()) for a in runs}
     manifest = Manifest.load(out / "data")
     return render_report(cfg, payload["methods"], results, payload["timings"], "demo.png", manifest)
 
@@ -159,6 +201,8 @@ def _headline(result: dict) -> dict[str, Any]:
         "val_nocue_accuracy": s.get("val_nocue_accuracy"),
         "cue_follow": s.get("cue_follow"),
         "cue_follow_nocue": s.get("cue_follow_nocue"),
+        "val_wrongcue_accuracy": s.get("val_wrongcue_accuracy"),
+        "wrongcue_follow": s.get("wrongcue_follow"),
         "n_wrong_cue": s.get("n_wrong_cue"),
         "lcs": (ev.get("lcs") or {}).get("canonical"),
         "lcs_permutation_baseline": (ev.get("lcs") or {}).get("permutation_mean"),
@@ -192,46 +236,52 @@ def render_report(
         )
     lines += [
         "",
-        "Shortcut reliance (validation problems of the training domains, paired): accuracy with the cues shown and "
-        "with them stripped, and how often the answer is the value of a *wrong* cue — shown, and on the same "
-        "problems with it hidden.",
+        "Shortcut reliance (validation problems of the training domains): accuracy with the cues as built, with "
+        "them stripped, and with a *wrong* cue shown on every problem; how often the answer is a wrong cue's value "
+        "(on the built problems whose cue is wrong, and on the all-wrong copy).",
         "",
-        "| method | val acc % (cues) | val acc % (no cues) | wrong cue followed % | same, cue hidden % |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| method | val acc % (cues) | no cues | wrong cue on all | wrong cue followed % | on all |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for alg, s in summary.items():
         lines.append(
             f"| {alg} | {_fmt(s.get('val_accuracy'))} | {_fmt(s.get('val_nocue_accuracy'))} | "
-            f"{_fmt(s.get('cue_follow'))} | {_fmt(s.get('cue_follow_nocue'))} |"
+            f"{_fmt(s.get('val_wrongcue_accuracy'))} | {_fmt(s.get('cue_follow'))} | {_fmt(s.get('wrongcue_follow'))} |"
         )
     n_id = max((s.get("n_id") or 0) for s in summary.values())
     n_ood = max((s.get("n_ood") or 0) for s in summary.values())
+    if cfg.regime == "micro":
+        reading = (
+            "The micro regime (docs/student-recipes.md): a 1 M-parameter word-level student whose skill base "
+            "(neutral wording + every domain's narrative text) is adapted with LoRA on the four training domains. "
+            "The oracle is ERM trained on all eight domains: the ceiling of held-out accuracy. The data setting "
+            f"is `{json.dumps(cfg.shortcut)}` (cue share; teacher noise: wrong final answers, with the cue keyed to "
+            "them, as in Colored-MNIST). Whichever method wins, these are the numbers this run measured."
+        )
+    else:
+        reading = (
+            "The built-in student learns the chain-of-thought format, not the reasoning: no tokenizer, corpus, "
+            "size or training-length change tried lifted it above ~30% in-domain accuracy "
+            "(docs/student-recipes.md). With longer training it also learns to read the shortcut cues."
+        )
     lines += [
         "",
         "## How to read this",
         "",
         f"One seed, {n_id} ID answers and {n_ood} OOD-surface answers per method: a 95% interval on an accuracy "
-        f"near 20% is about ±{_half_width(0.2, max(1, n_ood)):.0f} pp at this n, so differences of a few points "
-        "between methods are noise. The demo shows the pipeline end to end on 2 CPU cores; the study "
-        "(several seeds, all algorithms, larger evaluation) is what tests the method. The built-in student learns "
-        "the chain-of-thought format, not the reasoning: no tokenizer, corpus, size or training-length change "
-        "tried lifted it above ~30% in-domain accuracy (docs/student-recipes.md). With longer training it also "
-        "learns to read the shortcut cues; the shortcut-reliance table says whether it does here (cues read: "
-        "higher validation accuracy with them than without, and wrong cues followed more often when shown).",
+        f"near 50% is about ±{_half_width(0.5, max(1, n_ood)):.0f} pp at this n, so differences of a few points "
+        "between methods are noise; the study (several seeds, all algorithms) is what tests the method. " + reading,
         "",
         f"![accuracy and training curves]({plot_name})",
         "",
         "## Setup",
         "",
-        f"- Benchmark: IsoBench preset `{cfg.preset}` with shortcut cues in the training domains; skeletons: "
-        f"{', '.join(skeletons) if skeletons else 'all'} — one per family, the ones with the shortest "
-        "chains of thought. A student trained for minutes on 2 CPU cores learns none of the eleven skeletons "
-        "beyond its majority-answer rate (docs/student-recipes.md, Table 1b), so no choice of skeletons makes "
-        f"it learn the tasks here; data hash `{manifest.content_hash[:16]}`.",
-        f"- Student: built-in `{cfg.student}` base pretrained here for "
-        f"{cfg.pretrain_steps or 'its preset number of'} steps (cached), LoRA r={cfg.lora_r} on all linear "
-        f"layers; {cfg.steps} steps of {cfg.sets_per_batch} isomer sets × 4 train domains; lr {cfg.lr}; "
-        f"same seed and budget for every method.",
+        f"- Benchmark: IsoBench preset `{cfg.preset}`; skeletons: {', '.join(skeletons) if skeletons else 'all'}; "
+        f"cues: `{json.dumps(manifest.config.get('shortcut'))}`; data hash `{manifest.content_hash[:16]}`.",
+        f"- Student: built-in `{cfg.student}`, {cfg.regime} base "
+        f"({'default budget' if cfg.pretrain_steps is None else f'{cfg.pretrain_steps} steps'}, cached), LoRA "
+        f"r={cfg.lora_r} on all linear layers; {cfg.steps} steps of {cfg.sets_per_batch} isomer sets per domain; "
+        f"lr {cfg.lr}; same seed and budget for every method.",
         f"- Algorithm options: `{json.dumps(cfg.algorithm_options)}`.",
         f"- Evaluation: {cfg.eval_per_skeleton} isomer sets per skeleton per split, each rendered in all 8 "
         "domains; greedy decoding; strict answer extraction. ID = id_test on the train domains, OOD-surface = "
@@ -241,7 +291,8 @@ def render_report(
         "## Wall time",
         "",
     ]
-    order = ["data_seconds", "pretrain_seconds", *(f"{a}_seconds" for a in cfg.algorithms), "total_seconds"]
+    names = [*cfg.algorithms, *(["oracle"] if cfg.oracle else [])]
+    order = ["data_seconds", "pretrain_seconds", *(f"{a}_seconds" for a in names), "total_seconds"]
     keys = [k for k in order if k in timings] + sorted(k for k in timings if k not in order)
     lines += [f"- {k.replace('_seconds', '')}: {timings[k]} s" for k in keys]
     families = ("IsoArith", "IsoDeduce", "IsoRelate", "IsoState")
@@ -276,9 +327,27 @@ def demo_config(**overrides: Any) -> DemoConfig:
 
 
 def quick_demo_config(out_dir: str, **overrides: Any) -> DemoConfig:
-    """A seconds-long demo for tests: micro student, tiny preset, a few steps."""
+    """A seconds-long demo for tests: the micro regime with a 3-step base, a few sets and steps."""
     base: dict[str, Any] = dict(
         out_dir=out_dir,
+        student="micro",
+        pretrain_steps=3,
+        steps=3,
+        sets_per_batch=2,
+        eval_per_skeleton=1,
+        max_new_tokens=24,
+        data_sizes={"train_per_skeleton": 4, "val_per_skeleton": 1, "eval_per_skeleton": 1},
+    )
+    base.update(overrides)
+    return demo_config(**base)
+
+
+def quick_standard_demo_config(out_dir: str, **overrides: Any) -> DemoConfig:
+    """A seconds-long demo of the standard regime for tests: micro BPE student, tiny preset, a few steps."""
+    base: dict[str, Any] = dict(
+        out_dir=out_dir,
+        regime="standard",
+        oracle=False,
         preset="tiny",
         student="micro",
         steps=3,

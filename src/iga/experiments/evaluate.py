@@ -18,9 +18,9 @@ DEFAULT_EVAL_SPLITS = ("val", "id_test", "ood_surface", "ood_depth")
 #: Splits made at evaluation time from a stored one: name -> (source split, record id suffix).
 #: ``val_nocue`` is ``val`` with the shortcut cues removed (:func:`iga.isomers.shortcuts.strip_cue`): an in-domain
 #: validation set that, like ``id_test``, shows no cue — for model selection that does not reward cue reading.
-DERIVED_SPLITS = {"val_nocue": ("val", ":nocue")}
+DERIVED_SPLITS = {"val_nocue": ("val", ":nocue"), "val_wrongcue": ("val", ":wrongcue")}
 #: Splits a dataset may lack (user-made or imported sets often have no validation split): skipped when absent.
-OPTIONAL_SPLITS = ("val", "val_nocue")
+OPTIONAL_SPLITS = ("val", "val_nocue", "val_wrongcue")
 LCS_SPLITS = ("id_test", "ood_surface")
 
 
@@ -44,9 +44,16 @@ def derive_split(split: str, records: Sequence[Mapping]) -> list[Mapping]:
     """``records`` of a stored split as evaluated under the name ``split`` (unchanged unless it is derived)."""
     if split not in DERIVED_SPLITS:
         return list(records)
-    from iga.isomers.shortcuts import strip_cue
+    from iga.isomers.shortcuts import strip_cue, with_wrong_cue
 
     suffix = DERIVED_SPLITS[split][1]
+    if split == "val_wrongcue":  # every rendering shows a cue, and it is always wrong
+        out = []
+        for r in records:
+            wrong = with_wrong_cue(r)
+            if wrong is not None:
+                out.append({**wrong, "id": f"{r['id']}{suffix}", "split": split})
+        return out
     # hidden_shortcut: the cue the model was not shown, for the paired cue-following statistic.
     return [
         {**strip_cue(r), "id": f"{r['id']}{suffix}", "split": split, "hidden_shortcut": r.get("shortcut")}

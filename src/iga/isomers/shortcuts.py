@@ -185,3 +185,36 @@ def strip_cue(record: Mapping) -> dict:
     out["question"] = question[len(prefix) :]
     out["shortcut"] = None
     return out
+
+
+def with_wrong_cue(record: Mapping, domains: Mapping[str, Domain] | None = None) -> dict | None:
+    """A copy of ``record`` whose question carries a **wrong** cue in its domain's wording (any earlier cue
+    replaced); ``None`` if the domain has no cue template. The wrong value is drawn from a stream keyed by the
+    record id, so the derived split is the same in every run. This is the ``val_wrongcue`` evaluation split: how
+    often a model answers with a wrong cue's value, on every training-domain validation problem.
+
+    >>> rec = {"id": "M01-val-00000-math", "domain": "math", "question": "x is 3. Add 4 to x. x = ?",
+    ...        "answer": "7", "answer_type": "int", "label_space": [], "shortcut": None}
+    >>> wrong = with_wrong_cue(rec)
+    >>> wrong["question"].startswith("Answer key hint: ") and wrong["shortcut"]["value"] != "7"
+    True
+    """
+    domain = (domains or _shipped_domains()).get(record.get("domain", ""))
+    if domain is None or domain.shortcut_cue is None:
+        return None
+    base = strip_cue(record)
+    rng = HashRng("wrong-cue", record["id"])
+    value = wrong_answer(record["answer"], record["answer_type"], record.get("label_space") or [], rng)
+    text = as_sentence(fill(domain.shortcut_cue, {"value": value}))
+    return {**base, "question": f"{text} {base['question']}", "shortcut": {"text": text, "value": value, "correct": False}}
+
+
+_DOMAINS: dict = {}
+
+
+def _shipped_domains() -> Mapping[str, Domain]:
+    from iga.isomers.domains import load_domains
+
+    if not _DOMAINS:
+        _DOMAINS.update(load_domains())
+    return _DOMAINS

@@ -34,14 +34,15 @@ class MicroBaseConfig:
     """Everything that shapes a micro base (all of it goes into the cache key)."""
 
     student: str = "tiny"
-    steps: int = 2400
-    batch_size: int = 64
+    steps: int = 3900
+    batch_size: int = 32
     lr: float = 2e-3
     warmup_steps: int = 100
     weight_decay: float = 0.01
-    skill_share: float = 0.7
-    # M01 arith, M02 modus ponens, M03 order, M04 state: the rule and the count look-ups take longest to learn
-    skeleton_weights: tuple[float, ...] = (1.0, 2.0, 1.0, 2.0)
+    skill_share: float = 0.85
+    # M01 arith, M02 modus ponens, M03 order, M04 state. Measured (docs/student-recipes.md): M03's look-up is
+    # learned after ~5 k rows, M01 and M04 after ~15-20 k, M02's rule look-up after ~45 k.
+    skeleton_weights: tuple[float, ...] = (1.0, 3.0, 0.6, 2.0)
     skill_domain: str = "symbolic"
     max_int: int = 99
     seed: int = 0
@@ -130,6 +131,7 @@ def train_micro_base(
     from iga.isomers.domains import load_domains
     from iga.models.students import build_student, spec_dict
     from iga.models.word_tokenizer import build_word_tokenizer, vocab_hash
+    from iga.utils.provenance import provenance
 
     torch.set_flush_denormal(True)  # denormal weights made a small model 1.5-2x slower on CPU
     t0 = time.perf_counter()
@@ -155,7 +157,7 @@ def train_micro_base(
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
-        losses.append(float(loss))
+        losses.append(loss.item())
         if progress is not None:
             progress(step + 1, cfg.steps, losses[-1])
     model.eval()
@@ -181,6 +183,8 @@ def train_micro_base(
             "loss_curve": [round(sum(losses[i : i + 50]) / len(losses[i : i + 50]), 4) for i in range(0, len(losses), 50)],
             "seconds": round(time.perf_counter() - t0, 2),
             "torch_threads": torch.get_num_threads(),
+            "command": "iga pretrain --regime micro" + ("" if cfg == MicroBaseConfig() else f"  # {asdict(cfg)}"),
+            "provenance": provenance(),
         },
     )
     return out_dir
@@ -201,6 +205,22 @@ def micro_base_path(
     return Path(cache_dir or DEFAULT_CACHE) / f"micro-{cfg.student}-{key}"
 
 
+def shipped_base(name: str) -> Path | None:
+    """The base shipped with the package under ``name`` (the cache folder's name), if there is one.
+
+    The default base (``MicroBaseConfig()``) takes ~15 minutes on 2 cores, longer than the whole demo may take;
+    the package ships it, trained by ``iga pretrain --regime micro`` (its ``base.json`` records how and when). Its
+    folder name holds the hash of the config and of every domain file, so a change to either (a domain edited, a
+    new default) makes it unused: the base is then trained here, and ``tests/models/test_micro_base.py`` fails
+    until the shipped copy is rebuilt (``make shipped-base``).
+    """
+    from importlib import resources
+
+    folder = resources.files("iga.models") / "shipped" / name
+    path = Path(str(folder))
+    return path if (path / BASE_MARKER).is_file() else None
+
+
 def ensure_micro_base(
     cfg: MicroBaseConfig,
     *,
@@ -208,11 +228,21 @@ def ensure_micro_base(
     domains_dir: str | None = None,
     progress: Callable[[int, int, float], None] | None = None,
 ) -> tuple[Path, bool]:
-    """The cached base for ``cfg`` (trained on first use; written to a ``.partial`` folder, then renamed)."""
+    """The cached base for ``cfg``: the cache's, else the shipped copy (copied into the cache), else trained now
+    (into a ``.partial`` folder, then renamed). Returns ``(path, trained_now)``."""
+    import shutil
+
     path = micro_base_path(cfg, cache_dir=cache_dir, domains_dir=domains_dir)
     if (path / BASE_MARKER).exists():
         return path, False
     tmp = path.with_name(path.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shipped = shipped_base(path.name)
+    if shipped is not None:
+        shutil.copytree(shipped, tmp)
+        if not path.exists():
+            os.replace(tmp, path)
+        return path, False
     train_micro_base(cfg, tmp, domains_dir=domains_dir, progress=progress)
     if path.exists():  # a concurrent builder finished first; keep theirs
         import shutil

@@ -1,0 +1,235 @@
+"""The micro regime, measured: does ERM learn every micro skeleton, is the held-out shift crossable, does the cue bite?
+
+Commands (each resumable: a finished run is read back, not retrained; ``--fresh`` retrains):
+
+    python studies/micro_regime.py learnability --out runs/micro   # ERM (4 training domains) and the oracle (8)
+    python studies/micro_regime.py shortcut --out runs/micro       # ERM with cues, and with cues + teacher noise
+    python studies/micro_regime.py table --out runs/micro          # the Markdown tables of docs/student-recipes.md
+
+Every run uses the cached micro base (``iga pretrain --regime micro``), the ``micro`` preset (50 evaluation sets
+per skeleton: 200 answers per skeleton and split) and LoRA on all linear layers; ``--steps``/``--lr``/``--rank``
+set the fine-tuning budget. Intervals are Wilson 95 % intervals. ``runs/micro/micro_regime.json`` holds every
+number the tables print, with the configs, versions and timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+TRAIN_DOMAINS = ["math", "medicine", "law", "science"]
+HELDOUT_DOMAINS = ["finance", "sports", "cooking", "fictional"]
+SETTINGS = {
+    "clean": {"enabled": False},
+    "cues": {"share": 0.5},
+    "cues_noise": {"share": 0.5, "noise": 0.2},
+    "cues_all_noise": {"share": 1.0, "noise": 0.2},
+}
+SPLITS = {
+    "learnability": ("id_test", "ood_surface", "ood_depth", "stress"),
+    "shortcut": ("val", "val_nocue", "val_wrongcue", "id_test", "ood_surface"),
+}
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    if n == 0:
+        return (0.0, 1.0)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def build_data(out: Path, setting: str, *, oracle: bool, seed: int) -> Path:
+    from iga.isomers import Manifest, build_suite, make_config
+
+    folder = out / "data" / (setting + ("_oracle" if oracle else ""))
+    if (folder / "manifest.json").exists():
+        return folder
+    build_suite(make_config("micro", shortcut=SETTINGS[setting], oracle=oracle), folder, seed=seed)
+    Manifest.load(folder)
+    return folder
+
+
+def train_and_eval(out: Path, name: str, data: Path, base: Path, args: Any, splits: tuple[str, ...], domains: list[str]) -> dict:
+    import shutil
+
+    from iga.config import TrainConfig
+    from iga.experiments.pipeline import run_training
+
+    run_dir = out / "runs" / name
+    result_path = run_dir / "result.json"
+    if result_path.exists() and not args.fresh:
+        result = json.loads(result_path.read_text())
+        if result.get("eval"):
+            return result
+    shutil.rmtree(run_dir, ignore_errors=True)
+    algorithm = "erm" if name.endswith("oracle") or name.startswith("erm") else name.split(":")[0]
+    cfg = TrainConfig(
+        data_dir=str(data),
+        out_dir=str(run_dir),
+        algorithm=algorithm,
+        algorithm_options={"tau": 10.0} if algorithm == "iga" else {},
+        student="tiny",
+        base_dir=str(base),
+        train_domains=domains,
+        steps=args.steps,
+        sets_per_batch=16,
+        lr=args.lr,
+        lora={"r": args.rank, "alpha": 2 * args.rank},
+        warmup_steps=30,
+        checkpoint_every=max(1, args.steps // 4),
+        log_every=25,
+        seed=args.seed,
+    )
+    return run_training(cfg, evaluate=True, progress=sys.stderr.isatty(), eval_splits=splits, per_skeleton=50)
+
+
+def per_group(run_dir: Path, data_dirs: list[Path]) -> dict[str, Any]:
+    """Accuracy per (split, skeleton) on ID/held-out domains, and wrong-cue following per training domain."""
+    from collections import defaultdict
+
+    from iga.isomers.answers import answers_match
+    from iga.utils.io import read_jsonl
+
+    completions = {c["id"]: c for c in read_jsonl(run_dir / "completions.jsonl")}
+    records: dict[str, dict] = {}
+    for d in data_dirs:
+        for split in ("val", "id_test", "ood_surface", "ood_depth", "stress"):
+            path = d / f"{split}.jsonl"
+            if path.exists():
+                for r in read_jsonl(path):
+                    records.setdefault(r["id"], r)
+    acc: dict[str, list[int]] = defaultdict(list)
+    follow: dict[str, list[int]] = defaultdict(list)
+    for cid, c in completions.items():
+        base_id, _, derived = cid.partition(":")
+        r = records.get(base_id)
+        if r is None:
+            continue
+        split = f"val_{derived}" if derived else r["split"]
+        role = "id" if r["domain"] in TRAIN_DOMAINS else "heldout" if r["domain"] in HELDOUT_DOMAINS else "stress"
+        if split in ("id_test", "val", "val_nocue", "val_wrongcue") and role != "id":
+            continue
+        if split == "ood_surface" and role != "heldout":
+            continue
+        acc[f"{split}|{r['skeleton']}"].append(int(c["strict"]))
+        acc[f"{split}|all"].append(int(c["strict"]))
+    # wrong-cue following needs the cue values: re-derived exactly as the evaluator derived them
+    from iga.isomers.answers import extract_answer
+    from iga.isomers.shortcuts import with_wrong_cue
+
+    for cid, c in completions.items():
+        base_id, _, derived = cid.partition(":")
+        if derived != "wrongcue" or base_id not in records:
+            continue
+        r = with_wrong_cue(records[base_id])
+        got = extract_answer(c["completion"], r["answer_type"], label_space=r.get("label_space")).value
+        hit = got is not None and answers_match(got, r["shortcut"]["value"], r["answer_type"], label_space=r.get("label_space"))
+        follow[r["domain"]].append(int(hit))
+        follow["all"].append(int(hit))
+    def rate(xs: list[int]) -> dict[str, Any]:
+        lo, hi = wilson(sum(xs), len(xs))
+        return {"acc": sum(xs) / len(xs) if xs else None, "n": len(xs), "lo": lo, "hi": hi}
+    return {"accuracy": {k: rate(v) for k, v in sorted(acc.items())}, "wrong_cue_follow": {k: rate(v) for k, v in follow.items()}}
+
+
+def run(kind: str, args: Any) -> None:
+    import torch
+
+    from iga.models.micro_base import MicroBaseConfig, ensure_micro_base
+
+    torch.set_flush_denormal(True)
+    out = Path(args.out)
+    base, built = ensure_micro_base(MicroBaseConfig(seed=args.seed))
+    print(f"base: {base} ({'built' if built else 'cached'})", flush=True)
+    summary_path = out / "micro_regime.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {"runs": {}}
+    if kind == "learnability":
+        plan = [("erm:clean", "clean", False), ("oracle:clean", "clean", True)]
+    else:
+        plan = [("erm:cues", "cues", False), ("erm:cues_noise", "cues_noise", False)]
+        plan += [("erm:cues_all_noise", "cues_all_noise", False)] if args.all_noise else []
+    for name, setting, oracle in plan:
+        data = build_data(out, setting, oracle=oracle, seed=args.seed)
+        domains = TRAIN_DOMAINS + (HELDOUT_DOMAINS if oracle else [])
+        t0 = time.perf_counter()
+        result = train_and_eval(out, name, data, base, args, SPLITS[kind], domains)
+        groups = per_group(out / "runs" / name, [data])
+        summary["runs"][name] = {
+            "setting": setting,
+            "shortcut": SETTINGS[setting],
+            "train_domains": domains,
+            "train_seconds": result["train"]["train_seconds"],
+            "step_time_s": result["train"]["step_time_s"],
+            "steps": args.steps,
+            "lr": args.lr,
+            "rank": args.rank,
+            "wall_seconds": round(time.perf_counter() - t0, 1),
+            "eval_seconds": result["eval"].get("generation_seconds"),
+            **groups,
+        }
+        summary["base"] = {"dir": str(base), **json.loads((base / "base.json").read_text())}
+        from iga.utils.io import atomic_write_json
+        from iga.utils.provenance import provenance
+
+        summary["provenance"] = provenance()
+        atomic_write_json(summary_path, summary)
+        print(f"{name}: trained {result['train']['train_seconds']} s", flush=True)
+    print(render_tables(summary))
+
+
+def _cell(stat: dict | None) -> str:
+    if not stat or stat.get("acc") is None:
+        return "–"
+    return f"{100 * stat['acc']:.1f} [{100 * stat['lo']:.0f}, {100 * stat['hi']:.0f}]"
+
+
+def render_tables(summary: dict) -> str:
+    lines = []
+    runs = summary["runs"]
+    skeletons = ["M01_arith_walk", "M02_mp_forward", "M03_order", "M04_state", "all"]
+    for name, r in runs.items():
+        lines += [
+            f"**{name}** ({r['steps']} LoRA steps, lr {r['lr']}, r {r['rank']}; trained {r['train_seconds']:.0f} s, "
+            f"{r['step_time_s']} s/step; cues {json.dumps(r['shortcut'])})",
+            "",
+            "| split | " + " | ".join(skeletons) + " |",
+            "| --- |" + " ---: |" * len(skeletons),
+        ]
+        for split in ("id_test", "ood_surface", "ood_depth", "stress", "val", "val_nocue", "val_wrongcue"):
+            cells = [r["accuracy"].get(f"{split}|{sk}") for sk in skeletons]
+            if any(cells):
+                lines.append(f"| {split} | " + " | ".join(_cell(c) for c in cells) + " |")
+        follow = r.get("wrong_cue_follow") or {}
+        if follow:
+            lines += ["", "wrong cue followed (val, every training-domain problem shown a wrong cue): " + ", ".join(
+                f"{d} {_cell(follow.get(d))}" for d in [*TRAIN_DOMAINS, "all"] if d in follow
+            )]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("command", choices=["learnability", "shortcut", "table"])
+    parser.add_argument("--out", default="runs/micro")
+    parser.add_argument("--steps", type=int, default=800)
+    parser.add_argument("--lr", type=float, default=5e-3)
+    parser.add_argument("--rank", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--all-noise", action="store_true", help="shortcut: also cues on every rendering + noise")
+    parser.add_argument("--fresh", action="store_true", help="retrain runs that already finished")
+    args = parser.parse_args(argv)
+    if args.command == "table":
+        print(render_tables(json.loads((Path(args.out) / "micro_regime.json").read_text())))
+    else:
+        run(args.command, args)
+
+
+if __name__ == "__main__":
+    main()

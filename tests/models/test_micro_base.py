@@ -1,0 +1,97 @@
+"""The micro regime's skill base: deterministic rows, a saved HF folder, the cache and the shipped copy."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from iga.isomers.domains import load_domains
+from iga.models.micro_base import (
+    BASE_MARKER,
+    MicroBaseConfig,
+    MicroRows,
+    ensure_micro_base,
+    micro_base_path,
+    shipped_base,
+    train_micro_base,
+)
+from iga.models.word_tokenizer import build_word_tokenizer
+
+TINY = MicroBaseConfig(student="micro", steps=2, batch_size=4, warmup_steps=1)
+
+
+@pytest.fixture(scope="module")
+def rows():
+    domains = load_domains()
+    return MicroRows(MicroBaseConfig(batch_size=32), build_word_tokenizer(domains=domains), domains)
+
+
+def test_rows_are_a_pure_function_of_step(rows):
+    a, b = rows.batch(3), rows.batch(3)
+    assert all((a[k] == b[k]).all() for k in a)
+    assert not (rows.batch(4)["input_ids"].shape == a["input_ids"].shape and (rows.batch(4)["input_ids"] == a["input_ids"]).all())
+
+
+def test_skill_rows_train_on_the_cot_only_and_narratives_on_every_token(rows):
+    tok = rows.tok
+    q = tok.convert_tokens_to_ids("q")
+    kinds = {"skill": 0, "narrative": 0}
+    for step in range(4):
+        batch = rows.batch(step)
+        for ids, labels, mask in zip(batch["input_ids"], batch["labels"], batch["attention_mask"], strict=True):
+            n = int(mask.sum())
+            if int(ids[0]) == q:  # "Q: ..." : a neutral-wording problem
+                kinds["skill"] += 1
+                supervised = labels[:n] != -100
+                assert not supervised[0] and supervised[n - 1]  # prompt masked, CoT + EOS supervised
+                text = tok.decode(ids[:n][supervised])
+                assert text.startswith("step 1") and "the answer is" in text
+            else:
+                kinds["narrative"] += 1
+                assert (labels[:n] == ids[:n]).all()
+                assert "?" not in tok.decode(ids[:n])
+    assert kinds["skill"] > kinds["narrative"] > 0  # skill_share 0.8
+
+
+def test_narratives_cover_every_domain(rows):
+    assert {d.name for d in rows.narrative_domains} == set(load_domains())
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [({"skill_share": 1.5}, "skill_share"), ({"skeleton_weights": (1.0, 2.0)}, "skeleton_weights"), ({"steps": 0}, "steps")],
+)
+def test_bad_config_names_the_field(change, field):
+    with pytest.raises(ValueError, match=field):
+        MicroBaseConfig(**change)
+
+
+def test_train_saves_a_loadable_word_level_base(tmp_path):
+    from iga.models.pretrain import load_base
+    from iga.models.word_tokenizer import is_word_level
+
+    out = train_micro_base(TINY, tmp_path / "base")
+    info = json.loads((out / BASE_MARKER).read_text())
+    assert info["kind"] == "micro" and info["micro_base_config"]["steps"] == 2 and len(info["loss_curve"]) == 1
+    model, tok = load_base(out)
+    assert is_word_level(tok) and model.get_input_embeddings().weight.shape[0] == len(tok)
+
+
+def test_ensure_caches_and_prefers_the_shipped_copy(tmp_path, monkeypatch):
+    import iga.models.micro_base as mb
+
+    path, built = ensure_micro_base(TINY, cache_dir=tmp_path / "cache")
+    assert built and path == micro_base_path(TINY, cache_dir=tmp_path / "cache")
+    assert ensure_micro_base(TINY, cache_dir=tmp_path / "cache") == (path, False)
+    # an empty cache takes the shipped copy instead of training
+    monkeypatch.setattr(mb, "shipped_base", lambda name: path if name == path.name else None)
+    monkeypatch.setattr(mb, "train_micro_base", lambda *a, **k: pytest.fail("trained instead of copying"))
+    copied, built = ensure_micro_base(TINY, cache_dir=tmp_path / "other")
+    assert not built and (copied / "model.safetensors").read_bytes() == (path / "model.safetensors").read_bytes()
+
+
+def test_the_shipped_base_is_the_current_default():
+    # Fails when a domain file or MicroBaseConfig's defaults change: rebuild the shipped copy (make shipped-base).
+    name = micro_base_path(MicroBaseConfig()).name
+    assert shipped_base(name) is not None, f"src/iga/models/shipped/{name} is missing: run `make shipped-base`"
