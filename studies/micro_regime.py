@@ -5,6 +5,7 @@ Commands (each resumable: a finished run is read back, not retrained; ``--fresh`
     python studies/micro_regime.py learnability --out runs/micro   # ERM (4 training domains) and the oracle (8)
     python studies/micro_regime.py shortcut --out runs/micro       # ERM with cues, and with cues + teacher noise
     python studies/micro_regime.py table --out runs/micro          # the Markdown tables of docs/student-recipes.md
+    python studies/micro_regime.py base [--base DIR]               # the base's own skill accuracy (symbolic, ...)
 
 Every run uses the cached micro base (``iga pretrain --regime micro``), the ``micro`` preset (50 evaluation sets
 per skeleton: 200 answers per skeleton and split) and LoRA on all linear layers; ``--steps``/``--lr``/``--rank``
@@ -78,7 +79,7 @@ def train_and_eval(out: Path, name: str, data: Path, base: Path, args: Any, spli
         base_dir=str(base),
         train_domains=domains,
         steps=args.steps,
-        sets_per_batch=16,
+        sets_per_batch=args.sets if len(domains) <= 4 else max(1, args.sets * 4 // len(domains)),  # same rows/step
         lr=args.lr,
         lora={"r": args.rank, "alpha": 2 * args.rank},
         warmup_steps=30,
@@ -154,6 +155,8 @@ def run(kind: str, args: Any) -> None:
     else:
         plan = [("erm:cues", "cues", False), ("erm:cues_noise", "cues_noise", False)]
         plan += [("erm:cues_all_noise", "cues_all_noise", False)] if args.all_noise else []
+    if args.only:
+        plan = [p for p in plan if p[0] in args.only.split(",")]
     for name, setting, oracle in plan:
         data = build_data(out, setting, oracle=oracle, seed=args.seed)
         domains = TRAIN_DOMAINS + (HELDOUT_DOMAINS if oracle else [])
@@ -169,6 +172,7 @@ def run(kind: str, args: Any) -> None:
             "steps": args.steps,
             "lr": args.lr,
             "rank": args.rank,
+            "sets_per_batch": args.sets,
             "wall_seconds": round(time.perf_counter() - t0, 1),
             "eval_seconds": result["eval"].get("generation_seconds"),
             **groups,
@@ -214,18 +218,62 @@ def render_tables(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def base_skill(base_dir: str | None, domains: list[str], n: int, seed: int) -> dict[str, dict[str, float]]:
+    """Greedy accuracy of the base itself on ``n`` fresh problems per micro skeleton in each domain."""
+    import torch
+
+    from iga.evaluation.generation import generate_completions
+    from iga.evaluation.scores import score_record
+    from iga.isomers.domains import load_domains
+    from iga.isomers.render import render
+    from iga.isomers.rng import HashRng
+    from iga.models.micro_base import MicroBaseConfig, MicroRows, micro_base_path
+    from iga.models.pretrain import load_base
+
+    torch.set_flush_denormal(True)
+    path = Path(base_dir) if base_dir else micro_base_path(MicroBaseConfig(seed=seed))
+    model, tok = load_base(path)
+    loaded = load_domains()
+    rows = MicroRows(MicroBaseConfig(), tok, loaded)
+    out: dict[str, dict[str, float]] = {}
+    for dom in domains:
+        recs = []
+        for sk in rows.skeletons:
+            for j in range(n):
+                rng = HashRng(999, sk.id, j)  # a stream the base never trained on (its rows use "micro-base")
+                params, difficulty = sk.sample(rng, rows.knobs[sk.id])
+                inst = sk.instance_from(params, {"regime": "train", **difficulty})
+                r = render(inst, loaded[dom], rng.child("render"))
+                recs.append({"id": f"{sk.id}-{j}", "question": r.question, "answer": r.answer,
+                             "answer_type": inst.answer_type, "label_space": r.label_space, "skeleton": sk.id})
+        comps = generate_completions(model, tok, recs, max_new_tokens=60, batch_size=100, progress=False)
+        hits: dict[str, list[int]] = {}
+        for c, r in zip(comps, recs, strict=True):
+            hits.setdefault(r["skeleton"], []).append(int(score_record(c, r).correct("strict")))
+        out[dom] = {k: sum(v) / len(v) for k, v in hits.items()}
+        print(dom, {k[:3]: round(v, 2) for k, v in out[dom].items()}, f"(n = {n} per skeleton)", flush=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("command", choices=["learnability", "shortcut", "table"])
+    parser.add_argument("command", choices=["learnability", "shortcut", "table", "base"])
+    parser.add_argument("--base", default=None, help="base: a base folder (default: the cached default base)")
+    parser.add_argument("--domains", default="symbolic,math,sports", help="base: domains to evaluate in")
+    parser.add_argument("--n", type=int, default=100, help="base: problems per skeleton and domain")
     parser.add_argument("--out", default="runs/micro")
-    parser.add_argument("--steps", type=int, default=800)
-    parser.add_argument("--lr", type=float, default=5e-3)
+    parser.add_argument("--steps", type=int, default=1200)
+    parser.add_argument("--sets", type=int, default=8, help="isomer sets per step (x 4 or 8 domains = rows)")
+    parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--all-noise", action="store_true", help="shortcut: also cues on every rendering + noise")
+    parser.add_argument("--only", default="", help="comma-separated run names, e.g. erm:clean")
     parser.add_argument("--fresh", action="store_true", help="retrain runs that already finished")
     args = parser.parse_args(argv)
-    if args.command == "table":
+    if args.command == "base":
+        base_skill(args.base, args.domains.split(","), args.n, args.seed)
+    elif args.command == "table":
         print(render_tables(json.loads((Path(args.out) / "micro_regime.json").read_text())))
     else:
         run(args.command, args)

@@ -14,7 +14,7 @@ from iga.cli import app
 def test_quick_demo_writes_report_summary_and_plot(tmp_path, monkeypatch):
     monkeypatch.setenv("IGA_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "demo"
-    result = CliRunner().invoke(app, ["demo", "--quick", "--out", str(out)])
+    result = CliRunner().invoke(app, ["demo", "--quick", "--regime", "micro", "--out", str(out)])
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["methods"]) == {"erm", "iga", "oracle"}
@@ -38,7 +38,7 @@ def test_quick_demo_writes_report_summary_and_plot(tmp_path, monkeypatch):
 def test_standard_quick_demo_still_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("IGA_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "demo"
-    result = CliRunner().invoke(app, ["demo", "--quick", "--regime", "standard", "--out", str(out)])
+    result = CliRunner().invoke(app, ["demo", "--quick", "--out", str(out)])
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["methods"]) == {"erm", "iga"} and summary["config"]["regime"] == "standard"
@@ -46,7 +46,7 @@ def test_standard_quick_demo_still_runs(tmp_path, monkeypatch):
 
 def test_micro_demo_takes_the_micro_base_with_its_configured_steps(tmp_path, monkeypatch):
     import iga.models.micro_base as micro_base
-    from iga.experiments.demo import demo_config, quick_demo_config, run_demo
+    from iga.experiments.demo import micro_demo_config, quick_demo_config, run_demo
     from iga.models.micro_base import MicroBaseConfig
 
     seen = []
@@ -56,7 +56,7 @@ def test_micro_demo_takes_the_micro_base_with_its_configured_steps(tmp_path, mon
         raise RuntimeError("stop after the base request")
 
     monkeypatch.setattr(micro_base, "ensure_micro_base", fake_ensure)
-    for cfg in (quick_demo_config(str(tmp_path / "a"), pretrain_steps=7), demo_config(out_dir=str(tmp_path / "b"))):
+    for cfg in (quick_demo_config(str(tmp_path / "a"), pretrain_steps=7), micro_demo_config(out_dir=str(tmp_path / "b"))):
         with pytest.raises(RuntimeError, match="stop after the base request"):
             run_demo(cfg, say=lambda msg: None, progress=False)
     assert seen == [7, MicroBaseConfig().steps]
@@ -88,3 +88,6 @@ def test_demo_pretrains_its_base_for_the_configured_steps(tmp_path, monkeypatch)
         with pytest.raises(RuntimeError, match="stop after the base request"):
             run_demo(cfg, say=lambda msg: None, progress=False)
     assert seen == [7, pretrain.PRETRAIN_PRESETS["micro"]["steps"]]
+    from iga.experiments.demo import demo_config
+
+    assert demo_config().pretrain_steps == 150  # the demo's own budget, not the study's `small` preset (400)

@@ -79,7 +79,7 @@ def test_members_are_consecutive_and_records_are_complete(small):
     for split in SPLITS:
         seen, previous = set(), None
         for r in small[split]:
-            assert tuple(r) == RECORD_FIELDS
+            assert tuple(r) == tuple(f for f in RECORD_FIELDS if f != "teacher_answer")  # a noise-free suite
             assert r["split"] == split and r["generator_version"] == GENERATOR_VERSION and r["seed"] == 0
             if r["instance_id"] != previous:
                 assert r["instance_id"] not in seen, "an isomer set is split across the file"

@@ -31,7 +31,7 @@ def test_every_split_loads_with_one_schema_and_round_trips(suite):
         for got, want in zip(ds, rows, strict=True):
             for name in RECORD_FIELDS:
                 value = json.loads(got[name]) if name in JSON_FIELDS else got[name]
-                assert value == want[name], (split, name)
+                assert value == want.get(name), (split, name)  # teacher_answer: only in noisy suites
     assert len(schemas) == 1
 
 

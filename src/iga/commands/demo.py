@@ -23,26 +23,29 @@ def demo_cmd(
         False, "--quick", help="Seconds-long smoke version (a 3-step base, tiny data, a few steps)."
     ),
     regime: str = typer.Option(
-        "micro", "--regime", help="micro (default: a student that learns the tasks) or standard (S01-S11, BPE)."
+        "standard",
+        "--regime",
+        help="standard (S01-S11, BPE student) or micro (M01-M04, word-level student; see docs/student-recipes.md).",
     ),
 ) -> None:
     """Build IsoBench, get the base (cached), train ERM-SFT, IGA and the oracle, evaluate and compare."""
     from rich.console import Console
     from rich.table import Table
 
-    from iga.experiments.demo import demo_config, quick_demo_config, quick_standard_demo_config, run_demo
+    from iga.experiments.demo import (
+        demo_config,
+        micro_demo_config,
+        quick_demo_config,
+        quick_standard_demo_config,
+        run_demo,
+    )
 
     console = Console()
     overrides = {"seed": seed, **({"steps": steps} if steps else {})}
     if quick:
         cfg = (quick_demo_config if regime == "micro" else quick_standard_demo_config)(out, **overrides)
-    elif regime == "standard":
-        cfg = demo_config(
-            out_dir=out, regime="standard", preset="small", student="small", oracle=False, steps=250,
-            pretrain_steps=150, sets_per_batch=4, eval_per_skeleton=5,
-            skeletons=("S01_arith_chain", "S06_mp_chain", "S09_transitive_order", "S11_state_tracking"),
-            **overrides,
-        )
+    elif regime == "micro":
+        cfg = micro_demo_config(out_dir=out, **overrides)
     else:
         cfg = demo_config(out_dir=out, **overrides)
     payload = run_demo(cfg, say=lambda msg: console.print(f"[bold cyan]demo[/] {msg}"))

@@ -72,11 +72,15 @@ def _texts(domain: Domain) -> Iterable[str]:
     if domain.shortcut_cue:
         yield domain.shortcut_cue
     pools = list(domain.lexicon.values())
-    for section in domain.sections.values():
+    from iga.isomers.skeletons import get_skeleton
+
+    for sk_id, section in domain.sections.items():
         for group in (section.questions, section.premises):
             for templates in group.values():
                 yield from templates
-        yield from section.steps.values()
+        # a skeleton's default steps are the same in every domain (symbols and copied words): not a domain's text
+        defaults = get_skeleton(sk_id).spec.default_steps
+        yield from (t for op, t in section.steps.items() if defaults.get(op) != t)
         pools.extend(section.words.values())
     for pool in pools:
         yield from (pool.values() if isinstance(pool, Mapping) else pool)
