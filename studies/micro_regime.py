@@ -56,7 +56,9 @@ def build_data(out: Path, setting: str, *, oracle: bool, seed: int) -> Path:
     return folder
 
 
-def train_and_eval(out: Path, name: str, data: Path, base: Path, args: Any, splits: tuple[str, ...], domains: list[str]) -> dict:
+def train_and_eval(
+    out: Path, name: str, data: Path, base: Path, args: Any, splits: tuple[str, ...], domains: list[str]
+) -> dict:
     import shutil
 
     from iga.config import TrainConfig
@@ -69,7 +71,7 @@ def train_and_eval(out: Path, name: str, data: Path, base: Path, args: Any, spli
         if result.get("eval"):
             return result
     shutil.rmtree(run_dir, ignore_errors=True)
-    algorithm = "erm" if name.endswith("oracle") or name.startswith("erm") else name.split(":")[0]
+    algorithm = "erm" if name.startswith(("erm", "oracle")) else name.split(":")[0]
     cfg = TrainConfig(
         data_dir=str(data),
         out_dir=str(run_dir),
@@ -79,7 +81,9 @@ def train_and_eval(out: Path, name: str, data: Path, base: Path, args: Any, spli
         base_dir=str(base),
         train_domains=domains,
         steps=args.steps,
-        sets_per_batch=args.sets if len(domains) <= 4 else max(1, args.sets * 4 // len(domains)),  # same rows/step
+        sets_per_batch=args.sets
+        if len(domains) <= 4
+        else max(1, args.sets * 4 // len(domains)),  # same rows/step
         lr=args.lr,
         lora={"r": args.rank, "alpha": 2 * args.rank},
         warmup_steps=30,
@@ -113,7 +117,13 @@ def per_group(run_dir: Path, data_dirs: list[Path]) -> dict[str, Any]:
         if r is None:
             continue
         split = f"val_{derived}" if derived else r["split"]
-        role = "id" if r["domain"] in TRAIN_DOMAINS else "heldout" if r["domain"] in HELDOUT_DOMAINS else "stress"
+        role = (
+            "id"
+            if r["domain"] in TRAIN_DOMAINS
+            else "heldout"
+            if r["domain"] in HELDOUT_DOMAINS
+            else "stress"
+        )
         if split in ("id_test", "val", "val_nocue", "val_wrongcue") and role != "id":
             continue
         if split == "ood_surface" and role != "heldout":
@@ -130,13 +140,20 @@ def per_group(run_dir: Path, data_dirs: list[Path]) -> dict[str, Any]:
             continue
         r = with_wrong_cue(records[base_id])
         got = extract_answer(c["completion"], r["answer_type"], label_space=r.get("label_space")).value
-        hit = got is not None and answers_match(got, r["shortcut"]["value"], r["answer_type"], label_space=r.get("label_space"))
+        hit = got is not None and answers_match(
+            got, r["shortcut"]["value"], r["answer_type"], label_space=r.get("label_space")
+        )
         follow[r["domain"]].append(int(hit))
         follow["all"].append(int(hit))
+
     def rate(xs: list[int]) -> dict[str, Any]:
         lo, hi = wilson(sum(xs), len(xs))
         return {"acc": sum(xs) / len(xs) if xs else None, "n": len(xs), "lo": lo, "hi": hi}
-    return {"accuracy": {k: rate(v) for k, v in sorted(acc.items())}, "wrong_cue_follow": {k: rate(v) for k, v in follow.items()}}
+
+    return {
+        "accuracy": {k: rate(v) for k, v in sorted(acc.items())},
+        "wrong_cue_follow": {k: rate(v) for k, v in follow.items()},
+    }
 
 
 def run(kind: str, args: Any) -> None:
@@ -211,9 +228,11 @@ def render_tables(summary: dict) -> str:
                 lines.append(f"| {split} | " + " | ".join(_cell(c) for c in cells) + " |")
         follow = r.get("wrong_cue_follow") or {}
         if follow:
-            lines += ["", "wrong cue followed (val, every training-domain problem shown a wrong cue): " + ", ".join(
-                f"{d} {_cell(follow.get(d))}" for d in [*TRAIN_DOMAINS, "all"] if d in follow
-            )]
+            lines += [
+                "",
+                "wrong cue followed (val, every training-domain problem shown a wrong cue): "
+                + ", ".join(f"{d} {_cell(follow.get(d))}" for d in [*TRAIN_DOMAINS, "all"] if d in follow),
+            ]
         lines.append("")
     return "\n".join(lines)
 
@@ -244,8 +263,16 @@ def base_skill(base_dir: str | None, domains: list[str], n: int, seed: int) -> d
                 params, difficulty = sk.sample(rng, rows.knobs[sk.id])
                 inst = sk.instance_from(params, {"regime": "train", **difficulty})
                 r = render(inst, loaded[dom], rng.child("render"))
-                recs.append({"id": f"{sk.id}-{j}", "question": r.question, "answer": r.answer,
-                             "answer_type": inst.answer_type, "label_space": r.label_space, "skeleton": sk.id})
+                recs.append(
+                    {
+                        "id": f"{sk.id}-{j}",
+                        "question": r.question,
+                        "answer": r.answer,
+                        "answer_type": inst.answer_type,
+                        "label_space": r.label_space,
+                        "skeleton": sk.id,
+                    }
+                )
         comps = generate_completions(model, tok, recs, max_new_tokens=60, batch_size=100, progress=False)
         hits: dict[str, list[int]] = {}
         for c, r in zip(comps, recs, strict=True):
@@ -267,7 +294,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--all-noise", action="store_true", help="shortcut: also cues on every rendering + noise")
+    parser.add_argument(
+        "--all-noise", action="store_true", help="shortcut: also cues on every rendering + noise"
+    )
     parser.add_argument("--only", default="", help="comma-separated run names, e.g. erm:clean")
     parser.add_argument("--fresh", action="store_true", help="retrain runs that already finished")
     args = parser.parse_args(argv)

@@ -18,7 +18,10 @@ def test_quick_demo_writes_report_summary_and_plot(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["methods"]) == {"erm", "iga", "oracle"}
-    assert summary["config"]["regime"] == "micro" and summary["config"]["shortcut"] == {"share": 0.5, "noise": 0.2}
+    assert summary["config"]["regime"] == "micro" and summary["config"]["shortcut"] == {
+        "share": 0.5,
+        "noise": 0.2,
+    }
     for method in summary["methods"].values():
         assert set(method) >= {"id_accuracy", "ood_accuracy", "lcs", "step_time_s"}
         assert 0 <= method["id_accuracy"] <= 1 and 0 <= method["lcs"] <= 1
@@ -56,7 +59,10 @@ def test_micro_demo_takes_the_micro_base_with_its_configured_steps(tmp_path, mon
         raise RuntimeError("stop after the base request")
 
     monkeypatch.setattr(micro_base, "ensure_micro_base", fake_ensure)
-    for cfg in (quick_demo_config(str(tmp_path / "a"), pretrain_steps=7), micro_demo_config(out_dir=str(tmp_path / "b"))):
+    for cfg in (
+        quick_demo_config(str(tmp_path / "a"), pretrain_steps=7),
+        micro_demo_config(out_dir=str(tmp_path / "b")),
+    ):
         with pytest.raises(RuntimeError, match="stop after the base request"):
             run_demo(cfg, say=lambda msg: None, progress=False)
     assert seen == [7, MicroBaseConfig().steps]

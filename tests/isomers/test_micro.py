@@ -19,7 +19,24 @@ from iga.models.word_tokenizer import words_of
 MICRO = [get_skeleton(s) for s in list_skeletons("micro")]
 DOMAINS = load_domains()
 #: Words a micro CoT may write without reading them from the question: the step format and the symbols.
-FORMAT_WORDS = {"step", ":", ".", "then", "is", "derived", "not", "and", ">", "+", "-", "=", "the", "answer", "yes", "no"}
+FORMAT_WORDS = {
+    "step",
+    ":",
+    ".",
+    "then",
+    "is",
+    "derived",
+    "not",
+    "and",
+    ">",
+    "+",
+    "-",
+    "=",
+    "the",
+    "answer",
+    "yes",
+    "no",
+}
 
 
 def _instance(sk, seed: int, index: int, regime: str = "train"):
@@ -39,7 +56,9 @@ def test_micro_suite_is_separate_from_the_standard_catalogue():
 @pytest.mark.parametrize("sk", MICRO, ids=[sk.id for sk in MICRO])
 @pytest.mark.parametrize("domain", list(DOMAINS))
 @settings(max_examples=15, deadline=None)
-@given(seed=st.integers(0, 2**32), index=st.integers(0, 10**6), regime=st.sampled_from(["train", "ood_depth"]))
+@given(
+    seed=st.integers(0, 2**32), index=st.integers(0, 10**6), regime=st.sampled_from(["train", "ood_depth"])
+)
 def test_every_cot_word_is_copied_from_the_question_or_is_format(sk, domain, seed, index, regime):
     # Locality: a step writes numbers, format words and symbols, and words it can copy from the question.
     inst = _instance(sk, seed, index, regime)
@@ -95,7 +114,9 @@ def test_micro_preset_selects_the_micro_suite_with_cues_on_half_the_renderings()
 
 
 def _small(**shortcut):
-    return make_config("micro", train_per_skeleton=60, val_per_skeleton=5, eval_per_skeleton=3, shortcut=shortcut)
+    return make_config(
+        "micro", train_per_skeleton=60, val_per_skeleton=5, eval_per_skeleton=3, shortcut=shortcut
+    )
 
 
 def test_cue_share_puts_cues_on_about_that_fraction_of_training_renderings():

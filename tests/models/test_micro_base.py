@@ -30,7 +30,10 @@ def rows():
 def test_rows_are_a_pure_function_of_step(rows):
     a, b = rows.batch(3), rows.batch(3)
     assert all((a[k] == b[k]).all() for k in a)
-    assert not (rows.batch(4)["input_ids"].shape == a["input_ids"].shape and (rows.batch(4)["input_ids"] == a["input_ids"]).all())
+    assert not (
+        rows.batch(4)["input_ids"].shape == a["input_ids"].shape
+        and (rows.batch(4)["input_ids"] == a["input_ids"]).all()
+    )
 
 
 def test_skill_rows_train_on_the_cot_only_and_narratives_on_every_token(rows):
@@ -39,7 +42,9 @@ def test_skill_rows_train_on_the_cot_only_and_narratives_on_every_token(rows):
     kinds = {"skill": 0, "narrative": 0}
     for step in range(4):
         batch = rows.batch(step)
-        for ids, labels, mask in zip(batch["input_ids"], batch["labels"], batch["attention_mask"], strict=True):
+        for ids, labels, mask in zip(
+            batch["input_ids"], batch["labels"], batch["attention_mask"], strict=True
+        ):
             n = int(mask.sum())
             if int(ids[0]) == q:  # "Q: ..." : a neutral-wording problem
                 kinds["skill"] += 1
@@ -60,7 +65,11 @@ def test_narratives_cover_every_domain(rows):
 
 @pytest.mark.parametrize(
     "change, field",
-    [({"skill_share": 1.5}, "skill_share"), ({"skeleton_weights": (1.0, 2.0)}, "skeleton_weights"), ({"steps": 0}, "steps")],
+    [
+        ({"skill_share": 1.5}, "skill_share"),
+        ({"skeleton_weights": (1.0, 2.0)}, "skeleton_weights"),
+        ({"steps": 0}, "steps"),
+    ],
 )
 def test_bad_config_names_the_field(change, field):
     with pytest.raises(ValueError, match=field):
@@ -73,7 +82,9 @@ def test_train_saves_a_loadable_word_level_base(tmp_path):
 
     out = train_micro_base(TINY, tmp_path / "base")
     info = json.loads((out / BASE_MARKER).read_text())
-    assert info["kind"] == "micro" and info["micro_base_config"]["steps"] == 2 and len(info["loss_curve"]) == 1
+    assert (
+        info["kind"] == "micro" and info["micro_base_config"]["steps"] == 2 and len(info["loss_curve"]) == 1
+    )
     model, tok = load_base(out)
     assert is_word_level(tok) and model.get_input_embeddings().weight.shape[0] == len(tok)
 
@@ -88,7 +99,9 @@ def test_ensure_caches_and_prefers_the_shipped_copy(tmp_path, monkeypatch):
     monkeypatch.setattr(mb, "shipped_base", lambda name: path if name == path.name else None)
     monkeypatch.setattr(mb, "train_micro_base", lambda *a, **k: pytest.fail("trained instead of copying"))
     copied, built = ensure_micro_base(TINY, cache_dir=tmp_path / "other")
-    assert not built and (copied / "model.safetensors").read_bytes() == (path / "model.safetensors").read_bytes()
+    assert (
+        not built and (copied / "model.safetensors").read_bytes() == (path / "model.safetensors").read_bytes()
+    )
 
 
 def test_no_base_is_shipped_for_an_unknown_name():

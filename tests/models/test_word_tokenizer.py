@@ -27,7 +27,9 @@ def tok():
 
 def test_every_word_of_every_micro_record_is_one_known_token(tok):
     records = generate_records(
-        make_config("micro", train_per_skeleton=20, val_per_skeleton=2, eval_per_skeleton=5, shortcut={"noise": 0.2}),
+        make_config(
+            "micro", train_per_skeleton=20, val_per_skeleton=2, eval_per_skeleton=5, shortcut={"noise": 0.2}
+        ),
         seed=1,
     )
     fmt = PromptFormat()
@@ -66,7 +68,9 @@ def test_a_user_domain_file_adds_its_words(tmp_path, tok):
 
 
 def test_unknown_word_is_an_error_naming_word_and_source(tok):
-    with pytest.raises(UnknownWordError, match=r"data/train\.jsonl:3: word 'zorbles' .* \(and 1 more: blimps\)"):
+    with pytest.raises(
+        UnknownWordError, match=r"data/train\.jsonl:3: word 'zorbles' .* \(and 1 more: blimps\)"
+    ):
         check_words(tok, "The zorbles and blimps.", source="data/train.jsonl:3")
     check_words(tok, "The dose is raised by 3 mg.", source="x")  # known words: no error
     assert is_word_level(tok)
@@ -91,7 +95,12 @@ def test_saved_tokenizer_loads_back_identical(tmp_path, tok):
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.sampled_from(["the", "dose", "is", "raised", "by", "mg", "7", "12", ".", "?", "+", "="]), max_size=30))
+@given(
+    st.lists(
+        st.sampled_from(["the", "dose", "is", "raised", "by", "mg", "7", "12", ".", "?", "+", "="]),
+        max_size=30,
+    )
+)
 def test_encode_then_decode_keeps_every_word(tok_words):
     tok = _TOK
     text = " ".join(tok_words)

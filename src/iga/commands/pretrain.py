@@ -13,7 +13,9 @@ app = typer.Typer()
 @user_errors
 def pretrain_cmd(
     student: str = typer.Option(
-        None, "--student", help="Built-in student: micro, tiny, small (default: small; tiny for --regime micro)."
+        None,
+        "--student",
+        help="Built-in student: micro, tiny, small (default: small; tiny for --regime micro).",
     ),
     regime: str = typer.Option(
         "standard",
@@ -67,10 +69,15 @@ def _pretrain_micro(console, student: str, steps: int | None, seed: int, cache_d
     from iga.training.progress import StepProgress
 
     student_spec(student)
-    cfg = dataclasses.replace(MicroBaseConfig(seed=seed, student=student), **({"steps": steps} if steps else {}))
+    cfg = dataclasses.replace(
+        MicroBaseConfig(seed=seed, student=student), **({"steps": steps} if steps else {})
+    )
     bar = StepProgress(total=cfg.steps, start=0, enabled=True, description=f"micro base ({student})")
     path, built = ensure_micro_base(
-        cfg, cache_dir=cache_dir, domains_dir=domains_dir, progress=lambda s, t, loss: bar.update(s, loss=loss)
+        cfg,
+        cache_dir=cache_dir,
+        domains_dir=domains_dir,
+        progress=lambda s, t, loss: bar.update(s, loss=loss),
     )
     bar.close()
     info = json.loads((path / BASE_MARKER).read_text())

@@ -135,9 +135,14 @@ def run_demo(cfg: DemoConfig, *, say: Callable[[str], None] = print, progress: b
     runs: dict[str, tuple[Path, list[str] | None]] = {a: (data_dir, None) for a in cfg.algorithms}
     if cfg.oracle:  # the same evaluation instances; train/val also render the held-out domains
         oracle_manifest = build_suite(_suite(cfg, oracle=True), out / "data_oracle", seed=cfg.seed)
-        runs["oracle"] = (out / "data_oracle", [d["name"] for d in oracle_manifest.domains if d["role"] != "stress"])
+        runs["oracle"] = (
+            out / "data_oracle",
+            [d["name"] for d in oracle_manifest.domains if d["role"] != "stress"],
+        )
     timings["data_seconds"] = round(time.perf_counter() - t0, 2)
-    say(f"data: {data_dir} ({manifest.splits['train']['instances']} training isomer sets, cues {manifest.config['shortcut']})")
+    say(
+        f"data: {data_dir} ({manifest.splits['train']['instances']} training isomer sets, cues {manifest.config['shortcut']})"
+    )
 
     t0 = time.perf_counter()
     base_dir, built = _base(cfg)
@@ -279,7 +284,8 @@ def render_report(
         "",
         f"One seed, {n_id} ID answers and {n_ood} OOD-surface answers per method: a 95% interval on an accuracy "
         f"near 50% is about ±{_half_width(0.5, max(1, n_ood)):.0f} pp at this n, so differences of a few points "
-        "between methods are noise; the study (several seeds, all algorithms) is what tests the method. " + reading,
+        "between methods are noise; the study (several seeds, all algorithms) is what tests the method. "
+        + reading,
         "",
         f"![accuracy and training curves]({plot_name})",
         "",

@@ -114,5 +114,7 @@ def render_narrative(skeleton: Skeleton, params: dict, domain: Domain, rng: Hash
     out = []
     for sentence in skeleton.narrative(params):
         templates = section.narration.get(sentence.kind) or section.premises[sentence.kind]
-        out.append(as_sentence(fill(pick.choice(templates), {k: words.text(v) for k, v in sentence.slots.items()})))
+        out.append(
+            as_sentence(fill(pick.choice(templates), {k: words.text(v) for k, v in sentence.slots.items()}))
+        )
     return " ".join(out)

@@ -64,7 +64,11 @@ class ShortcutConfig:
     def to_dict(self) -> dict:
         out = {"enabled": self.enabled, "reliability": dict(self.reliability), "eval": self.eval}
         # share/noise appear only when set, so manifests (and job ids) of suites built before them are unchanged
-        out |= {k: getattr(self, k) for k, default in (("share", 1.0), ("noise", 0.0)) if getattr(self, k) != default}
+        out |= {
+            k: getattr(self, k)
+            for k, default in (("share", 1.0), ("noise", 0.0))
+            if getattr(self, k) != default
+        }
         return out
 
     def check_domains(self, train_domains: Sequence[Domain]) -> None:
@@ -206,7 +210,11 @@ def with_wrong_cue(record: Mapping, domains: Mapping[str, Domain] | None = None)
     rng = HashRng("wrong-cue", record["id"])
     value = wrong_answer(record["answer"], record["answer_type"], record.get("label_space") or [], rng)
     text = as_sentence(fill(domain.shortcut_cue, {"value": value}))
-    return {**base, "question": f"{text} {base['question']}", "shortcut": {"text": text, "value": value, "correct": False}}
+    return {
+        **base,
+        "question": f"{text} {base['question']}",
+        "shortcut": {"text": text, "value": value, "correct": False},
+    }
 
 
 _DOMAINS: dict = {}

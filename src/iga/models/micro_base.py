@@ -50,7 +50,11 @@ class MicroBaseConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.skill_share <= 1.0:
             raise ValueError(f"skill_share: expected a number in [0, 1], got {self.skill_share!r}")
-        if len(self.skeleton_weights) != 4 or min(self.skeleton_weights) < 0 or not sum(self.skeleton_weights):
+        if (
+            len(self.skeleton_weights) != 4
+            or min(self.skeleton_weights) < 0
+            or not sum(self.skeleton_weights)
+        ):
             raise ValueError(
                 f"skeleton_weights: expected 4 non-negative weights (M01-M04), not all 0, got {self.skeleton_weights!r}"
             )
@@ -67,12 +71,16 @@ class MicroRows:
         from iga.isomers.skeletons import get_skeleton, list_skeletons
 
         if cfg.skill_domain not in domains:
-            raise ValueError(f"skill_domain: {cfg.skill_domain!r} is not a loaded domain ({', '.join(domains)})")
+            raise ValueError(
+                f"skill_domain: {cfg.skill_domain!r} is not a loaded domain ({', '.join(domains)})"
+            )
         self.cfg, self.tok, self.domains = cfg, tokenizer, domains
         suite = make_config("micro")
         self.skeletons = [get_skeleton(s) for s in list_skeletons("micro")]
         self.knobs = {sk.id: suite.knobs(sk.id, "train") for sk in self.skeletons}
-        self.narrative_domains = [d for d in domains.values() if all(d.covers(sk.id) for sk in self.skeletons)]
+        self.narrative_domains = [
+            d for d in domains.values() if all(d.covers(sk.id) for sk in self.skeletons)
+        ]
 
     def row(self, step: int, i: int) -> tuple[list[int], list[int]]:
         from iga.isomers.render import render, render_narrative
@@ -80,19 +88,26 @@ class MicroRows:
         from iga.models.prompting import PromptFormat
 
         rng = HashRng(self.cfg.seed, "micro-base", step, i)
-        u, weights = rng.child("skeleton").random() * sum(self.cfg.skeleton_weights), self.cfg.skeleton_weights
+        u, weights = (
+            rng.child("skeleton").random() * sum(self.cfg.skeleton_weights),
+            self.cfg.skeleton_weights,
+        )
         sk = self.skeletons[next((k for k in range(3) if u < sum(weights[: k + 1])), 3)]
         params, difficulty = sk.sample(rng.child("sample"), self.knobs[sk.id])
         tok = self.tok
         if rng.child("kind").random() < self.cfg.skill_share:
             inst = sk.instance_from(params, {"regime": "train", **difficulty})
             text = render(inst, self.domains[self.cfg.skill_domain], rng.child("render"))
-            prompt = tok(PromptFormat().prompt({"question": text.question}), add_special_tokens=False)["input_ids"]
+            prompt = tok(PromptFormat().prompt({"question": text.question}), add_special_tokens=False)[
+                "input_ids"
+            ]
             cot = tok(text.gold_cot, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
             return prompt + cot, [-100] * len(prompt) + cot
         domain = self.narrative_domains[rng.child("domain").randint(0, len(self.narrative_domains) - 1)]
-        ids = tok(render_narrative(sk, params, domain, rng.child("render")), add_special_tokens=False)["input_ids"]
-        ids = ids + [tok.eos_token_id]
+        ids = tok(render_narrative(sk, params, domain, rng.child("render")), add_special_tokens=False)[
+            "input_ids"
+        ]
+        ids = [*ids, tok.eos_token_id]
         return ids, list(ids)
 
     def batch(self, step: int) -> dict[str, Any]:
@@ -180,10 +195,13 @@ def train_micro_base(
             "vocab_hash": vocab_hash(list(tok.convert_ids_to_tokens(list(range(len(tok)))))),
             "first_loss": losses[0],
             "final_loss": sum(tail) / len(tail),
-            "loss_curve": [round(sum(losses[i : i + 50]) / len(losses[i : i + 50]), 4) for i in range(0, len(losses), 50)],
+            "loss_curve": [
+                round(sum(losses[i : i + 50]) / len(losses[i : i + 50]), 4) for i in range(0, len(losses), 50)
+            ],
             "seconds": round(time.perf_counter() - t0, 2),
             "torch_threads": torch.get_num_threads(),
-            "command": "iga pretrain --regime micro" + ("" if cfg == MicroBaseConfig() else f"  # {asdict(cfg)}"),
+            "command": "iga pretrain --regime micro"
+            + ("" if cfg == MicroBaseConfig() else f"  # {asdict(cfg)}"),
             "provenance": provenance(),
         },
     )

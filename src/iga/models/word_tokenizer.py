@@ -115,7 +115,10 @@ def vocab_hash(vocab: list[str]) -> str:
 
 
 def build_word_tokenizer(
-    texts: Iterable[str] | None = None, *, max_int: int = DEFAULT_MAX_INT, domains: Mapping[str, Any] | None = None
+    texts: Iterable[str] | None = None,
+    *,
+    max_int: int = DEFAULT_MAX_INT,
+    domains: Mapping[str, Any] | None = None,
 ) -> PreTrainedTokenizerBase:
     """A HF fast tokenizer over :func:`vocabulary` of ``texts`` (default: every domain file + fixed strings)."""
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
@@ -124,7 +127,9 @@ def build_word_tokenizer(
     if texts is None:
         texts = [*domain_texts(domains), *fixed_texts()]
     vocab = vocabulary([*texts, *fixed_texts()], max_int=max_int)
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocab)}, unk_token=SPECIAL_TOKENS["unk_token"]))
+    tok = Tokenizer(
+        models.WordLevel({w: i for i, w in enumerate(vocab)}, unk_token=SPECIAL_TOKENS["unk_token"])
+    )
     tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
     tok.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(Regex(WORD_RE.pattern), behavior="isolated")]

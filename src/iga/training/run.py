@@ -170,7 +170,9 @@ def prepare_run(cfg: TrainConfig) -> Run:
         accelerator.distributed_type, algorithm=cfg.algorithm, capture_space=algorithm.capture_space
     )
     model, tokenizer = load_student(cfg)
-    check_record_words(tokenizer, [m for s in sets for m in s.members], f"{cfg.data_dir}/{cfg.train_split}.jsonl")
+    check_record_words(
+        tokenizer, [m for s in sets for m in s.members], f"{cfg.data_dir}/{cfg.train_split}.jsonl"
+    )
     capture = DomainGradCapture(model, space=algorithm.capture_space) if algorithm.capture_space else None
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = algorithm.build_optimizer(model, trainable, capture, lr=cfg.lr, weight_decay=cfg.weight_decay)

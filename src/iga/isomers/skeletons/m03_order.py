@@ -7,7 +7,7 @@ The checker enumerates every permutation consistent with the premises and requir
 
 from __future__ import annotations
 
-from itertools import permutations
+from itertools import pairwise, permutations
 
 from iga.isomers.instance import Ref, Sentence, Step
 from iga.isomers.rng import HashRng
@@ -20,7 +20,6 @@ from iga.isomers.skeletons.base import (
     make_regimes,
     slots,
 )
-
 
 POOL = 6
 
@@ -59,7 +58,7 @@ class Order(Skeleton):
         ranking = params["ranking"]
         premises = tuple(Sentence("above", {"x": _thing(x), "y": _thing(y)}) for x, y in params["pairs"])
         steps = tuple(
-            Step("link", (a, b), None, {"x": _thing(a), "y": _thing(b)}) for a, b in zip(ranking, ranking[1:])
+            Step("link", (a, b), None, {"x": _thing(a), "y": _thing(b)}) for a, b in pairwise(ranking)
         )
         end = ranking[0] if params["ask"] == "top" else ranking[-1]
         return Solution(
@@ -73,11 +72,7 @@ class Order(Skeleton):
 
     def check(self, params: dict) -> str:
         things = sorted({i for pair in params["pairs"] for i in pair})
-        orders = [
-            p
-            for p in permutations(things)
-            if all(p.index(x) < p.index(y) for x, y in params["pairs"])
-        ]
+        orders = [p for p in permutations(things) if all(p.index(x) < p.index(y) for x, y in params["pairs"])]
         if len(orders) != 1:
             return f"invalid:{len(orders)} rankings fit the premises"
         return f"t{orders[0][0] if params['ask'] == 'top' else orders[0][-1]}"

@@ -39,7 +39,11 @@ class State(Skeleton):
     suite = "micro"
     spec = TemplateSpec(
         questions={"ask": slots("item")},
-        premises={"initial": slots("x", "a", "y", "b"), "add": slots("item", "n"), "remove": slots("item", "n")},
+        premises={
+            "initial": slots("x", "a", "y", "b"),
+            "add": slots("item", "n"),
+            "remove": slots("item", "n"),
+        },
         steps={"state": _STEP, "look": slots("item", "n")},
         pools={"kinds": 2},
         narration={"now": slots("x", "a", "y", "b")},
