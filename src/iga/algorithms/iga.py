@@ -1,11 +1,20 @@
 """Invariant Gradient Alignment (DESIGN §3): mask conflicting coordinates of each layer's mean gradient, project
 onto rank r, map back to the LoRA factors, then let the base optimizer step.
 
-Data flow per step: ``DomainGradCapture(space="full")`` hands each layer's (K, m, n) per-domain gradients to
-:class:`IGAOptimizer` inside the backward; the optimizer computes ``Ḡ, V, V̂, M, G̃ = M ⊙ Ḡ``, the projection and
-the factor gradients at once and keeps only those (r(m+n) numbers per layer), so no two layers' full matrices
-are alive together. ``step()`` writes them into ``.grad`` (autograd is still accumulating into A and B while the
-hook runs, so ``.grad`` is never touched there), clips, and steps the base optimizer.
+Data flow per step (``mask_space="coordinate"``, the default): ``DomainGradCapture(space="full")`` hands each
+layer's (K, m, n) per-domain gradients to :class:`IGAOptimizer` inside the backward. Layers of the same shape and
+rank are collected into bounded stacks (:class:`~iga.gradients.grouping.LayerStacks`: at most
+``layer_group_size`` layers and ``layer_group_max_bytes`` bytes open at once, written straight into by the
+capture); for every full stack the optimizer computes ``Ḡ, V, V̂, M, G̃ = M ⊙ Ḡ``, the projection and the factor
+gradients as batched kernels (:mod:`iga.gradients.stacked`) and keeps only the factor gradients (r(m+n) numbers per
+layer). Stacks still open when the backward ends are processed at the start of ``step()``. A layer that is not
+stacked (a plain Linear, a block larger than half the byte bound, ``layer_group_size=1``) is processed alone inside
+its hook, as before. ``step()`` writes the factor gradients into ``.grad`` (autograd is still accumulating into A
+and B while the hooks run, so ``.grad`` is never touched there), clips, and steps the base optimizer.
+
+With ``mask_space="factor"`` the capture is ``DomainGradCapture(space="factor")``: ``step()`` masks the per-domain
+gradients of the LoRA factors themselves (all of them laid side by side, one set of elementwise kernels) and writes
+``M ⊙ mean_k ∂L_k/∂θ`` into every captured factor's ``.grad``: no full-weight GEMM, no SVD.
 
 Data parallelism (DDP): with ``stats_scope="global"`` the capture averages each layer's per-domain sums over the
 ranks inside the backward (before the statistics); with ``"local"`` every rank masks and projects its own sums.
@@ -31,6 +40,18 @@ from iga.algorithms.mask import domain_statistics, normalised_variance
 from iga.algorithms.registry import register_algorithm
 from iga.distributed import all_reduce_mean
 from iga.gradients.capture import CapturedLayer, DomainGradCapture
+from iga.gradients.grouping import LayerStacks
+from iga.gradients.stacked import (
+    flat_mask,
+    flat_statistics,
+    stacked_mask,
+    stacked_project_products,
+    stacked_statistics,
+)
+
+
+def _capture_space(config: IGAConfig) -> str:
+    return "factor" if config.mask_space == "factor" else "full"
 
 
 class IGAOptimizer(OptimizerWrapper):
@@ -43,6 +64,9 @@ class IGAOptimizer(OptimizerWrapper):
     Parameters that are not LoRA factors of a captured layer (norms, embeddings, LoRA biases) keep their autograd
     gradient, which is already the mean gradient of ``L = (1/K) Σ_k L_k``, i.e. plain ERM. Plain trainable
     ``nn.Linear`` layers get the masked mean ``G̃`` directly (weight and trainable bias), without projection.
+    With ``mask_space="factor"`` the capture must be ``DomainGradCapture(model, space="factor")``; every captured
+    parameter (LoRA factors, trainable LoRA biases, plain Linear weights and biases) then gets ``M ⊙ Ḡ`` of its
+    own per-domain gradients.
 
     Non-finite statistics in any layer skip the whole step (no base step, gradients zeroed), warn once and are
     counted in ``last_metrics["skipped_steps"]``.
@@ -66,11 +90,19 @@ class IGAOptimizer(OptimizerWrapper):
         capture: DomainGradCapture,
         config: IGAConfig | None = None,
     ) -> None:
-        if not isinstance(capture, DomainGradCapture) or capture.space != "full":
-            raise ValueError("IGAOptimizer needs a DomainGradCapture(model, space='full')")
+        config = config if config is not None else IGAConfig()
+        space = _capture_space(config)
+        if not isinstance(capture, DomainGradCapture) or capture.space != space:
+            raise ValueError(
+                f"IGAOptimizer with mask_space={config.mask_space!r} needs a DomainGradCapture(model, "
+                f"space={space!r})"
+            )
         super().__init__(base_optimizer, capture, "IGAOptimizer")
-        self.config = config if config is not None else IGAConfig()
+        self.config = config
+        self._space = space
         self._layer_index = {id(layer): i for i, layer in enumerate(capture.layers)}
+        self._stackable = [layer for layer in capture.layers if layer.is_lora]
+        self._factor_params = capture.factor_parameters() if space == "factor" else []
         self._step = 0
         self._skipped = 0
         self._ema_steps = 0
@@ -80,8 +112,9 @@ class IGAOptimizer(OptimizerWrapper):
         self._warned_nonfinite = False
         self.last_metrics: dict[str, float] = {}
         self._clear_pending()
-        capture.set_consumer(self._consume)
-        capture.set_reducer(self._reduce_domain_sums)
+        if space == "full":
+            capture.set_consumer(self._consume, buffer=self._slot)
+            capture.set_reducer(self._reduce_domain_sums)
 
     # ------------------------------------------------------------ per-layer work (inside the backward)
     def _clear_pending(self) -> None:
@@ -92,6 +125,22 @@ class IGAOptimizer(OptimizerWrapper):
         self._stat_sums: list[Tensor] = []
         self._numel = 0
         self._nonfinite: list[str] = []
+        # Read at every step, so that a config swapped between steps takes effect; the stacks' buffers are reused
+        # from step to step while the bounds stay the same.
+        bounds = (self.config.layer_group_size, self.config.layer_group_max_bytes)
+        if getattr(self, "_stack_bounds", None) != bounds:
+            self._stack_bounds = bounds
+            self._stacks = LayerStacks(
+                self._stackable, self._process_stack, group_size=bounds[0], max_bytes=bounds[1]
+            )
+        self._stacks.clear()
+
+    def _check_space(self) -> None:
+        if _capture_space(self.config) != self._space:
+            raise ValueError(
+                f"IGAOptimizer: config.mask_space={self.config.mask_space!r} does not fit this optimizer's "
+                f"DomainGradCapture(space={self._space!r}); build a new optimizer to change the mask space"
+            )
 
     def _averaged_domain_grads(self, key: str, domain_grads: Tensor) -> Tensor:
         """The bias-corrected EMA of the per-domain gradients (``domain_ema_beta``), staged until ``step()``."""
@@ -102,6 +151,17 @@ class IGAOptimizer(OptimizerWrapper):
         # Staged like the statistics EMA: a skipped step must not enter the running average.
         self._pending_domain_ema[key] = new
         return new / (1 - beta ** (self._domain_ema_steps + 1))
+
+    def _smoothed(self, key: str, var: Tensor, mean_sq: Tensor) -> tuple[Tensor, Tensor]:
+        """``(V, Ḡ²)`` replaced by their bias-corrected EMAs (``ema_beta``), the new EMAs staged until ``step()``."""
+        beta = self.config.ema_beta
+        old = self._ema.get(key)
+        new_var = var * (1 - beta) if old is None else old[0] * beta + var * (1 - beta)
+        new_sq = mean_sq * (1 - beta) if old is None else old[1] * beta + mean_sq * (1 - beta)
+        # Staged until step(): a skipped step must not enter the running statistics.
+        self._pending_ema[key] = (new_var, new_sq)
+        correction = 1 - beta ** (self._ema_steps + 1)
+        return new_var / correction, new_sq / correction
 
     def _masked_mean(self, key: str, domain_grads: Tensor, tau: float) -> Tensor | None:
         cfg = self.config
@@ -114,14 +174,7 @@ class IGAOptimizer(OptimizerWrapper):
             mean, var = domain_statistics(domain_grads)
             mean_sq = mean.square()
         if cfg.ema_beta > 0:
-            old = self._ema.get(key)
-            beta = cfg.ema_beta
-            new_var = var * (1 - beta) if old is None else old[0] * beta + var * (1 - beta)
-            new_sq = mean_sq * (1 - beta) if old is None else old[1] * beta + mean_sq * (1 - beta)
-            # Staged until step(): a skipped step must not enter the running statistics.
-            self._pending_ema[key] = (new_var, new_sq)
-            correction = 1 - beta ** (self._ema_steps + 1)
-            var, mean_sq = new_var / correction, new_sq / correction
+            var, mean_sq = self._smoothed(key, var, mean_sq)
         # In place from here on (var, mean_sq are this call's own buffers): V̂, then M, then G̃ = M ⊙ Ḡ.
         vhat = normalised_variance(var, mean_sq, cfg.variance_norm, cfg.eps, inplace=True)
         vhat_sum = vhat.sum()
@@ -148,8 +201,16 @@ class IGAOptimizer(OptimizerWrapper):
         if self.config.stats_scope == "global":
             all_reduce_mean(sums)
 
+    def _slot(
+        self, layer: CapturedLayer, shape: tuple[int, int, int], dtype: torch.dtype, device: torch.device
+    ) -> Tensor | None:
+        # Where the capture writes a stacked layer's sums (no copy); None: a fresh tensor, processed alone.
+        return self._stacks.slot(layer, shape, dtype, device)
+
     @torch.no_grad()
     def _consume(self, layer: CapturedLayer, domain_grads: Tensor) -> None:
+        if layer.bias_domain_grads is None and self._stacks.add(layer, domain_grads):
+            return  # processed with its stack (when full, evicted, or at step())
         tau = self.config.tau_at(self._step)
         masked = self._masked_mean(layer.name, domain_grads, tau)
         bias_masked = None
@@ -185,6 +246,143 @@ class IGAOptimizer(OptimizerWrapper):
         self._pending[layer.lora_A] = grad_a.to(layer.lora_A.dtype)
         self._pending[layer.lora_B] = grad_b.to(layer.lora_B.dtype)
 
+    @torch.no_grad()
+    def _process_stack(self, layers: list[CapturedLayer], stack: Tensor) -> None:
+        """The per-layer work of :meth:`_consume` for ``len(layers)`` LoRA layers of one shape and rank at once,
+        on their ``(L, K, m, n)`` sums: the same numbers, batched kernels (:mod:`iga.gradients.stacked`)."""
+        cfg = self.config
+        tau = cfg.tau_at(self._step)
+        names = [layer.name for layer in layers]
+        if cfg.domain_ema_beta > 0:
+            averaged = torch.stack(
+                [self._averaged_domain_grads(n, g) for n, g in zip(names, stack, strict=True)]
+            )
+            stat_mean, var = stacked_statistics(averaged)
+            mean = stack.to(stat_mean.dtype).mean(1)
+            mean_sq = stat_mean.square()
+        else:
+            mean, var = stacked_statistics(stack)
+            mean_sq = mean.square()
+        if cfg.ema_beta > 0:
+            smoothed = [self._smoothed(n, v, s) for n, v, s in zip(names, var, mean_sq, strict=True)]
+            var = torch.stack([v for v, _ in smoothed])
+            mean_sq = torch.stack([s for _, s in smoothed])
+        masked, sums = stacked_mask(
+            mean, var, mean_sq, tau=tau, variance_norm=cfg.variance_norm, eps=cfg.eps, rescale=cfg.rescale
+        )
+        self._stat_sums.append(sums)
+        self._numel += masked.numel()
+        # One host sync per stack (LAPACK fails on NaN): a NaN or inf anywhere makes a layer's sum non-finite.
+        per_layer = masked.sum(dim=(1, 2))
+        if not bool(torch.isfinite(per_layer.sum())):
+            finite = torch.isfinite(per_layer).tolist()
+            self._nonfinite.extend(n for n, ok in zip(names, finite, strict=True) if not ok)
+            if all(finite):  # the layers' sums are finite, their total is not: name them all
+                self._nonfinite.extend(names)
+            return
+        dtype, device = masked.dtype, masked.device
+        a = torch.stack([layer.lora_A.to(dtype) for layer in layers])  # type: ignore[union-attr]
+        b = torch.stack([layer.lora_B.to(dtype) for layer in layers])  # type: ignore[union-attr]
+        rank = self._resolve_rank(layers[0])  # stacks share the LoRA rank
+        m, n = layers[0].shape
+        projected = rank is not None and rank < min(m, n)
+        randomized = projected and m * n > cfg.svd_exact_max_numel
+        generators = [self._generator(layer, device) if randomized else None for layer in layers]
+        g_at, bt_g, energy = stacked_project_products(
+            masked, a, b, rank, exact_max_numel=cfg.svd_exact_max_numel, generators=generators
+        )
+        if projected:
+            self._energy.update(zip(names, energy, strict=True))
+        if cfg.lora_map == "chain":
+            scaling = torch.tensor([layer.scaling for layer in layers], dtype=dtype, device=device)
+            grads_a, grads_b = bt_g * scaling[:, None, None], g_at * scaling[:, None, None]
+        else:
+            mapped = [
+                map_products(g_at[i], bt_g[i], a[i], b[i], layer.scaling, cfg.lora_map, cfg.damping)
+                for i, layer in enumerate(layers)
+            ]
+            grads_a, grads_b = [ga for ga, _ in mapped], [gb for _, gb in mapped]
+        for layer, grad_a, grad_b in zip(layers, grads_a, grads_b, strict=True):
+            assert layer.lora_A is not None and layer.lora_B is not None
+            self._pending[layer.lora_A] = grad_a.to(layer.lora_A.dtype)
+            self._pending[layer.lora_B] = grad_b.to(layer.lora_B.dtype)
+
+    # ------------------------------------------------------------ factor space (at step())
+    @torch.no_grad()
+    def _mask_factors(self, tau: float) -> None:
+        """``mask_space="factor"``: ``M ⊙ Ḡ`` of every captured parameter from its per-domain gradients, all
+        parameters of one device laid side by side so that one set of elementwise kernels masks them."""
+        cfg = self.config
+        captured = self.capture.factor_grads()
+        entries = [(key, p, captured[p]) for key, p in self._factor_params if p in captured]
+        by_device: dict[torch.device, list[tuple[str, nn.Parameter, Tensor]]] = {}
+        for entry in entries:
+            by_device.setdefault(entry[2].device, []).append(entry)
+        for group in by_device.values():
+            k_dom = group[0][2].shape[0]
+            dtype = torch.promote_types(group[0][2].dtype, torch.float32)
+            for _, _, g in group[1:]:
+                dtype = torch.promote_types(dtype, g.dtype)
+            flat = torch.cat([g.reshape(k_dom, -1).to(dtype) for _, _, g in group], dim=1)
+            if cfg.stats_scope == "global":
+                all_reduce_mean([flat])  # one process on the global batch, before any statistic
+            keys = [key for key, _, _ in group]
+            sizes = [g[0].numel() for _, _, g in group]
+            masked = self._masked_flat(keys, sizes, flat, tau)
+            if masked is None:
+                self._nonfinite.extend(keys)
+                continue
+            for (_, param, _), part in zip(group, masked.split(sizes), strict=True):
+                self._pending[param] = part.view(param.shape).to(param.dtype)
+
+    def _masked_flat(self, keys: list[str], sizes: list[int], flat: Tensor, tau: float) -> Tensor | None:
+        cfg = self.config
+        if cfg.domain_ema_beta > 0:
+            old = torch.cat(
+                [
+                    self._domain_ema[key] if key in self._domain_ema else flat.new_zeros(flat.shape[0], size)
+                    for key, size in zip(keys, sizes, strict=True)
+                ],
+                dim=1,
+            )
+            beta = cfg.domain_ema_beta
+            new = old * beta + flat * (1 - beta)  # a missing state is 0: the first step's (1 − β)·G_k
+            self._pending_domain_ema.update(zip(keys, new.split(sizes, dim=1), strict=True))
+            stat_mean, var = flat_statistics(new / (1 - beta ** (self._domain_ema_steps + 1)))
+            mean = flat.sum(0).div_(flat.shape[0])
+            mean_sq = stat_mean.square()
+        else:
+            mean, var = flat_statistics(flat)
+            mean_sq = mean.square()
+        if cfg.ema_beta > 0:
+            zeros = [flat.new_zeros(size) for size in sizes]
+            old_var = torch.cat(
+                [self._ema[k][0] if k in self._ema else z for k, z in zip(keys, zeros, strict=True)]
+            )
+            old_sq = torch.cat(
+                [self._ema[k][1] if k in self._ema else z for k, z in zip(keys, zeros, strict=True)]
+            )
+            beta = cfg.ema_beta
+            new_var, new_sq = old_var * beta + var * (1 - beta), old_sq * beta + mean_sq * (1 - beta)
+            self._pending_ema.update(
+                zip(keys, zip(new_var.split(sizes), new_sq.split(sizes), strict=True), strict=True)
+            )
+            correction = 1 - beta ** (self._ema_steps + 1)
+            var, mean_sq = new_var / correction, new_sq / correction
+        masked, sums = flat_mask(
+            mean,
+            var,
+            mean_sq,
+            tau=tau,
+            segments=sizes,
+            variance_norm=cfg.variance_norm,
+            eps=cfg.eps,
+            rescale=cfg.rescale,
+        )
+        self._stat_sums.append(sums)
+        self._numel += masked.numel()
+        return masked if bool(torch.isfinite(masked.sum())) else None
+
     # ------------------------------------------------------------ step
     def _skip(self, tau: float) -> None:
         self._skipped += 1
@@ -210,13 +408,24 @@ class IGAOptimizer(OptimizerWrapper):
             raise ValueError(
                 "IGAOptimizer.step does not take a closure (closure-based optimizers are not supported)"
             )
+        self._check_space()
         tau = self.config.tau_at(self._step)
-        if not self._nonfinite and not self._pending:
-            raise RuntimeError(
-                "IGAOptimizer.step(): no per-domain gradients were captured since the last step. Run forward AND "
-                "backward inside `with capture.domains(domain_ids, num_domains=K, sync=True):` (sync=True on the "
-                "last micro-batch of an accumulation step)"
-            )
+        try:
+            if self._space == "factor":
+                self._mask_factors(tau)
+            else:
+                self._stacks.flush()  # the stacks still open when the backward ended
+            if not self._nonfinite and not self._pending:
+                raise RuntimeError(
+                    "IGAOptimizer.step(): no per-domain gradients were captured since the last step. Run forward "
+                    "AND backward inside `with capture.domains(domain_ids, num_domains=K, sync=True):` "
+                    "(sync=True on the last micro-batch of an accumulation step)"
+                )
+        except BaseException:
+            self._clear_pending()
+            if self._space == "factor":
+                self.capture.reset()
+            raise
         try:
             if self._all_skip(bool(self._nonfinite)):
                 self._skip(tau)
@@ -235,6 +444,8 @@ class IGAOptimizer(OptimizerWrapper):
         finally:
             self._step += 1
             self._clear_pending()
+            if self._space == "factor":
+                self.capture.reset()
 
     def _metrics(self, tau: float) -> dict[str, float]:
         sums = torch.stack(self._stat_sums).sum(0).tolist() if self._stat_sums else [0.0, 0.0, 0.0]
@@ -257,8 +468,20 @@ class IGAOptimizer(OptimizerWrapper):
         """Zero the base optimizer's gradients and drop IGA gradients computed since the last step."""
         self.base_optimizer.zero_grad(set_to_none=set_to_none)
         self._clear_pending()
+        if self._space == "factor":
+            self.capture.reset()
 
     # ------------------------------------------------------------ checkpointing
+    def _state_devices(self) -> dict[str, torch.device]:
+        """The keys the EMA state may have (per layer, or per captured parameter in factor space)."""
+        if self._space == "factor":
+            return {key: p.device for key, p in self._factor_params}
+        out = {}
+        for layer in self.capture.layers:
+            device = layer.parameters()[0].device
+            out[layer.name] = out[f"{layer.name}.bias"] = device
+        return out
+
     def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
         """Base optimizer state plus the IGA step counters and EMA buffers (resume is exact)."""
         return {
@@ -281,7 +504,8 @@ class IGAOptimizer(OptimizerWrapper):
             )
         self.base_optimizer.load_state_dict(state_dict["base"])
         iga = state_dict["iga"]
-        devices = {layer.name: layer.parameters()[0].device for layer in self.capture.layers}
+        devices = self._state_devices()
+        what = "captured parameter" if self._space == "factor" else "captured layer"
         self._step, self._skipped, self._ema_steps = (
             int(iga["step"]),
             int(iga["skipped_steps"]),
@@ -289,19 +513,17 @@ class IGAOptimizer(OptimizerWrapper):
         )
         self._ema = {}
         for key, value in iga["ema"].items():
-            device = devices.get(key.removesuffix(".bias"))
+            device = devices.get(key)
             if device is None:
-                raise ValueError(f"state_dict has EMA statistics for {key!r}, which is not a captured layer")
+                raise ValueError(f"state_dict has EMA statistics for {key!r}, which is not a {what}")
             self._ema[key] = (value["var"].to(device), value["mean_sq"].to(device))
         # Absent in checkpoints written before domain_ema_beta existed: no running average yet.
         self._domain_ema_steps = int(iga.get("domain_ema_steps", 0))
         self._domain_ema = {}
         for key, value in iga.get("domain_ema", {}).items():
-            device = devices.get(key.removesuffix(".bias"))
+            device = devices.get(key)
             if device is None:
-                raise ValueError(
-                    f"state_dict has domain EMA gradients for {key!r}, which is not a captured layer"
-                )
+                raise ValueError(f"state_dict has domain EMA gradients for {key!r}, which is not a {what}")
             self._domain_ema[key] = value.to(device)
         self._clear_pending()
 
@@ -327,12 +549,16 @@ def create_iga_optimizer(
     eps: float = IGAConfig.eps,
     max_grad_norm: float | None = IGAConfig.max_grad_norm,
     stats_scope: str = IGAConfig.stats_scope,
+    mask_space: str = IGAConfig.mask_space,
+    layer_group_size: int = IGAConfig.layer_group_size,
+    layer_group_max_bytes: int = IGAConfig.layer_group_max_bytes,
     capture: DomainGradCapture | None = None,
 ) -> IGAOptimizer:
-    """Build ``IGAOptimizer(base(trainable params), DomainGradCapture(model, space="full"), IGAConfig(...))``.
+    """Build ``IGAOptimizer(base(trainable params), DomainGradCapture(model, space=...), IGAConfig(...))``.
 
     Keyword-only, like PEFT's ``create_loraplus_optimizer``; the IGA options are those of :class:`IGAConfig`.
-    Pass ``capture`` to reuse an existing full-space capture of ``model``. Then, per step::
+    The capture's space follows ``mask_space``: ``"full"`` for ``"coordinate"``, ``"factor"`` for ``"factor"``.
+    Pass ``capture`` to reuse an existing capture of ``model`` in that space. Then, per step::
 
         with optimizer.capture.domains(batch["domain_ids"], num_domains=K):
             per_domain_token_loss(model(...).logits, labels, domain_ids, K).mean().backward()
@@ -357,11 +583,17 @@ def create_iga_optimizer(
         eps=eps,
         max_grad_norm=max_grad_norm,
         stats_scope=stats_scope,
+        mask_space=mask_space,
+        layer_group_size=layer_group_size,
+        layer_group_max_bytes=layer_group_max_bytes,
     )
+    space = _capture_space(config)
     if capture is None:
-        capture = DomainGradCapture(model, space="full")
-    elif capture.model is not model or capture.space != "full":
-        raise ValueError("capture must be a DomainGradCapture(model, space='full') of this model")
+        capture = DomainGradCapture(model, space=space)
+    elif capture.model is not model or capture.space != space:
+        raise ValueError(
+            f"capture must be a DomainGradCapture(model, space={space!r}) of this model (mask_space={mask_space!r})"
+        )
     params = [p for p in model.parameters() if p.requires_grad]
     base_optimizer = make_base_optimizer(params, base=base, lr=lr, weight_decay=weight_decay, betas=betas)
     return IGAOptimizer(base_optimizer, capture, config)
@@ -369,15 +601,23 @@ def create_iga_optimizer(
 
 @register_algorithm("iga")
 class IGA(Algorithm):
-    """IGA as a registered algorithm: mean objective, full-space capture, :class:`IGAOptimizer` around the base.
+    """IGA as a registered algorithm: mean objective, full-space capture (factor-space with
+    ``mask_space="factor"``), :class:`IGAOptimizer` around the base.
 
     Example:
         >>> IGA(num_domains=4, tau=5.0).hparams.tau
         5.0
+        >>> IGA(num_domains=4, mask_space="factor").capture_space
+        'factor'
     """
 
     capture_space = "full"
     hparams_cls = IGAConfig
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # Per instance: the trainer builds the capture of the instance's space.
+        self.capture_space = _capture_space(self.hparams)
 
     def wrap_optimizer(
         self, base_optimizer: torch.optim.Optimizer, model: nn.Module, capture: DomainGradCapture | None

@@ -9,6 +9,8 @@ from iga.algorithms.mask import VARIANCE_NORMS
 from iga.algorithms.projection import DEFAULT_EXACT_MAX_NUMEL
 from iga.distributed import check_stats_scope
 
+MASK_SPACES = ("coordinate", "factor")
+
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
@@ -51,6 +53,24 @@ class IGAConfig:
             (LoRA-sized traffic); ``"global"`` — each layer's per-domain sums ``G_k`` are averaged over the ranks
             inside the backward before any statistic (exactly one process on the global batch; K× full-layer
             traffic). Identical in one process.
+        mask_space: where the mask acts. ``"coordinate"`` (the design of record): on the coordinates of each
+            adapted weight ``W``, from the per-domain full-matrix gradients ``G_k`` (one extra weight-gradient
+            GEMM per adapted layer, then the rank-r projection and the map back to ``A``, ``B``). ``"factor"``:
+            on the coordinates of the LoRA factors themselves, from the per-domain factor gradients
+            ``∂L_k/∂A``, ``∂L_k/∂B`` (a ``DomainGradCapture(space="factor")``, LoRA-sized, no full-weight GEMM, no
+            SVD); ``M ⊙ mean_k ∂L_k/∂A`` is written to ``A``'s gradient directly, likewise for ``B`` (and
+            trainable LoRA biases). The cheap path: its cost is that of the factor capture. It is a different
+            method, not an approximation: a factor coordinate mixes many weight coordinates. ``svd_rank`` (an
+            int) and ``lora_map="lora_pro"`` have no meaning there and are refused; ``layer`` normalisation and
+            ``rescale`` act per factor tensor.
+        layer_group_size: ``mask_space="coordinate"`` only. Layers of the same shape and rank are stacked, up to
+            this many, and their statistics, mask, projection and map run as batched kernels (the same numbers
+            as one layer at a time, to float tolerance; far fewer kernel launches on small layers). 1 = one layer
+            at a time.
+        layer_group_max_bytes: bound on the per-domain blocks ``(K, m, n)`` held in open stacks at once (see
+            :mod:`iga.gradients.grouping`); a layer whose block exceeds half of it is processed alone. The peak
+            extra memory of a step is about this much plus one stack's working buffers (≈ 4 m·n fp32 per stacked
+            layer), whatever the number of layers.
     """
 
     tau: float = 10.0
@@ -67,6 +87,9 @@ class IGAConfig:
     eps: float = 1e-12
     max_grad_norm: float | None = None
     stats_scope: str = "local"
+    mask_space: str = "coordinate"
+    layer_group_size: int = 8
+    layer_group_max_bytes: int = 16 * 2**20
 
     def __post_init__(self) -> None:
         if not _is_number(self.tau) or self.tau < 0:
@@ -110,6 +133,27 @@ class IGAConfig:
                 f"IGAConfig.max_grad_norm must be a number > 0 or None (off), got {self.max_grad_norm!r}"
             )
         check_stats_scope(self.stats_scope, "IGAConfig.stats_scope")
+        if self.mask_space not in MASK_SPACES:
+            raise ValueError(f"IGAConfig.mask_space must be one of {MASK_SPACES}, got {self.mask_space!r}")
+        if self.mask_space == "factor" and _is_int(self.svd_rank):
+            raise ValueError(
+                f"IGAConfig.svd_rank must be 'lora' or None with mask_space='factor' (the factor gradients are "
+                f"already rank r; nothing is projected), got {self.svd_rank!r}"
+            )
+        if self.mask_space == "factor" and self.lora_map != "chain":
+            raise ValueError(
+                f"IGAConfig.lora_map must be 'chain' with mask_space='factor' (the masked factor gradients are "
+                f"written directly; there is no full-matrix gradient to map), got {self.lora_map!r}"
+            )
+        if not _is_int(self.layer_group_size) or self.layer_group_size < 1:
+            raise ValueError(
+                f"IGAConfig.layer_group_size must be an int >= 1 (1 = one layer at a time), got "
+                f"{self.layer_group_size!r}"
+            )
+        if not _is_int(self.layer_group_max_bytes) or self.layer_group_max_bytes < 0:
+            raise ValueError(
+                f"IGAConfig.layer_group_max_bytes must be an int >= 0, got {self.layer_group_max_bytes!r}"
+            )
 
     def tau_at(self, step: int) -> float:
         """τ at 0-based optimizer step ``step`` (linear warm-up from 0)."""

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from iga.gradients.layers import CapturedLayer, discover_layers
-from iga.gradients.partition import DomainPartition, check_not_packed
+from iga.gradients.partition import DomainPartition, check_not_packed, sums_dtype
 
 CaptureSpace = Literal["full", "factor"]
 CAPTURE_SPACES = ("full", "factor")
@@ -51,6 +51,8 @@ class _Context:
 
 Consumer = Callable[[CapturedLayer, Tensor], None]
 Reducer = Callable[[list[Tensor]], None]
+#: ``buffer(layer, shape, dtype, device)`` -> a (K, m, n) tensor to write the layer's sums into, or None.
+Buffer = Callable[[CapturedLayer, tuple[int, int, int], torch.dtype, torch.device], Tensor | None]
 
 
 class DomainGradCapture:
@@ -111,6 +113,7 @@ class DomainGradCapture:
         if space == "full":
             self._check_dropout(allow_dropout)
         self._consumer: Consumer | None = None
+        self._buffer: Buffer | None = None
         self._reducer: Reducer | None = None
         self._ctx: _Context | None = None
         self._acc_domains: int | None = None
@@ -183,15 +186,26 @@ class DomainGradCapture:
         """The callable that receives ``(layer, domain_grads)`` per layer at the sync backward (full space)."""
         return self._consumer
 
-    def set_consumer(self, consumer: Consumer | None) -> None:
-        """Register the per-layer consumer (one at a time), or ``None`` to store on ``layer.domain_grads``."""
+    def set_consumer(self, consumer: Consumer | None, *, buffer: Buffer | None = None) -> None:
+        """Register the per-layer consumer (one at a time), or ``None`` to store on ``layer.domain_grads``.
+
+        ``buffer(layer, (K, m, n), dtype, device)``, optional, tells the capture where to write a layer's complete
+        per-domain sums: a tensor of exactly that shape, dtype and device (its contents are overwritten), or None
+        for a fresh one. The consumer then receives that tensor. IGA's batched path hands out slots of a stack of
+        same-shape layers this way, so that the stack is filled without a copy. It is asked only when the sums are
+        not already held in an accumulation buffer (the sync micro-batch of an accumulation step passes that
+        buffer instead).
+        """
         if self.space != "full":
             raise ValueError("a consumer receives full-space gradients; this capture has space='factor'")
         if consumer is not None and self._consumer is not None:
             raise ValueError(
                 "this capture already has a consumer (e.g. an IGAOptimizer); build a new capture"
             )
+        if buffer is not None and consumer is None:
+            raise ValueError("a buffer is only used together with a consumer")
         self._consumer = consumer
+        self._buffer = buffer
 
     @property
     def reducer(self) -> Reducer | None:
@@ -252,6 +266,20 @@ class DomainGradCapture:
             # the next step.
             self._clear_accumulation()
 
+    def factor_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        """``(name, parameter)`` of every parameter captured in factor space, in a fixed order (the layers' order;
+        per layer ``lora_A``, ``lora_B`` and a trainable ``lora_B`` bias, or a plain Linear's weight and bias).
+        Names are ``"<layer>.lora_A"``, ``"<layer>.lora_B"``, ``"<layer>.lora_B.bias"``, ``"<layer>"`` and
+        ``"<layer>.bias"``. The same on every rank of a data-parallel job."""
+        if self.space != "factor":
+            raise ValueError("factor_parameters() needs space='factor'; this capture has space='full'")
+        out: list[tuple[str, nn.Parameter]] = []
+        for target in self._factor_targets():
+            out.append((target.name, target.weight))
+            if target.bias is not None:
+                out.append((f"{target.name}.bias", target.bias))
+        return out
+
     def factor_grads(self) -> dict[nn.Parameter, Tensor]:
         """Per-domain gradients (K, *param.shape) of every captured parameter, summed across micro-batches."""
         if self.space != "factor":
@@ -271,6 +299,7 @@ class DomainGradCapture:
             handle.remove()
         self._handles.clear()
         self._consumer = None
+        self._buffer = None
         self._reducer = None
 
     def __enter__(self) -> DomainGradCapture:
@@ -324,7 +353,11 @@ class DomainGradCapture:
                 f"{layer.name!r} received a second output gradient in one sync backward: a module called several "
                 "times per forward (or two backwards in one capture.domains block) is not supported in full space"
             )
-        grads = ctx.partition.outer(grad, x, scale=k, acc=layer._acc)
+        out = None
+        if ctx.sync and layer._acc is None and self._buffer is not None:
+            shape = (k, grad.shape[-1], x.shape[-1])
+            out = self._buffer(layer, shape, sums_dtype(grad, x), grad.device)
+        grads = ctx.partition.outer(grad, x, scale=k, acc=layer._acc, out=out)
         bias_grads = None if layer.bias is None else ctx.partition.rowsum(grad, scale=k, acc=layer._bias_acc)
         if not ctx.sync:
             self._check_domains(k)

@@ -95,25 +95,52 @@ class DomainPartition:
         assert self.index is not None
         return t.index_select(0, self.index[k])
 
-    def outer(self, grad_out: Tensor, inputs: Tensor, *, scale: float, acc: Tensor | None = None) -> Tensor:
+    def outer(
+        self,
+        grad_out: Tensor,
+        inputs: Tensor,
+        *,
+        scale: float,
+        acc: Tensor | None = None,
+        out: Tensor | None = None,
+    ) -> Tensor:
         """Per-domain ``scale · Σ_{rows of k, tokens} δ xᵀ`` as a (K, m, n) tensor, added into ``acc`` if given.
 
         ``grad_out`` is (B, ..., m) and ``inputs`` (B, ..., n) with the same middle dims. The result is in at
-        least fp32 (float64 stays float64).
+        least fp32 (float64 stays float64), see :func:`sums_dtype`. ``out`` (only without ``acc``): a
+        (K, m, n) tensor of that dtype to write the sums into instead of a fresh one (its contents are ignored);
+        IGA's batched path passes a slot of its stack of same-shape layers, so that no copy is needed.
         """
         m, n, bsz, k_dom = grad_out.shape[-1], inputs.shape[-1], self.batch_size, self.num_domains
-        dtype = torch.promote_types(torch.promote_types(grad_out.dtype, inputs.dtype), torch.float32)
+        dtype = sums_dtype(grad_out, inputs)
+        if out is not None:
+            if acc is not None:
+                raise ValueError("outer: pass acc (add into the running sums) or out (write here), not both")
+            if out.shape != (k_dom, m, n) or out.dtype != dtype or out.device != grad_out.device:
+                raise ValueError(
+                    f"outer: out must be a ({k_dom}, {m}, {n}) {dtype} tensor on {grad_out.device}, got "
+                    f"{tuple(out.shape)} {out.dtype} on {out.device}"
+                )
         g = grad_out.reshape(bsz, -1, m)
         x = inputs.reshape(bsz, -1, n)
         if self.equal_sorted:
             gk = g.reshape(k_dom, -1, m).to(dtype).transpose(1, 2)
             xk = x.reshape(k_dom, -1, n).to(dtype)
             if acc is None:
-                # beta=0 ignores the uninitialised input; alpha folds the scale into the matmul.
+                # beta=0 ignores the (uninitialised) input; alpha folds the scale into the matmul.
+                if out is not None:
+                    return out.baddbmm_(gk, xk, beta=0, alpha=scale)
                 empty = torch.empty((k_dom, m, n), dtype=dtype, device=grad_out.device)
                 return torch.baddbmm(empty, gk, xk, beta=0, alpha=scale)
             return acc.baddbmm_(gk, xk, alpha=scale)
-        out = acc if acc is not None else torch.zeros((k_dom, m, n), dtype=dtype, device=grad_out.device)
+        if acc is None:
+            out = (
+                out.zero_()
+                if out is not None
+                else torch.zeros((k_dom, m, n), dtype=dtype, device=grad_out.device)
+            )
+        else:
+            out = acc
         for k in range(k_dom):
             gk = self._rows(g, k).reshape(-1, m).to(dtype)
             xk = self._rows(x, k).reshape(-1, n).to(dtype)
@@ -131,6 +158,11 @@ class DomainPartition:
             else torch.zeros((self.num_domains, m), dtype=dtype, device=grad_out.device)
         )
         return out.index_add_(0, self.domain_ids.to(out.device), per_row, alpha=scale)
+
+
+def sums_dtype(grad_out: Tensor, inputs: Tensor) -> torch.dtype:
+    """The dtype of the per-domain sums of ``grad_out`` and ``inputs``: at least fp32 (float64 stays float64)."""
+    return torch.promote_types(torch.promote_types(grad_out.dtype, inputs.dtype), torch.float32)
 
 
 def check_not_packed(position_ids: Tensor, batch_size: int) -> None:
