@@ -11,6 +11,7 @@ MODULES = [
     "iga.gradients.partition",
     "iga.gradients.losses",
     "iga.gradients.capture",
+    "iga.gradients.grouping",
     "iga.algorithms.mask",
     "iga.algorithms.projection",
     "iga.algorithms.lora_map",

@@ -316,6 +316,9 @@ def test_misuse_errors():
         ("damping", -1e-3, ">= 0"),
         ("eps", 0.0, "> 0"),
         ("max_grad_norm", 0.0, "> 0 or None"),
+        ("mask_space", "weight", r"\('coordinate', 'factor'\)"),
+        ("layer_group_size", 0, "int >= 1"),
+        ("layer_group_max_bytes", -1, "int >= 0"),
     ],
 )
 def test_config_validation_names_field_and_allowed_values(field, value, match):

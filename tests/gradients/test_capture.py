@@ -210,6 +210,40 @@ def test_consumer_gets_each_layer_and_nothing_is_stored(model):
     model.zero_grad(set_to_none=True)
 
 
+@pytest.mark.parametrize("micro_batches", [1, 2])
+def test_sums_are_written_into_the_consumers_buffer(model, micro_batches):
+    """The buffer is asked for at the sync backward when no accumulation buffer holds the sums; the consumer then
+    receives that very tensor, with the same numbers as a fresh one."""
+    batch = domain_major_batch(num_domains=K, rows_per_domain=4, seed=12)
+    want = _hook_full_grads(model, batch)
+    buffers, received, asked = {}, {}, []
+
+    def buffer(layer, shape, dtype, device):
+        asked.append(layer.name)
+        buffers[layer.name] = torch.full(shape, float("nan"), dtype=dtype, device=device)
+        return buffers[layer.name]
+
+    def consumer(layer, grads):
+        received[layer.name] = (grads.data_ptr(), grads.clone())
+
+    with DomainGradCapture(model) as cap:
+        cap.set_consumer(consumer, buffer=buffer)
+        halves = [torch.tensor([r for k in range(K) for r in range(4 * k + h, 4 * k + 4, micro_batches)])
+                  for h in range(micro_batches)]  # fmt: skip
+        for i, rows in enumerate(halves):
+            micro = select_rows(batch, rows)
+            with cap.domains(micro["domain_ids"], num_domains=K, sync=i == micro_batches - 1):
+                (_losses(model, micro).mean() / micro_batches).backward()
+    model.zero_grad(set_to_none=True)
+    assert sorted(received) == sorted(want)
+    # With accumulation the sums already live in the accumulation buffers: no buffer is asked for.
+    assert sorted(asked) == (sorted(want) if micro_batches == 1 else [])
+    for name, (ptr, grads) in received.items():
+        torch.testing.assert_close(grads, want[name], **TOL)
+        if micro_batches == 1:
+            assert ptr == buffers[name].data_ptr()
+
+
 def test_packed_batches_are_refused(model):
     batch = domain_major_batch(num_domains=K, seed=8)
     packed = batch["input_ids"].reshape(1, -1)  # one row holding every sequence

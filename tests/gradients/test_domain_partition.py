@@ -21,24 +21,47 @@ def _ids(draw):
 
 
 @settings(max_examples=60, deadline=None)
-@given(_ids(), st.integers(1, 3), st.integers(0, 2**31 - 1), st.booleans())
-def test_outer_and_rowsum_equal_masked_sums(ids_k, tokens, seed, accumulate):
+@given(
+    _ids(),
+    st.integers(1, 3),
+    st.integers(0, 2**31 - 1),
+    st.sampled_from(["accumulate", "out", "fresh"]),
+    st.sampled_from([(3, 2), (2, 3), (40, 4)]),
+)
+def test_outer_and_rowsum_equal_masked_sums(ids_k, tokens, seed, mode, shape):
+    # (3, 2) and (40, 4) are narrow results (computed transposed), (2, 3) is not; "out" writes into a given buffer.
     ids, k_dom = ids_k
+    m, n = shape
     gen = torch.Generator().manual_seed(seed)
-    g = torch.randn(len(ids), tokens, 3, generator=gen, dtype=torch.float64)
-    x = torch.randn(len(ids), tokens, 2, generator=gen, dtype=torch.float64)
+    g = torch.randn(len(ids), tokens, m, generator=gen, dtype=torch.float64)
+    x = torch.randn(len(ids), tokens, n, generator=gen, dtype=torch.float64)
     part = DomainPartition.from_ids(ids, k_dom)
-    acc = torch.randn(k_dom, 3, 2, generator=gen, dtype=torch.float64) if accumulate else None
-    acc_b = torch.randn(k_dom, 3, generator=gen, dtype=torch.float64) if accumulate else None
+    accumulate = mode == "accumulate"
+    acc = torch.randn(k_dom, m, n, generator=gen, dtype=torch.float64) if accumulate else None
+    acc_b = torch.randn(k_dom, m, generator=gen, dtype=torch.float64) if accumulate else None
     want = torch.stack([torch.einsum("btm,btn->mn", g[ids == k], x[ids == k]) for k in range(k_dom)]) * 2.5
     want_b = torch.stack([g[ids == k].sum((0, 1)) for k in range(k_dom)]) * 2.5
     if accumulate:
         want, want_b = want + acc, want_b + acc_b
-    got = part.outer(g, x, scale=2.5, acc=None if acc is None else acc.clone())
+    if mode == "out":
+        out = torch.full((k_dom, m, n), float("nan"), dtype=torch.float64)  # its contents are ignored
+        got = part.outer(g, x, scale=2.5, out=out)
+        assert got.data_ptr() == out.data_ptr()
+    else:
+        got = part.outer(g, x, scale=2.5, acc=None if acc is None else acc.clone())
     got_b = part.rowsum(g, scale=2.5, acc=None if acc_b is None else acc_b.clone())
     torch.testing.assert_close(got, want, rtol=1e-13, atol=1e-13)
     torch.testing.assert_close(got_b, want_b, rtol=1e-13, atol=1e-13)
     assert part.equal_sorted == (bool((ids[1:] >= ids[:-1]).all()) and len(set(part.counts)) == 1)
+
+
+def test_outer_refuses_a_buffer_that_does_not_fit():
+    part = DomainPartition.from_ids(torch.tensor([0, 1]), 2)
+    g = torch.ones(2, 4, 3)
+    with pytest.raises(ValueError, match=r"out must be a \(2, 3, 3\) torch.float32 tensor"):
+        part.outer(g, g, scale=1.0, out=torch.empty(2, 3, 3, dtype=torch.float64))
+    with pytest.raises(ValueError, match="not both"):
+        part.outer(g, g, scale=1.0, acc=torch.zeros(2, 3, 3), out=torch.empty(2, 3, 3))
 
 
 def test_low_precision_inputs_are_summed_in_fp32():

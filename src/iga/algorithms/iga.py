@@ -46,6 +46,7 @@ from iga.gradients.stacked import (
     flat_statistics,
     stacked_mask,
     stacked_project_products,
+    stacked_relative_masked_mean,
     stacked_statistics,
 )
 
@@ -246,18 +247,16 @@ class IGAOptimizer(OptimizerWrapper):
         self._pending[layer.lora_A] = grad_a.to(layer.lora_A.dtype)
         self._pending[layer.lora_B] = grad_b.to(layer.lora_B.dtype)
 
-    @torch.no_grad()
-    def _process_stack(self, layers: list[CapturedLayer], stack: Tensor) -> None:
-        """The per-layer work of :meth:`_consume` for ``len(layers)`` LoRA layers of one shape and rank at once,
-        on their ``(L, K, m, n)`` sums: the same numbers, batched kernels (:mod:`iga.gradients.stacked`)."""
+    def _stack_masked_mean(self, names: list[str], stack: Tensor, tau: float) -> tuple[Tensor, Tensor]:
+        """``(G̃, metric sums)`` of a stack, as :meth:`_masked_mean` per layer."""
         cfg = self.config
-        tau = cfg.tau_at(self._step)
-        names = [layer.name for layer in layers]
+        if cfg.variance_norm == "relative" and cfg.ema_beta == 0 and cfg.domain_ema_beta == 0:
+            # The default options: the same numbers in fewer passes over memory.
+            masked, _, sums = stacked_relative_masked_mean(stack, tau=tau, eps=cfg.eps, rescale=cfg.rescale)
+            return masked, sums
         if cfg.domain_ema_beta > 0:
-            averaged = torch.stack(
-                [self._averaged_domain_grads(n, g) for n, g in zip(names, stack, strict=True)]
-            )
-            stat_mean, var = stacked_statistics(averaged)
+            averaged = [self._averaged_domain_grads(n, g) for n, g in zip(names, stack, strict=True)]
+            stat_mean, var = stacked_statistics(torch.stack(averaged))
             mean = stack.to(stat_mean.dtype).mean(1)
             mean_sq = stat_mean.square()
         else:
@@ -267,9 +266,18 @@ class IGAOptimizer(OptimizerWrapper):
             smoothed = [self._smoothed(n, v, s) for n, v, s in zip(names, var, mean_sq, strict=True)]
             var = torch.stack([v for v, _ in smoothed])
             mean_sq = torch.stack([s for _, s in smoothed])
-        masked, sums = stacked_mask(
+        return stacked_mask(
             mean, var, mean_sq, tau=tau, variance_norm=cfg.variance_norm, eps=cfg.eps, rescale=cfg.rescale
         )
+
+    @torch.no_grad()
+    def _process_stack(self, layers: list[CapturedLayer], stack: Tensor) -> None:
+        """The per-layer work of :meth:`_consume` for ``len(layers)`` LoRA layers of one shape and rank at once,
+        on their ``(L, K, m, n)`` sums: the same numbers, batched kernels (:mod:`iga.gradients.stacked`)."""
+        cfg = self.config
+        tau = cfg.tau_at(self._step)
+        names = [layer.name for layer in layers]
+        masked, sums = self._stack_masked_mean(names, stack, tau)
         self._stat_sums.append(sums)
         self._numel += masked.numel()
         # One host sync per stack (LAPACK fails on NaN): a NaN or inf anywhere makes a layer's sum non-finite.

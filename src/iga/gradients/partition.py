@@ -16,6 +16,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+# Results with at most this many columns (and fewer columns than rows) are computed transposed, see outer().
+_NARROW = 32
+
 
 @dataclass(frozen=True, eq=False)
 class DomainPartition:
@@ -123,28 +126,41 @@ class DomainPartition:
                 )
         g = grad_out.reshape(bsz, -1, m)
         x = inputs.reshape(bsz, -1, n)
+        # A narrow result (a LoRA factor's n = r columns) is computed as its transpose xᵀδ, (K, n, m), and returned
+        # as a transposed view: CPU BLAS was measured 4.5× slower for (344 × 256)·(256 × 8) than for the transposed
+        # product (0.40 vs 0.09 ms). Accumulation buffers made that way keep the layout.
+        narrow = out is None and n < m and n <= _NARROW
         if self.equal_sorted:
-            gk = g.reshape(k_dom, -1, m).to(dtype).transpose(1, 2)
+            gk = g.reshape(k_dom, -1, m).to(dtype)
             xk = x.reshape(k_dom, -1, n).to(dtype)
+            if narrow:
+                if acc is None:
+                    empty = torch.empty((k_dom, n, m), dtype=dtype, device=grad_out.device)
+                    return torch.baddbmm(empty, xk.transpose(1, 2), gk, beta=0, alpha=scale).mT
+                acc.mT.baddbmm_(xk.transpose(1, 2), gk, alpha=scale)
+                return acc
             if acc is None:
                 # beta=0 ignores the (uninitialised) input; alpha folds the scale into the matmul.
                 if out is not None:
-                    return out.baddbmm_(gk, xk, beta=0, alpha=scale)
+                    return out.baddbmm_(gk.transpose(1, 2), xk, beta=0, alpha=scale)
                 empty = torch.empty((k_dom, m, n), dtype=dtype, device=grad_out.device)
-                return torch.baddbmm(empty, gk, xk, beta=0, alpha=scale)
-            return acc.baddbmm_(gk, xk, alpha=scale)
-        if acc is None:
-            out = (
-                out.zero_()
-                if out is not None
-                else torch.zeros((k_dom, m, n), dtype=dtype, device=grad_out.device)
-            )
-        else:
+                return torch.baddbmm(empty, gk.transpose(1, 2), xk, beta=0, alpha=scale)
+            return acc.baddbmm_(gk.transpose(1, 2), xk, alpha=scale)
+        if acc is not None:
             out = acc
+        elif out is not None:
+            out = out.zero_()
+        elif narrow:
+            out = torch.zeros((k_dom, n, m), dtype=dtype, device=grad_out.device).mT
+        else:
+            out = torch.zeros((k_dom, m, n), dtype=dtype, device=grad_out.device)
         for k in range(k_dom):
             gk = self._rows(g, k).reshape(-1, m).to(dtype)
             xk = self._rows(x, k).reshape(-1, n).to(dtype)
-            out[k].addmm_(gk.T, xk, alpha=scale)
+            if narrow:
+                out[k].mT.addmm_(xk.T, gk, alpha=scale)
+            else:
+                out[k].addmm_(gk.T, xk, alpha=scale)
         return out
 
     def rowsum(self, grad_out: Tensor, *, scale: float, acc: Tensor | None = None) -> Tensor:
