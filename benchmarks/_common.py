@@ -102,15 +102,18 @@ def variants(model, batch, losses_of) -> dict[str, Callable[[], None]]:
         losses().mean().backward()
         erm_opt.step()
 
-    iga_model = copy.deepcopy(model)
-    iga_losses = losses_of(iga_model)
-    iga_opt = create_iga_optimizer(iga_model, lr=1e-4)
+    def iga(**options: Any) -> Callable[[], None]:
+        net = copy.deepcopy(model)
+        net_losses = losses_of(net)
+        opt = create_iga_optimizer(net, lr=1e-4, **options)
 
-    def iga_step() -> None:
-        iga_opt.zero_grad(set_to_none=True)
-        with iga_opt.capture.domains(ids, num_domains=K):
-            iga_losses().mean().backward()
-        iga_opt.step()
+        def step() -> None:
+            opt.zero_grad(set_to_none=True)
+            with opt.capture.domains(ids, num_domains=K):
+                net_losses().mean().backward()
+            opt.step()
+
+        return step
 
     def hooks(space: str) -> Callable[[], None]:
         net = copy.deepcopy(model)
@@ -135,7 +138,8 @@ def variants(model, batch, losses_of) -> dict[str, Callable[[], None]]:
 
     return {
         "erm_step": erm_step,
-        "iga_step": iga_step,
+        "iga_step": iga(),  # the default IGAConfig: full (coordinate) space
+        "iga_factor_step": iga(mask_space="factor"),
         "hooks_full": hooks("full"),
         "kseparate_full": kseparate("full"),
         "kbackward_full": kbackward("full"),
@@ -173,12 +177,14 @@ def time_round_robin(
 
 def counted_bytes(model) -> dict[str, int]:
     """Bytes of the extra tensors of the IGA path, from the shapes the consumer actually receives."""
+    from iga import IGAConfig
     from iga.gradients import DomainGradCapture
 
     with DomainGradCapture(model) as cap:
         largest = max(K * m * n * 4 for m, n in (layer.shape for layer in cap.layers))
         all_layers = sum(K * m * n * 4 for m, n in (layer.shape for layer in cap.layers))
         factors = sum(p.numel() * p.element_size() for layer in cap.layers for p in layer.parameters())
+        factor_domain_grads = K * factors  # factor space: K per-domain copies of every LoRA factor
     return {
         "largest_layer_domain_grads": largest,
         "consumer_temporaries_largest_layer": 4
@@ -186,6 +192,10 @@ def counted_bytes(model) -> dict[str, int]:
         // K,  # Ḡ, V, Ḡ², centring buffer (the rest in place)
         "stored_factor_grads": factors,
         "accumulation_buffers_all_layers": all_layers,
+        # Full space, batched: the open stacks of same-shape layers' blocks (and the ones kept for reuse) are
+        # bounded by this (IGAConfig.layer_group_max_bytes); a stack's working buffers add ~3/K of its size.
+        "stack_bound": IGAConfig().layer_group_max_bytes,
+        "factor_space_domain_grads": factor_domain_grads,
     }
 
 
@@ -213,9 +223,32 @@ def step_peak_bytes(fn: Callable[[], None]) -> int:
     return max(totals) - totals[0]
 
 
+def gemm_count(model, tokens: int) -> dict[str, Any]:
+    """GEMMs per step on the adapted layers, each ``m·n·tokens`` multiply-adds (a count, not a measurement).
+
+    An ERM-LoRA step runs two per adapted layer: the forward ``W0·x`` and the input gradient ``W0ᵀ·δ`` (``W0`` is
+    frozen, so its weight gradient is never formed). Full-space IGA adds the per-domain weight gradients
+    ``Σ_k δ_kᵀ x_k``: one more of the same size per layer (K-batched). Factor-space IGA adds only LoRA-sized ones.
+    If the adapted layers' GEMMs are a share ``s`` of an ERM step, full-space IGA costs at least ``1 + s/2``."""
+    from iga.gradients import DomainGradCapture
+
+    with DomainGradCapture(model) as cap:
+        numel = sum(m * n for m, n in (layer.shape for layer in cap.layers))
+        layers = len(cap.layers)
+    return {
+        "adapted_layers": layers,
+        "tokens": tokens,
+        "gemms_per_step": {"erm_step": 2 * layers, "iga_step": 3 * layers, "iga_factor_step": 2 * layers},
+        "gflop_per_gemm_per_layer_set": 2 * tokens * numel / 1e9,
+    }
+
+
 def ratios(t: dict[str, float]) -> dict[str, float]:
     return {
         "iga_step/erm_step": t["iga_step"] / t["erm_step"],
+        "iga_factor_step/erm_step": t["iga_factor_step"] / t["erm_step"],
+        "hooks_full/erm_step (full-space floor)": t["hooks_full"] / t["erm_step"],
+        "hooks_factor/erm_step": t["hooks_factor"] / t["erm_step"],
         "kseparate/hooks (full)": t["kseparate_full"] / t["hooks_full"],
         "kbackward/hooks (full)": t["kbackward_full"] / t["hooks_full"],
         "kseparate/hooks (factor)": t["kseparate_factor"] / t["hooks_factor"],

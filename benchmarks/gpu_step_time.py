@@ -5,14 +5,17 @@ Model: ``--shape qwen2.5-0.5b`` (494 M parameters; or ``llama-0.5b``) built from
 bf16, LoRA r=8 (fp32 factors, PEFT's default) on every linear layer but the LM head. Batch: K=4 domains ×
 ``--rows-per-domain`` rows × ``--seq`` tokens, domain-major, 1/4 of each row prompt (label -100).
 
-The variants are those of ``benchmarks/step_time.py`` (``erm_step``, ``iga_step``, ``hooks_{full,factor}``,
-``kseparate_*``, ``kbackward_*``), timed round-robin with ``torch.cuda.synchronize()`` around every run. Reported:
+The variants are those of ``benchmarks/step_time.py`` (``erm_step``, ``iga_step`` (full space, the default
+``IGAConfig``), ``iga_factor_step`` (``mask_space="factor"``), ``hooks_{full,factor}``, ``kseparate_*``,
+``kbackward_*``), timed round-robin with ``torch.cuda.synchronize()`` around every run. Reported:
 
-* median wall time per variant and the ratios IGA/ERM, K-separate/hooks, K-backward/hooks;
+* median wall time per variant and the ratios IGA/ERM (both mask spaces), the full-space floor
+  ``hooks_full/erm_step``, K-separate/hooks, K-backward/hooks;
 * peak memory of one run of each variant: ``torch.cuda.max_memory_allocated()`` above the allocated bytes before
   it (the model and optimizer state are excluded, the activations and every extra buffer included); the CPU dry
   run measures the ERM and IGA steps only, with the profiler's memory timeline;
-* tokens/s of the ERM and IGA steps (all tokens, and supervised tokens).
+* tokens/s of the ERM and IGA steps (all tokens, and supervised tokens);
+* the GEMMs per step on the adapted layers (ERM-LoRA 2 per layer, full-space IGA 3).
 
 Usage (one GPU, ~3-6 min on an H100-class card)::
 
@@ -35,6 +38,7 @@ from _common import (
     K,
     build_lora_model,
     environment,
+    gemm_count,
     losses_factory,
     ratios,
     step_peak_bytes,
@@ -116,10 +120,13 @@ def _markdown(result: dict[str, Any]) -> str:
         lines.append(f"| `{name}` | {1000 * wall[name]:.1f} | {wall[name] / wall['erm_step']:.2f} | {peak} |")
     lines += ["", "| ratio | wall medians |", "|---|---|"]
     lines += [f"| {key} | {value:.3f} |" for key, value in result["ratios"].items()]
+    gemms = result["gemm_count"]
     lines += [
         "",
         f"Tokens/s (all / supervised): ERM {tps['erm_step']['all']:,.0f} / {tps['erm_step']['supervised']:,.0f}, "
-        f"IGA {tps['iga_step']['all']:,.0f} / {tps['iga_step']['supervised']:,.0f}.",
+        f"IGA {tps['iga_step']['all']:,.0f} / {tps['iga_step']['supervised']:,.0f}, IGA factor space "
+        f"{tps['iga_factor_step']['all']:,.0f} / {tps['iga_factor_step']['supervised']:,.0f}. GEMMs per step on the "
+        f"{gemms['adapted_layers']} adapted layers: {gemms['gemms_per_step']}.",
         "",
     ]
     return "\n".join(lines)
@@ -150,11 +157,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"{name:18s} median {1000 * medians[name]:9.1f} ms  (min {1000 * min(t):.1f}, max {1000 * max(t):.1f})"
         )
     # The CPU dry run profiles only the two steps: the profiler's memory timeline takes seconds per run.
-    measured = timed if args.device.startswith("cuda") else ("erm_step", "iga_step")
+    measured = timed if args.device.startswith("cuda") else ("erm_step", "iga_step", "iga_factor_step")
     peaks = {name: _peak_bytes(timed[name], args.device) for name in measured}
     tokens, supervised = batch["attention_mask"].numel(), int((batch["labels"] != -100).sum())
     tokens_per_second = {name: {"all": tokens / medians[name], "supervised": supervised / medians[name]}
-                         for name in ("erm_step", "iga_step")}  # fmt: skip
+                         for name in ("erm_step", "iga_step", "iga_factor_step")}  # fmt: skip
     result: dict[str, Any] = {
         "config": {"shape": args.shape, **shape, "dtype": str(dtype).removeprefix("torch."), "rank": args.rank,
                    "rows_per_domain": args.rows_per_domain, "seq": args.seq, "warmup": args.warmup,
@@ -166,6 +173,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "ratios": ratios(medians),
         "peak_bytes": peaks,
         "tokens_per_second": tokens_per_second,
+        "gemm_count": gemm_count(model, tokens=tokens),
         "environment": _device_info(args.device),
     }  # fmt: skip
     if args.out:
@@ -177,14 +185,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
         atomic_write_text(args.markdown, _markdown(result))
     final = result["ratios"]
-    print(f"ratio iga_step/erm_step = {final['iga_step/erm_step']:.3f}")
     print(f"ratio kseparate/hooks = {final['kseparate/hooks (full)']:.3f}")
     print(f"ratio kbackward/hooks = {final['kbackward/hooks (full)']:.3f}")
     print(
-        f"peak memory above start: erm {peaks['erm_step'] / 2**20:.0f} MiB, iga {peaks['iga_step'] / 2**20:.0f} MiB"
+        f"ratio iga_step/erm_step = {final['iga_step/erm_step']:.3f}  (full space; floor hooks_full/erm_step = "
+        f"{final['hooks_full/erm_step (full-space floor)']:.3f})"
+    )
+    print(f"ratio iga_factor_step/erm_step = {final['iga_factor_step/erm_step']:.3f}")
+    print(
+        f"peak memory above start: erm {peaks['erm_step'] / 2**20:.0f} MiB, iga {peaks['iga_step'] / 2**20:.0f} MiB, "
+        f"iga_factor {peaks['iga_factor_step'] / 2**20:.0f} MiB"
     )
     print(
-        f"tokens/s: erm {tokens_per_second['erm_step']['all']:,.0f}, iga {tokens_per_second['iga_step']['all']:,.0f}"
+        f"tokens/s: erm {tokens_per_second['erm_step']['all']:,.0f}, iga {tokens_per_second['iga_step']['all']:,.0f}, "
+        f"iga_factor {tokens_per_second['iga_factor_step']['all']:,.0f}"
     )
     return result
 

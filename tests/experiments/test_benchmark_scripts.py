@@ -26,3 +26,33 @@ def test_baselines_benchmark_reports_ratios_and_memory(monkeypatch, tmp_path, ca
     assert all(v > 0 for v in result["peak_step_bytes"].values())
     printed = capsys.readouterr().out
     assert "ratio iga_step/erm_step = " in printed and "memory iga = " in printed and out.exists()
+
+
+def test_step_time_benchmark_reports_both_mask_spaces_the_floor_and_memory(monkeypatch, tmp_path, capsys):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    path = ROOT / "benchmarks" / "step_time.py"
+    spec = importlib.util.spec_from_file_location("step_time", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    shrunk = {**bench.PRESETS["ci"], "hidden": 32, "intermediate": 64, "seq": 16}
+    monkeypatch.setitem(bench.PRESETS, "ci", shrunk)
+    try:
+        out, md = tmp_path / "s.json", tmp_path / "s.md"
+        result = bench.main(
+            ["--preset", "ci", "--warmup", "1", "--repeats", "2", "--out", str(out), "--markdown", str(md)]
+        )
+    finally:
+        sys.modules.pop("_common", None)
+    assert {"iga_step", "iga_factor_step", "erm_step"} <= set(result["median_seconds"])
+    assert set(result["step_peak_bytes"]) == {"erm_step", "iga_step", "iga_factor_step"}
+    gemms = result["gemm_count"]
+    assert gemms["adapted_layers"] == 14 and gemms["gemms_per_step"] == {
+        "erm_step": 28,
+        "iga_step": 42,
+        "iga_factor_step": 28,
+    }
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-3].startswith("ratio iga_step/erm_step = ") and "floor hooks_full/erm_step = " in lines[-3]
+    assert lines[-2].startswith("ratio iga_factor_step/erm_step = ")
+    assert lines[-1].startswith("peak step memory: erm ")
+    assert "| `iga_factor_step` |" in md.read_text() and out.exists()

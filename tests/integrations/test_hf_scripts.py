@@ -54,14 +54,16 @@ def test_gpu_benchmark_dry_run_on_cpu(benchmarks_on_path, tmp_path):
     bench = _load("benchmarks/gpu_step_time.py")
     result = bench.main(["--device", "cpu", "--tiny", "--out", str(tmp_path / "r.json"),
                          "--markdown", str(tmp_path / "r.md")])  # fmt: skip
-    assert set(result["median_seconds"]) == {"erm_step", "iga_step", "hooks_full", "kseparate_full",
-                                             "kbackward_full", "hooks_factor", "kseparate_factor",
-                                             "kbackward_factor"}  # fmt: skip
+    assert set(result["median_seconds"]) == {"erm_step", "iga_step", "iga_factor_step", "hooks_full",
+                                             "kseparate_full", "kbackward_full", "hooks_factor",
+                                             "kseparate_factor", "kbackward_factor"}  # fmt: skip
     assert all(v > 0 for v in result["ratios"].values()) and set(result["peak_bytes"]) == {
         "erm_step",
         "iga_step",
+        "iga_factor_step",
     }
-    assert result["tokens_per_second"]["iga_step"]["all"] > 0
+    assert result["tokens_per_second"]["iga_factor_step"]["all"] > 0
+    assert result["gemm_count"]["gemms_per_step"]["iga_step"] == 3 * result["gemm_count"]["adapted_layers"]
     assert "| `iga_step` |" in (tmp_path / "r.md").read_text() and (tmp_path / "r.json").exists()
 
 
