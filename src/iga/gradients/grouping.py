@@ -7,14 +7,16 @@ collects the sums of layers that share a shape (and LoRA rank) into one prealloc
 the stack to a processing callback as soon as it is full, and bounds what it keeps:
 
 * a stack holds at most ``group_size`` layers, and never more layers than the model has of that shape;
-* all open stacks together hold at most ``max_bytes``; opening a stack that would exceed it first processes the open
-  stacks, oldest first. A layer whose block alone exceeds ``max_bytes / 2`` (so that no stack of two fits) is not
-  stacked: the caller processes it on its own, as before;
+* the open stacks and the processed ones kept for reuse (a fresh multi-MiB CPU buffer costs a page fault per
+  4 KiB page on first touch) hold at most ``max_bytes`` together; opening a stack that would exceed it first
+  releases the kept buffers, then processes the open stacks, oldest first. A layer whose block alone exceeds
+  ``max_bytes / 2`` (so that no stack of two fits) is not stacked: the caller processes it on its own, as before;
 * whatever is still open when the backward ends is processed by :meth:`LayerStacks.flush` (the optimizer calls it
   at the start of ``step()``).
 
 So the extra memory of the batched path is at most ``max_bytes`` of stacks plus the working buffers of one stack,
-instead of one layer's block plus its working buffers, whatever the number of layers.
+instead of one layer's block plus its working buffers, whatever the number of layers; up to ``max_bytes`` of it
+stays allocated between steps.
 
 The capture writes a layer's sums straight into its slot (:meth:`LayerStacks.slot`, passed to
 ``DomainGradCapture.set_consumer(..., buffer=...)``); sums that arrive elsewhere (an accumulation buffer) are copied
