@@ -142,7 +142,7 @@ class LayerStacks:
             if stack.data.shape[1:] == shape and stack.data.dtype == dtype and stack.data.device == device:
                 return held
             self._run(stack.key)  # sums of another shape for the same layer: the old ones go first
-        block = shape[0] * shape[1] * shape[2] * torch.empty((), dtype=dtype).element_size()
+        block = shape[0] * shape[1] * shape[2] * dtype.itemsize
         capacity = self.capacity(layer, block)
         if capacity < 2:
             return None
