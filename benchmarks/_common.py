@@ -81,9 +81,12 @@ def losses_factory(batch: dict[str, Any]) -> Callable[[Any], Callable[..., Any]]
     return losses_of
 
 
-def variants(model, batch, losses_of) -> dict[str, Callable[[], None]]:
+def variants(
+    model, batch, losses_of, extra_iga: dict[str, dict[str, Any]] | None = None
+) -> dict[str, Callable[[], None]]:
     """Each hooked variant gets its own copy of the model with its capture built once, so no variant runs with
-    another's hooks attached and no timing includes building a capture."""
+    another's hooks attached and no timing includes building a capture. ``extra_iga``: more IGA steps, by name,
+    with these ``create_iga_optimizer`` options (timed after ``iga_factor_step``)."""
     import copy
 
     import torch
@@ -140,6 +143,7 @@ def variants(model, batch, losses_of) -> dict[str, Callable[[], None]]:
         "erm_step": erm_step,
         "iga_step": iga(),  # the default IGAConfig: full (coordinate) space
         "iga_factor_step": iga(mask_space="factor"),
+        **{name: iga(**options) for name, options in (extra_iga or {}).items()},
         "hooks_full": hooks("full"),
         "kseparate_full": kseparate("full"),
         "kbackward_full": kbackward("full"),
@@ -253,7 +257,11 @@ def ratios(t: dict[str, float]) -> dict[str, float]:
         "kbackward/hooks (full)": t["kbackward_full"] / t["hooks_full"],
         "kseparate/hooks (factor)": t["kseparate_factor"] / t["hooks_factor"],
         "kbackward/hooks (factor)": t["kbackward_factor"] / t["hooks_factor"],
-    }
+    } | (
+        {"iga_step_unbatched/erm_step": t["iga_step_unbatched"] / t["erm_step"]}
+        if "iga_step_unbatched" in t
+        else {}
+    )
 
 
 def environment() -> dict[str, Any]:

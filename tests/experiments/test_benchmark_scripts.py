@@ -39,11 +39,12 @@ def test_step_time_benchmark_reports_both_mask_spaces_the_floor_and_memory(monke
     try:
         out, md = tmp_path / "s.json", tmp_path / "s.md"
         result = bench.main(
-            ["--preset", "ci", "--warmup", "1", "--repeats", "2", "--out", str(out), "--markdown", str(md)]
-        )
+            ["--preset", "ci", "--warmup", "1", "--repeats", "2", "--unbatched", "--out", str(out),
+             "--markdown", str(md)]
+        )  # fmt: skip
     finally:
         sys.modules.pop("_common", None)
-    assert {"iga_step", "iga_factor_step", "erm_step"} <= set(result["median_seconds"])
+    assert {"iga_step", "iga_factor_step", "iga_step_unbatched", "erm_step"} <= set(result["median_seconds"])
     assert set(result["step_peak_bytes"]) == {"erm_step", "iga_step", "iga_factor_step"}
     gemms = result["gemm_count"]
     assert gemms["adapted_layers"] == 14 and gemms["gemms_per_step"] == {
@@ -52,7 +53,8 @@ def test_step_time_benchmark_reports_both_mask_spaces_the_floor_and_memory(monke
         "iga_factor_step": 28,
     }
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[-3].startswith("ratio iga_step/erm_step = ") and "floor hooks_full/erm_step = " in lines[-3]
+    assert lines[-4].startswith("ratio iga_step/erm_step = ") and "floor hooks_full/erm_step = " in lines[-4]
+    assert lines[-3].startswith("ratio iga_step_unbatched/erm_step = ")
     assert lines[-2].startswith("ratio iga_factor_step/erm_step = ")
     assert lines[-1].startswith("peak step memory: erm ")
     assert "| `iga_factor_step` |" in md.read_text() and out.exists()
