@@ -6,6 +6,7 @@ Commands (each resumable: a finished run is read back, not retrained; ``--fresh`
     python studies/micro_regime.py shortcut --out runs/micro       # ERM with cues, and with cues + teacher noise
     python studies/micro_regime.py table --out runs/micro          # the Markdown tables of docs/student-recipes.md
     python studies/micro_regime.py base [--base DIR]               # the base's own skill accuracy (symbolic, ...)
+    python studies/micro_regime.py train-base --set steps=2000 --name NAME  # a base variant, probed as it trains
 
 Every run uses the cached micro base (``iga pretrain --regime micro``), the ``micro`` preset (50 evaluation sets
 per skeleton: 200 answers per skeleton and split) and LoRA on all linear layers; ``--steps``/``--lr``/``--rank``
@@ -237,15 +238,48 @@ def render_tables(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def skill_records(rows: Any, domain: Any, n: int) -> list[dict]:
+    """``n`` fresh problems per micro skeleton rendered in ``domain``, from a stream no base trains on."""
+    from iga.isomers.render import render
+    from iga.isomers.rng import HashRng
+
+    recs = []
+    for sk in rows.skeletons:
+        for j in range(n):
+            rng = HashRng(999, sk.id, j)  # the base's own rows use the "micro-base" stream
+            params, difficulty = sk.sample(rng, rows.knobs[sk.id])
+            inst = sk.instance_from(params, {"regime": "train", **difficulty})
+            r = render(inst, domain, rng.child("render"))
+            recs.append(
+                {
+                    "id": f"{sk.id}-{j}",
+                    "question": r.question,
+                    "answer": r.answer,
+                    "answer_type": inst.answer_type,
+                    "label_space": r.label_space,
+                    "skeleton": sk.id,
+                }
+            )
+    return recs
+
+
+def skill_accuracy(model: Any, tok: Any, recs: list[dict]) -> dict[str, float]:
+    """Greedy strict accuracy per skeleton."""
+    from iga.evaluation.generation import generate_completions
+    from iga.evaluation.scores import score_record
+
+    comps = generate_completions(model, tok, recs, max_new_tokens=60, batch_size=100, progress=False)
+    hits: dict[str, list[int]] = {}
+    for c, r in zip(comps, recs, strict=True):
+        hits.setdefault(r["skeleton"], []).append(int(score_record(c, r).correct("strict")))
+    return {k: sum(v) / len(v) for k, v in hits.items()}
+
+
 def base_skill(base_dir: str | None, domains: list[str], n: int, seed: int) -> dict[str, dict[str, float]]:
     """Greedy accuracy of the base itself on ``n`` fresh problems per micro skeleton in each domain."""
     import torch
 
-    from iga.evaluation.generation import generate_completions
-    from iga.evaluation.scores import score_record
     from iga.isomers.domains import load_domains
-    from iga.isomers.render import render
-    from iga.isomers.rng import HashRng
     from iga.models.micro_base import MicroBaseConfig, MicroRows, micro_base_path
     from iga.models.pretrain import load_base
 
@@ -256,39 +290,96 @@ def base_skill(base_dir: str | None, domains: list[str], n: int, seed: int) -> d
     rows = MicroRows(MicroBaseConfig(), tok, loaded)
     out: dict[str, dict[str, float]] = {}
     for dom in domains:
-        recs = []
-        for sk in rows.skeletons:
-            for j in range(n):
-                rng = HashRng(999, sk.id, j)  # a stream the base never trained on (its rows use "micro-base")
-                params, difficulty = sk.sample(rng, rows.knobs[sk.id])
-                inst = sk.instance_from(params, {"regime": "train", **difficulty})
-                r = render(inst, loaded[dom], rng.child("render"))
-                recs.append(
-                    {
-                        "id": f"{sk.id}-{j}",
-                        "question": r.question,
-                        "answer": r.answer,
-                        "answer_type": inst.answer_type,
-                        "label_space": r.label_space,
-                        "skeleton": sk.id,
-                    }
-                )
-        comps = generate_completions(model, tok, recs, max_new_tokens=60, batch_size=100, progress=False)
-        hits: dict[str, list[int]] = {}
-        for c, r in zip(comps, recs, strict=True):
-            hits.setdefault(r["skeleton"], []).append(int(score_record(c, r).correct("strict")))
-        out[dom] = {k: sum(v) / len(v) for k, v in hits.items()}
+        out[dom] = skill_accuracy(model, tok, skill_records(rows, loaded[dom], n))
         print(dom, {k[:3]: round(v, 2) for k, v in out[dom].items()}, f"(n = {n} per skeleton)", flush=True)
     return out
 
 
+def _parse_override(text: str) -> tuple[str, Any]:
+    """``key=value`` for a ``MicroBaseConfig`` field; the value is read as a Python literal where it is one."""
+    import ast
+    from dataclasses import fields
+
+    from iga.models.micro_base import MicroBaseConfig
+
+    key, sep, value = text.partition("=")
+    names = [f.name for f in fields(MicroBaseConfig)]
+    if not sep or key not in names:
+        raise SystemExit(f"--set {text!r}: expected KEY=VALUE with KEY one of {', '.join(names)}")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
+
+
+def train_base_probed(args: Any) -> None:
+    """Train a base with ``--set`` overrides, its symbolic skill accuracy measured every ``--probe-every`` steps.
+
+    Writes ``OUT/base-probe/NAME/`` (the base) and ``probe.json`` (config, accuracy curve with training seconds,
+    final accuracy on ``--n`` problems per skeleton, provenance)."""
+    import torch
+
+    from iga.isomers.domains import load_domains
+    from iga.models.micro_base import MicroBaseConfig, MicroRows, train_micro_base
+    from iga.utils.io import atomic_write_json
+    from iga.utils.provenance import provenance
+
+    torch.set_flush_denormal(True)
+    cfg = MicroBaseConfig(**dict(_parse_override(s) for s in args.set))
+    folder = Path(args.out) / "base-probe" / args.name
+    loaded = load_domains()
+    curve: list[dict] = []
+    clock = {"train": 0.0, "t": time.perf_counter()}
+    state: dict[str, Any] = {}
+
+    def probe(step: int, model: Any, tok: Any) -> None:
+        if step % args.probe_every and step != cfg.steps:
+            return
+        clock["train"] += time.perf_counter() - clock["t"]
+        if "recs" not in state:
+            state["recs"] = skill_records(MicroRows(cfg, tok, loaded), loaded["symbolic"], args.probe_n)
+        model.eval()
+        acc = skill_accuracy(model, tok, state["recs"])
+        model.train()
+        curve.append({"step": step, "train_seconds": round(clock["train"], 1), **acc})
+        print(step, f"{clock['train']:.0f}s", {k[:3]: round(v, 2) for k, v in acc.items()}, flush=True)
+        clock["t"] = time.perf_counter()
+
+    train_micro_base(cfg, folder, on_step=probe)
+    from iga.models.pretrain import load_base
+
+    model, tok = load_base(folder)
+    final = skill_accuracy(model, tok, skill_records(MicroRows(cfg, tok, loaded), loaded["symbolic"], args.n))
+    print("final", {k[:3]: round(v, 3) for k, v in final.items()}, f"(n = {args.n})", flush=True)
+    from dataclasses import asdict
+
+    atomic_write_json(
+        folder / "probe.json",
+        {
+            "config": asdict(cfg),
+            "curve": curve,
+            "final": final,
+            "final_n": args.n,
+            "train_seconds": round(clock["train"], 1),
+            "torch_threads": torch.get_num_threads(),
+            "command": "python studies/micro_regime.py train-base "
+            + " ".join(f"--set {s}" for s in args.set),
+            "provenance": provenance(),
+        },
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("command", choices=["learnability", "shortcut", "table", "base"])
+    parser.add_argument("command", choices=["learnability", "shortcut", "table", "base", "train-base"])
     parser.add_argument("--base", default=None, help="base: a base folder (default: the cached default base)")
     parser.add_argument("--domains", default="symbolic,math,sports", help="base: domains to evaluate in")
     parser.add_argument("--n", type=int, default=100, help="base: problems per skeleton and domain")
     parser.add_argument("--out", default="runs/micro")
+    parser.add_argument("--set", action="append", default=[], help="train-base: a MicroBaseConfig KEY=VALUE")
+    parser.add_argument("--name", default="probe", help="train-base: the run's folder name")
+    parser.add_argument("--probe-every", type=int, default=300, help="train-base: steps between probes")
+    parser.add_argument("--probe-n", type=int, default=40, help="train-base: problems per skeleton per probe")
     parser.add_argument("--steps", type=int, default=1200)
     parser.add_argument("--sets", type=int, default=8, help="isomer sets per step (x 4 or 8 domains = rows)")
     parser.add_argument("--lr", type=float, default=3e-3)
@@ -300,7 +391,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", default="", help="comma-separated run names, e.g. erm:clean")
     parser.add_argument("--fresh", action="store_true", help="retrain runs that already finished")
     args = parser.parse_args(argv)
-    if args.command == "base":
+    if args.command == "train-base":
+        train_base_probed(args)
+    elif args.command == "base":
         base_skill(args.base, args.domains.split(","), args.n, args.seed)
     elif args.command == "table":
         print(render_tables(json.loads((Path(args.out) / "micro_regime.json").read_text())))

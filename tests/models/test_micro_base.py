@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -69,6 +70,9 @@ def test_narratives_cover_every_domain(rows):
         ({"skill_share": 1.5}, "skill_share"),
         ({"skeleton_weights": (1.0, 2.0)}, "skeleton_weights"),
         ({"steps": 0}, "steps"),
+        ({"hold_fraction": -0.1}, "hold_fraction"),
+        ({"late_start": 2.0}, "late_start"),
+        ({"late_weights": (0.0, 0.0, 0.0, 0.0)}, "late_weights"),
     ],
 )
 def test_bad_config_names_the_field(change, field):
@@ -106,3 +110,50 @@ def test_ensure_caches_and_prefers_the_shipped_copy(tmp_path, monkeypatch):
 
 def test_no_base_is_shipped_for_an_unknown_name():
     assert shipped_base("micro-tiny-0000000000000000") is None
+
+
+def test_late_weights_switch_the_skeleton_mix_at_late_start():
+    domains = load_domains()
+    tok = build_word_tokenizer(domains=domains)
+    cfg = MicroBaseConfig(
+        batch_size=16,
+        steps=10,
+        skill_share=1.0,
+        skeleton_weights=(1, 0, 0, 0),
+        late_weights=(0, 0, 0, 1),
+        late_start=0.5,
+    )
+    rows = MicroRows(cfg, tok, domains)
+
+    def first_words(step):
+        batch = rows.batch(step)
+        texts = [
+            tok.decode(ids[mask.bool()])
+            for ids, mask in zip(batch["input_ids"], batch["attention_mask"], strict=True)
+        ]
+        return {text.replace(":", " ").split()[1] for text in texts}
+
+    assert first_words(4) == {"x"}  # M01: "Q: X is 5. ..."
+    assert first_words(5) == {"there"}  # M04: "Q: There are 2 ws and ..."
+
+
+def test_lr_schedule_warms_up_holds_the_peak_then_decays_to_a_tenth():
+    from iga.models.micro_base import _lr_factor
+
+    cfg = MicroBaseConfig(steps=110, warmup_steps=10, hold_fraction=0.5)
+    factors = [_lr_factor(s, cfg) for s in range(111)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == 1.0
+    assert all(f == 1.0 for f in factors[10:60]) and factors[61] < 1.0
+    assert factors[110] == pytest.approx(0.1) and all(a >= b for a, b in itertools.pairwise(factors[10:]))
+
+
+def test_target_loss_equals_the_models_own_loss_in_float64(rows):
+    import torch
+
+    from iga.models.micro_base import _target_loss
+    from iga.models.students import build_student
+
+    model = build_student("micro", rows.tok, seed=0).double()
+    batch = rows.batch(0)
+    assert float(_target_loss(model, batch)) == pytest.approx(float(model(**batch).loss), rel=1e-12)
+    assert torch.is_tensor(_target_loss(model, batch))

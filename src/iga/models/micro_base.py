@@ -46,6 +46,12 @@ class MicroBaseConfig:
     skill_domain: str = "symbolic"
     max_int: int = 99
     seed: int = 0
+    # Fraction of the post-warm-up steps held at the peak lr before the cosine decay starts (0: cosine at once).
+    hold_fraction: float = 0.0
+    # A second phase: from ``late_start`` (a fraction of ``steps``) on, rows are drawn with ``late_weights``
+    # (None: one phase). Look-ups that a model learns abruptly (M02's) need many rows at a high lr.
+    late_weights: tuple[float, ...] | None = None
+    late_start: float = 1.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.skill_share <= 1.0:
@@ -57,6 +63,15 @@ class MicroBaseConfig:
         ):
             raise ValueError(
                 f"skeleton_weights: expected 4 non-negative weights (M01-M04), not all 0, got {self.skeleton_weights!r}"
+            )
+        for name in ("hold_fraction", "late_start"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name}: expected a number in [0, 1], got {getattr(self, name)!r}")
+        if self.late_weights is not None and (
+            len(self.late_weights) != 4 or min(self.late_weights) < 0 or not sum(self.late_weights)
+        ):
+            raise ValueError(
+                f"late_weights: expected None or 4 non-negative weights (M01-M04), not all 0, got {self.late_weights!r}"
             )
         for name in ("steps", "batch_size"):
             if getattr(self, name) < 1:
@@ -88,10 +103,9 @@ class MicroRows:
         from iga.models.prompting import PromptFormat
 
         rng = HashRng(self.cfg.seed, "micro-base", step, i)
-        u, weights = (
-            rng.child("skeleton").random() * sum(self.cfg.skeleton_weights),
-            self.cfg.skeleton_weights,
-        )
+        late = self.cfg.late_weights is not None and step >= self.cfg.late_start * self.cfg.steps
+        weights = self.cfg.late_weights if late else self.cfg.skeleton_weights
+        u = rng.child("skeleton").random() * sum(weights)
         sk = self.skeletons[next((k for k in range(3) if u < sum(weights[: k + 1])), 3)]
         params, difficulty = sk.sample(rng.child("sample"), self.knobs[sk.id])
         tok = self.tok
@@ -126,11 +140,29 @@ class MicroRows:
 
 
 def _lr_factor(step: int, cfg: MicroBaseConfig) -> float:
-    """Linear warm-up, then cosine decay to 10 % of the peak (the prototype's schedule, on steps)."""
+    """Linear warm-up, the peak held for ``hold_fraction`` of the rest, then cosine decay to 10 % of the peak."""
     if step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
     frac = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    if frac < cfg.hold_fraction:
+        return 1.0
+    frac = (frac - cfg.hold_fraction) / max(1e-9, 1.0 - cfg.hold_fraction)
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
+
+
+def _target_loss(model: Any, batch: Mapping[str, Any]) -> Any:
+    """Mean next-token cross-entropy over the labelled positions, with the LM head applied to those only.
+
+    Equal to ``model(**batch).loss``; the head (1.8 k words x 128) on the ~40 % of positions that carry a label
+    (not the prompt, not the padding) made a step ~25 % faster on 2 cores."""
+    import torch.nn.functional as F
+
+    hidden = model.model(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+    ).last_hidden_state
+    labels = batch["labels"][:, 1:]
+    keep = labels != -100
+    return F.cross_entropy(model.lm_head(hidden[:, :-1][keep]).float(), labels[keep])
 
 
 def train_micro_base(
@@ -139,8 +171,12 @@ def train_micro_base(
     *,
     domains_dir: str | None = None,
     progress: Callable[[int, int, float], None] | None = None,
+    on_step: Callable[[int, Any, Any], None] | None = None,
 ) -> Path:
-    """Build the word-level tokenizer, train the base from scratch, save both to ``out_dir`` (HF folders)."""
+    """Build the word-level tokenizer, train the base from scratch, save both to ``out_dir`` (HF folders).
+
+    ``on_step(step, model, tokenizer)`` runs after every optimizer step (a probe may evaluate the model; it must
+    leave it in train mode)."""
     import torch
 
     from iga.isomers.domains import load_domains
@@ -165,8 +201,7 @@ def train_micro_base(
     model.train()
     losses: list[float] = []
     for step in range(cfg.steps):
-        batch = rows.batch(step)
-        loss = model(**batch).loss
+        loss = _target_loss(model, rows.batch(step))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -175,6 +210,8 @@ def train_micro_base(
         losses.append(loss.item())
         if progress is not None:
             progress(step + 1, cfg.steps, losses[-1])
+        if on_step is not None:
+            on_step(step + 1, model, tok)
     model.eval()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
