@@ -87,6 +87,15 @@ def test_arith_narrative_states_every_running_value():
     assert re.findall(r"\d+", text) == ["7", "5", "12", "9", "3"]
 
 
+def test_order_narrative_restates_the_comparisons_top_down_before_the_extremes():
+    sk = get_skeleton("M03")
+    params = {"ranking": [2, 0, 1], "pairs": [[0, 1], [2, 0]], "ask": "top"}
+    text = render_narrative(sk, params, DOMAINS["symbolic"], HashRng(0))
+    sentences = [s.strip() for s in text.split(".") if s.strip()]
+    assert sentences[2:4] == [sentences[1], sentences[0]]  # given order, then top-down: 2 > 0, 0 > 1
+    assert len(sentences) == 5
+
+
 def test_mp_answers_are_balanced_and_no_problems_come_in_both_kinds():
     sk = get_skeleton("M02")
     kinds = Counter(_instance(sk, 3, i).params["kind"] for i in range(600))

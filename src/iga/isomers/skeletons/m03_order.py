@@ -78,8 +78,11 @@ class Order(Skeleton):
         return f"t{orders[0][0] if params['ask'] == 'top' else orders[0][-1]}"
 
     def narrative(self, params: dict) -> tuple[Sentence, ...]:
-        """The comparisons, then which thing ranks first and which last (the base's plain text)."""
+        """The comparisons as given, again from the top down, then which thing ranks first and which last (the
+        base's plain text). The top-down restatement is the chain of thought's walk in the domain's own words, so
+        the base meets that look-up in every domain's sentence shapes, not only the neutral ``x > y``."""
         ranking = params["ranking"]
         out = [Sentence("above", {"x": _thing(x), "y": _thing(y)}) for x, y in params["pairs"]]
+        out += [Sentence("above", {"x": _thing(x), "y": _thing(y)}) for x, y in pairwise(ranking)]
         out.append(Sentence("extremes", {"top": _thing(ranking[0]), "bottom": _thing(ranking[-1])}))
         return tuple(out)
