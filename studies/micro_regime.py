@@ -7,6 +7,7 @@ Commands (each resumable: a finished run is read back, not retrained; ``--fresh`
     python studies/micro_regime.py table --out runs/micro          # the Markdown tables of docs/student-recipes.md
     python studies/micro_regime.py base [--base DIR]               # the base's own skill accuracy (symbolic, ...)
     python studies/micro_regime.py train-base --set steps=2000 --name NAME  # a base variant, probed as it trains
+    python studies/micro_regime.py base-table --out docs/results/micro_base  # the probed bases, one row each
 
 Every run uses the cached micro base (``iga pretrain --regime micro``), the ``micro`` preset (50 evaluation sets
 per skeleton: 200 answers per skeleton and split) and LoRA on all linear layers; ``--steps``/``--lr``/``--rank``
@@ -317,6 +318,8 @@ def train_base_probed(args: Any) -> None:
 
     Writes ``OUT/base-probe/NAME/`` (the base) and ``probe.json`` (config, accuracy curve with training seconds,
     final accuracy on ``--n`` problems per skeleton, provenance)."""
+    import shlex
+
     import torch
 
     from iga.isomers.domains import load_domains
@@ -363,15 +366,51 @@ def train_base_probed(args: Any) -> None:
             "train_seconds": round(clock["train"], 1),
             "torch_threads": torch.get_num_threads(),
             "command": "python studies/micro_regime.py train-base "
-            + " ".join(f"--set {s}" for s in args.set),
+            + " ".join(f"--set {shlex.quote(s)}" for s in args.set),
             "provenance": provenance(),
         },
     )
 
 
+def base_table(folder: Path) -> str:
+    """One Markdown row per ``probe.json`` under ``folder``: the config's non-default fields, the accuracy after
+    each probe, the final accuracy and the training seconds."""
+    from dataclasses import asdict
+
+    from iga.models.micro_base import MicroBaseConfig
+
+    default = json.loads(json.dumps(asdict(MicroBaseConfig())))  # tuples as the JSON files hold them: lists
+    lines = [
+        "| run | config (fields that differ from `MicroBaseConfig()`) | train s | threads | M01 | M02 | M03 | M04 "
+        "| curve (step: M01/M02/M03/M04) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for path in sorted(folder.glob("*/probe.json")) + sorted(folder.glob("*.json")):
+        p = json.loads(path.read_text())
+        changed = ", ".join(
+            f"{k} {tuple(v) if isinstance(v, list) else v}"
+            for k, v in p["config"].items()
+            if v != default.get(k) and k != "seed"
+        )
+        final = [p["final"].get(k) for k in ("M01_arith_walk", "M02_mp_forward", "M03_order", "M04_state")]
+        curve = "; ".join(
+            f"{c['step']}: " + "/".join(f"{c[k]:.2f}" for k in c if k.startswith("M"))
+            for c in p["curve"][::2]
+        )
+        lines.append(
+            f"| {path.parent.name if path.name == 'probe.json' else path.stem} | {changed or 'default'} "
+            f"| {p['train_seconds']:.0f} | {p['torch_threads']} | "
+            + " | ".join(f"{x:.2f}" for x in final)
+            + f" | {curve} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("command", choices=["learnability", "shortcut", "table", "base", "train-base"])
+    parser.add_argument(
+        "command", choices=["learnability", "shortcut", "table", "base", "train-base", "base-table"]
+    )
     parser.add_argument("--base", default=None, help="base: a base folder (default: the cached default base)")
     parser.add_argument("--domains", default="symbolic,math,sports", help="base: domains to evaluate in")
     parser.add_argument("--n", type=int, default=100, help="base: problems per skeleton and domain")
@@ -391,7 +430,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", default="", help="comma-separated run names, e.g. erm:clean")
     parser.add_argument("--fresh", action="store_true", help="retrain runs that already finished")
     args = parser.parse_args(argv)
-    if args.command == "train-base":
+    if args.command == "base-table":
+        print(base_table(Path(args.out)))
+    elif args.command == "train-base":
         train_base_probed(args)
     elif args.command == "base":
         base_skill(args.base, args.domains.split(","), args.n, args.seed)

@@ -73,6 +73,7 @@ def test_narratives_cover_every_domain(rows):
         ({"hold_fraction": -0.1}, "hold_fraction"),
         ({"late_start": 2.0}, "late_start"),
         ({"late_weights": (0.0, 0.0, 0.0, 0.0)}, "late_weights"),
+        ({"skill_words": "letters"}, "skill_words"),
     ],
 )
 def test_bad_config_names_the_field(change, field):
@@ -157,3 +158,16 @@ def test_target_loss_equals_the_models_own_loss_in_float64(rows):
     batch = rows.batch(0)
     assert float(_target_loss(model, batch)) == pytest.approx(float(model(**batch).loss), rel=1e-12)
     assert torch.is_tensor(_target_loss(model, batch))
+
+
+def test_pooled_skill_words_draw_every_domains_atoms_into_the_neutral_wording(rows):
+    domains = load_domains()
+    pooled = set(rows.skill_domain.pool("M02_mp_forward", "atoms"))
+    for d in domains.values():
+        assert set(d.pool("M02_mp_forward", "atoms")) <= pooled
+    assert (
+        rows.skill_domain.sections["M02_mp_forward"].premises
+        == domains["symbolic"].sections["M02_mp_forward"].premises
+    )
+    letters = MicroRows(MicroBaseConfig(skill_words="skill_domain"), rows.tok, domains)
+    assert letters.skill_domain is domains["symbolic"]

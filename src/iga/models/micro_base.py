@@ -34,24 +34,29 @@ class MicroBaseConfig:
     """Everything that shapes a micro base (all of it goes into the cache key)."""
 
     student: str = "tiny"
-    steps: int = 3900
-    batch_size: int = 32
+    steps: int = 3000
+    batch_size: int = 64
     lr: float = 2e-3
     warmup_steps: int = 100
     weight_decay: float = 0.01
-    skill_share: float = 0.85
-    # M01 arith, M02 modus ponens, M03 order, M04 state. Measured (docs/student-recipes.md): M03's look-up is
-    # learned after ~5 k rows, M01 and M04 after ~15-20 k, M02's rule look-up after ~45 k.
-    skeleton_weights: tuple[float, ...] = (1.0, 3.0, 0.6, 2.0)
+    skill_share: float = 0.75
+    # M01 arith, M02 modus ponens, M03 order, M04 state. Measured (docs/student-recipes.md): M01 and M03 are
+    # learned in every recipe; M04's final look-up and M02's rule look-up are learned abruptly, and only with many
+    # rows at a high learning rate - hence a first phase that leans on M04 and a second that leans on M02.
+    skeleton_weights: tuple[float, ...] = (1.0, 2.0, 0.6, 3.0)
     skill_domain: str = "symbolic"
     max_int: int = 99
     seed: int = 0
     # Fraction of the post-warm-up steps held at the peak lr before the cosine decay starts (0: cosine at once).
-    hold_fraction: float = 0.0
+    hold_fraction: float = 0.3
     # A second phase: from ``late_start`` (a fraction of ``steps``) on, rows are drawn with ``late_weights``
-    # (None: one phase). Look-ups that a model learns abruptly (M02's) need many rows at a high lr.
-    late_weights: tuple[float, ...] | None = None
-    late_start: float = 1.0
+    # (None: one phase).
+    late_weights: tuple[float, ...] | None = (1.0, 4.0, 0.4, 2.0)
+    late_start: float = 0.55
+    # The words that fill the neutral problems' slots (atoms, things, kinds): "skill_domain" (its own letters
+    # P..Z) or "all_domains" (the union of every domain's pool for that slot). With letters only, the base learns
+    # to copy eight tokens, and LoRA does not carry the look-up to worded domains (docs/student-recipes.md).
+    skill_words: str = "all_domains"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.skill_share <= 1.0:
@@ -63,6 +68,10 @@ class MicroBaseConfig:
         ):
             raise ValueError(
                 f"skeleton_weights: expected 4 non-negative weights (M01-M04), not all 0, got {self.skeleton_weights!r}"
+            )
+        if self.skill_words not in ("skill_domain", "all_domains"):
+            raise ValueError(
+                f"skill_words: expected 'skill_domain' or 'all_domains', got {self.skill_words!r}"
             )
         for name in ("hold_fraction", "late_start"):
             if not 0.0 <= getattr(self, name) <= 1.0:
@@ -76,6 +85,22 @@ class MicroBaseConfig:
         for name in ("steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)!r}")
+
+
+def _with_pooled_words(domain: Any, domains: list[Any]) -> Any:
+    """``domain`` with each word pool of its sections replaced by the union of that pool over ``domains``."""
+    from dataclasses import replace
+
+    sections = {}
+    for sk_id, section in domain.sections.items():
+        words = dict(section.words)
+        for name, pool in section.words.items():
+            if isinstance(pool, tuple):
+                words[name] = tuple(
+                    sorted({w for d in domains if d.covers(sk_id) for w in d.pool(sk_id, name)})
+                )
+        sections[sk_id] = replace(section, words=words)
+    return replace(domain, sections=sections)
 
 
 class MicroRows:
@@ -96,6 +121,9 @@ class MicroRows:
         self.narrative_domains = [
             d for d in domains.values() if all(d.covers(sk.id) for sk in self.skeletons)
         ]
+        self.skill_domain = domains[cfg.skill_domain]
+        if cfg.skill_words == "all_domains":
+            self.skill_domain = _with_pooled_words(self.skill_domain, self.narrative_domains)
 
     def row(self, step: int, i: int) -> tuple[list[int], list[int]]:
         from iga.isomers.render import render, render_narrative
@@ -111,7 +139,7 @@ class MicroRows:
         tok = self.tok
         if rng.child("kind").random() < self.cfg.skill_share:
             inst = sk.instance_from(params, {"regime": "train", **difficulty})
-            text = render(inst, self.domains[self.cfg.skill_domain], rng.child("render"))
+            text = render(inst, self.skill_domain, rng.child("render"))
             prompt = tok(PromptFormat().prompt({"question": text.question}), add_special_tokens=False)[
                 "input_ids"
             ]
