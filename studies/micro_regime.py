@@ -70,7 +70,7 @@ def train_and_eval(
     result_path = run_dir / "result.json"
     if result_path.exists() and not args.fresh:
         result = json.loads(result_path.read_text())
-        if result.get("eval"):
+        if result.get("eval") and result["config"].get("base_dir") == str(base):  # same run on the same base
             return result
     shutil.rmtree(run_dir, ignore_errors=True)
     algorithm = "erm" if name.startswith(("erm", "oracle")) else name.split(":")[0]
@@ -165,7 +165,10 @@ def run(kind: str, args: Any) -> None:
 
     torch.set_flush_denormal(True)
     out = Path(args.out)
-    base, built = ensure_micro_base(MicroBaseConfig(seed=args.seed))
+    if args.base:
+        base, built = Path(args.base), False
+    else:
+        base, built = ensure_micro_base(MicroBaseConfig(seed=args.seed))
     print(f"base: {base} ({'built' if built else 'cached'})", flush=True)
     summary_path = out / "micro_regime.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {"runs": {}}
@@ -411,7 +414,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "command", choices=["learnability", "shortcut", "table", "base", "train-base", "base-table"]
     )
-    parser.add_argument("--base", default=None, help="base: a base folder (default: the cached default base)")
+    parser.add_argument(
+        "--base", default=None, help="a base folder (default: the cached default base, trained if missing)"
+    )
     parser.add_argument("--domains", default="symbolic,math,sports", help="base: domains to evaluate in")
     parser.add_argument("--n", type=int, default=100, help="base: problems per skeleton and domain")
     parser.add_argument("--out", default="runs/micro")

@@ -26,7 +26,11 @@ def test_tables_show_every_split_and_the_following_rates():
     summary = {
         "runs": {
             "erm:cues": {
-                "steps": 10, "lr": 0.003, "rank": 16, "train_seconds": 12.0, "step_time_s": 0.2,
+                "steps": 10,
+                "lr": 0.003,
+                "rank": 16,
+                "train_seconds": 12.0,
+                "step_time_s": 0.2,
                 "shortcut": {"share": 0.5},
                 "accuracy": {"id_test|M01_arith_walk": stat, "val_wrongcue|all": stat},
                 "wrong_cue_follow": {"math": stat, "all": stat},
@@ -37,3 +41,28 @@ def test_tables_show_every_split_and_the_following_rates():
     assert "| id_test | 90.0 [85, 93] | – | – | – | – |" in text
     assert "| val_wrongcue | – | – | – | – | 90.0 [85, 93] |" in text
     assert "math 90.0 [85, 93]" in text and "ood_surface" not in text
+
+
+def test_train_base_probes_and_base_table_renders_its_row(tmp_path):
+    import json
+
+    study.main(
+        [
+            "train-base", "--out", str(tmp_path), "--name", "tiny_probe", "--probe-every", "2",
+            "--probe-n", "1", "--n", "1",
+            "--set", "student=micro", "--set", "steps=4", "--set", "batch_size=2", "--set", "warmup_steps=1",
+            "--set", "skeleton_weights=(1, 1, 1, 1)",
+        ]
+    )  # fmt: skip
+    probe = json.loads((tmp_path / "base-probe" / "tiny_probe" / "probe.json").read_text())
+    assert [c["step"] for c in probe["curve"]] == [2, 4] and probe["final_n"] == 1
+    assert "--set 'skeleton_weights=(1, 1, 1, 1)'" in probe["command"]
+    table = study.base_table(tmp_path / "base-probe")
+    row = next(line for line in table.splitlines() if line.startswith("| tiny_probe"))
+    assert "student micro" in row and "steps 4" in row and "skeleton_weights (1, 1, 1, 1)" in row
+    assert "hold_fraction" not in row  # only the fields that differ from the default
+
+
+def test_an_unknown_base_field_is_named_with_the_allowed_ones():
+    with pytest.raises(SystemExit, match=r"lr_peak.*expected KEY=VALUE with KEY one of student, steps"):
+        study._parse_override("lr_peak=1")
