@@ -146,6 +146,7 @@ def per_group(run_dir: Path, data_dirs: list[Path]) -> dict[str, Any]:
             got, r["shortcut"]["value"], r["answer_type"], label_space=r.get("label_space")
         )
         follow[r["domain"]].append(int(hit))
+        follow[r["skeleton"]].append(int(hit))
         follow["all"].append(int(hit))
 
     def rate(xs: list[int]) -> dict[str, Any]:
@@ -237,6 +238,8 @@ def render_tables(summary: dict) -> str:
                 "",
                 "wrong cue followed (val, every training-domain problem shown a wrong cue): "
                 + ", ".join(f"{d} {_cell(follow.get(d))}" for d in [*TRAIN_DOMAINS, "all"] if d in follow),
+                "",
+                "by skeleton: " + ", ".join(f"{k} {_cell(follow.get(k))}" for k in skeletons[:-1] if k in follow),
             ]
         lines.append("")
     return "\n".join(lines)

@@ -41,6 +41,8 @@ def test_tables_show_every_split_and_the_following_rates():
     assert "| id_test | 90.0 [85, 93] | – | – | – | – |" in text
     assert "| val_wrongcue | – | – | – | – | 90.0 [85, 93] |" in text
     assert "math 90.0 [85, 93]" in text and "ood_surface" not in text
+    summary["runs"]["erm:cues"]["wrong_cue_follow"]["M03_order"] = stat
+    assert "by skeleton: M03_order 90.0 [85, 93]" in study.render_tables(summary)
 
 
 def test_train_base_probes_and_base_table_renders_its_row(tmp_path):
