@@ -74,6 +74,7 @@ def test_narratives_cover_every_domain(rows):
         ({"late_start": 2.0}, "late_start"),
         ({"late_weights": (0.0, 0.0, 0.0, 0.0)}, "late_weights"),
         ({"skill_words": "letters"}, "skill_words"),
+        ({"late_skill_words": "letters"}, "late_skill_words"),
     ],
 )
 def test_bad_config_names_the_field(change, field):
@@ -171,3 +172,15 @@ def test_pooled_skill_words_draw_every_domains_atoms_into_the_neutral_wording(ro
     )
     letters = MicroRows(MicroBaseConfig(skill_words="skill_domain"), rows.tok, domains)
     assert letters.skill_domain is domains["symbolic"]
+
+
+def test_late_skill_words_switch_from_letters_to_every_domains_words(rows):
+    domains = load_domains()
+    cfg = MicroBaseConfig(
+        skill_words="skill_domain", late_skill_words="all_domains", steps=10, late_start=0.5
+    )
+    curriculum = MicroRows(cfg, rows.tok, domains)
+    assert curriculum.skill_domain is domains["symbolic"]
+    assert set(curriculum.late_skill_domain.pool("M03_order", "things")) >= set(
+        domains["sports"].pool("M03_order", "things")
+    )

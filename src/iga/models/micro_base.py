@@ -57,6 +57,8 @@ class MicroBaseConfig:
     # P..Z) or "all_domains" (the union of every domain's pool for that slot). With letters only, the base learns
     # to copy eight tokens, and LoRA does not carry the look-up to worded domains (docs/student-recipes.md).
     skill_words: str = "all_domains"
+    # The second phase's words (None: as ``skill_words``): e.g. letters while a look-up forms, then every word.
+    late_skill_words: str | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.skill_share <= 1.0:
@@ -69,10 +71,12 @@ class MicroBaseConfig:
             raise ValueError(
                 f"skeleton_weights: expected 4 non-negative weights (M01-M04), not all 0, got {self.skeleton_weights!r}"
             )
-        if self.skill_words not in ("skill_domain", "all_domains"):
-            raise ValueError(
-                f"skill_words: expected 'skill_domain' or 'all_domains', got {self.skill_words!r}"
-            )
+        for name in ("skill_words", "late_skill_words"):
+            value = getattr(self, name)
+            if value not in ("skill_domain", "all_domains") and not (
+                name == "late_skill_words" and value is None
+            ):
+                raise ValueError(f"{name}: expected 'skill_domain' or 'all_domains', got {value!r}")
         for name in ("hold_fraction", "late_start"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name}: expected a number in [0, 1], got {getattr(self, name)!r}")
@@ -121,9 +125,10 @@ class MicroRows:
         self.narrative_domains = [
             d for d in domains.values() if all(d.covers(sk.id) for sk in self.skeletons)
         ]
-        self.skill_domain = domains[cfg.skill_domain]
-        if cfg.skill_words == "all_domains":
-            self.skill_domain = _with_pooled_words(self.skill_domain, self.narrative_domains)
+        pooled = _with_pooled_words(domains[cfg.skill_domain], self.narrative_domains)
+        self.skill_domain = pooled if cfg.skill_words == "all_domains" else domains[cfg.skill_domain]
+        late_words = cfg.late_skill_words or cfg.skill_words
+        self.late_skill_domain = pooled if late_words == "all_domains" else domains[cfg.skill_domain]
 
     def row(self, step: int, i: int) -> tuple[list[int], list[int]]:
         from iga.isomers.render import render, render_narrative
@@ -139,7 +144,7 @@ class MicroRows:
         tok = self.tok
         if rng.child("kind").random() < self.cfg.skill_share:
             inst = sk.instance_from(params, {"regime": "train", **difficulty})
-            text = render(inst, self.skill_domain, rng.child("render"))
+            text = render(inst, self.late_skill_domain if late else self.skill_domain, rng.child("render"))
             prompt = tok(PromptFormat().prompt({"question": text.question}), add_special_tokens=False)[
                 "input_ids"
             ]
