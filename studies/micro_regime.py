@@ -239,7 +239,8 @@ def render_tables(summary: dict) -> str:
                 "wrong cue followed (val, every training-domain problem shown a wrong cue): "
                 + ", ".join(f"{d} {_cell(follow.get(d))}" for d in [*TRAIN_DOMAINS, "all"] if d in follow),
                 "",
-                "by skeleton: " + ", ".join(f"{k} {_cell(follow.get(k))}" for k in skeletons[:-1] if k in follow),
+                "by skeleton: "
+                + ", ".join(f"{k} {_cell(follow.get(k))}" for k in skeletons[:-1] if k in follow),
             ]
         lines.append("")
     return "\n".join(lines)
