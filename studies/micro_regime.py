@@ -303,6 +303,22 @@ def base_skill(base_dir: str | None, domains: list[str], n: int, seed: int) -> d
     return out
 
 
+def probe_records(rows: Any, n: int) -> dict[str, list[dict]]:
+    """The base's probe problems in the neutral wording: with its letters P..Z, and with every domain's words in
+    the slots (the wording a LoRA run must carry the skill to)."""
+    from iga.models.micro_base import _with_pooled_words
+
+    symbolic = rows.domains["symbolic"]
+    return {
+        "letters": skill_records(rows, symbolic, n),
+        "words": skill_records(rows, _with_pooled_words(symbolic, rows.narrative_domains), n),
+    }
+
+
+def _short(acc: dict[str, float]) -> dict[str, float]:
+    return {k[:3]: round(v, 2) for k, v in acc.items()}
+
+
 def _parse_override(text: str) -> tuple[str, Any]:
     """``key=value`` for a ``MicroBaseConfig`` field; the value is read as a Python literal where it is one."""
     import ast
@@ -321,7 +337,8 @@ def _parse_override(text: str) -> tuple[str, Any]:
 
 
 def train_base_probed(args: Any) -> None:
-    """Train a base with ``--set`` overrides, its symbolic skill accuracy measured every ``--probe-every`` steps.
+    """Train a base with ``--set`` overrides, its neutral-wording skill accuracy (letters, and every domain's words:
+    ``probe_records``) measured every ``--probe-every`` steps.
 
     Writes ``OUT/base-probe/NAME/`` (the base) and ``probe.json`` (config, accuracy curve with training seconds,
     final accuracy on ``--n`` problems per skeleton, provenance)."""
@@ -347,20 +364,25 @@ def train_base_probed(args: Any) -> None:
             return
         clock["train"] += time.perf_counter() - clock["t"]
         if "recs" not in state:
-            state["recs"] = skill_records(MicroRows(cfg, tok, loaded), loaded["symbolic"], args.probe_n)
+            state["recs"] = probe_records(MicroRows(cfg, tok, loaded), args.probe_n)
         model.eval()
-        acc = skill_accuracy(model, tok, state["recs"])
+        acc = {name: skill_accuracy(model, tok, recs) for name, recs in state["recs"].items()}
         model.train()
-        curve.append({"step": step, "train_seconds": round(clock["train"], 1), **acc})
-        print(step, f"{clock['train']:.0f}s", {k[:3]: round(v, 2) for k, v in acc.items()}, flush=True)
+        curve.append(
+            {"step": step, "train_seconds": round(clock["train"], 1), **acc["letters"], "words": acc["words"]}
+        )
+        print(step, f"{clock['train']:.0f}s", *(f"{name} {_short(a)}" for name, a in acc.items()), flush=True)
         clock["t"] = time.perf_counter()
 
     train_micro_base(cfg, folder, on_step=probe)
     from iga.models.pretrain import load_base
 
     model, tok = load_base(folder)
-    final = skill_accuracy(model, tok, skill_records(MicroRows(cfg, tok, loaded), loaded["symbolic"], args.n))
-    print("final", {k[:3]: round(v, 3) for k, v in final.items()}, f"(n = {args.n})", flush=True)
+    final = {
+        name: skill_accuracy(model, tok, recs)
+        for name, recs in probe_records(MicroRows(cfg, tok, loaded), args.n).items()
+    }
+    print("final", *(f"{name} {_short(a)}" for name, a in final.items()), f"(n = {args.n})", flush=True)
     from dataclasses import asdict
 
     atomic_write_json(
@@ -368,7 +390,8 @@ def train_base_probed(args: Any) -> None:
         {
             "config": asdict(cfg),
             "curve": curve,
-            "final": final,
+            "final": final["letters"],
+            "final_words": final["words"],
             "final_n": args.n,
             "train_seconds": round(clock["train"], 1),
             "torch_threads": torch.get_num_threads(),

@@ -158,7 +158,33 @@ def test_target_loss_equals_the_models_own_loss_in_float64(rows):
     model = build_student("micro", rows.tok, seed=0).double()
     batch = rows.batch(0)
     with torch.no_grad():
-        assert float(_target_loss(model, batch)) == pytest.approx(float(model(**batch).loss), rel=1e-12)
+        # the model's own shifted loss, in float64 (HF's loss would cast the logits to float32)
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        want = torch.nn.functional.cross_entropy(
+            logits[:, :-1].flatten(0, 1), batch["labels"][:, 1:].flatten(), ignore_index=-100
+        )
+        assert logits.dtype == torch.float64
+        assert float(_target_loss(model, batch)) == pytest.approx(float(want), rel=1e-12)
+
+
+@pytest.mark.parametrize("chunks", [1, 2, 5])
+def test_backward_by_length_gives_the_one_batch_gradient_in_float64(rows, chunks):
+    import torch
+
+    from iga.models.micro_base import _backward_by_length, _target_loss
+    from iga.models.students import build_student
+
+    model = build_student("micro", rows.tok, seed=0).double()
+    batch = rows.batch(3)
+    lengths = batch["attention_mask"].sum(1)
+    assert lengths.min() < lengths.max()  # the groups are cut to different widths
+    expected = _target_loss(model, batch)
+    expected.backward()
+    want = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    assert _backward_by_length(model, batch, chunks) == pytest.approx(float(expected), rel=1e-12)
+    for name, param in model.named_parameters():
+        torch.testing.assert_close(param.grad, want[name], rtol=1e-10, atol=1e-13, msg=name)
 
 
 def test_pooled_skill_words_draw_every_domains_atoms_into_the_neutral_wording(rows):

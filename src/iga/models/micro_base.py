@@ -183,6 +183,13 @@ def _lr_factor(step: int, cfg: MicroBaseConfig) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
 
 
+def _at_least_float32(logits: Any) -> Any:
+    """Half-precision logits in float32 for the loss; float32 and float64 as they are."""
+    import torch
+
+    return logits.to(torch.promote_types(logits.dtype, torch.float32))
+
+
 def _target_loss(model: Any, batch: Mapping[str, Any]) -> Any:
     """Mean next-token cross-entropy over the labelled positions, with the LM head applied to those only.
 
@@ -195,7 +202,37 @@ def _target_loss(model: Any, batch: Mapping[str, Any]) -> Any:
     ).last_hidden_state
     labels = batch["labels"][:, 1:]
     keep = labels != -100
-    return F.cross_entropy(model.lm_head(hidden[:, :-1][keep]).float(), labels[keep])
+    return F.cross_entropy(_at_least_float32(model.lm_head(hidden[:, :-1][keep])), labels[keep])
+
+
+def _backward_by_length(model: Any, batch: Mapping[str, Any], chunks: int = 2) -> float:
+    """Backpropagate ``_target_loss(model, batch)`` in ``chunks`` groups of rows sorted by length; return the loss.
+
+    Each group is cut to its own longest row, so short rows no longer pay for the batch's longest one (a quarter of
+    a batch's positions are padding). The rows are right-padded and attention is causal, so a real position never
+    sees the cut padding; each group's summed token loss is divided by the whole batch's label count, so the
+    gradient is the one-batch gradient (tested in float64)."""
+    import torch.nn.functional as F
+
+    lengths = batch["attention_mask"].sum(1)
+    n_labels = (batch["labels"][:, 1:] != -100).sum()
+    total = 0.0
+    for rows in lengths.argsort().chunk(chunks):
+        width = int(lengths[rows].max())
+        hidden = model.model(
+            input_ids=batch["input_ids"][rows, :width], attention_mask=batch["attention_mask"][rows, :width]
+        ).last_hidden_state
+        labels = batch["labels"][rows, 1:width]
+        keep = labels != -100
+        loss = (
+            F.cross_entropy(
+                _at_least_float32(model.lm_head(hidden[:, :-1][keep])), labels[keep], reduction="sum"
+            )
+            / n_labels
+        )
+        loss.backward()
+        total += loss.item()
+    return total
 
 
 def train_micro_base(
@@ -234,13 +271,12 @@ def train_micro_base(
     model.train()
     losses: list[float] = []
     for step in range(cfg.steps):
-        loss = _target_loss(model, rows.batch(step))
-        loss.backward()
+        loss = _backward_by_length(model, rows.batch(step))
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
-        losses.append(loss.item())
+        losses.append(loss)
         if progress is not None:
             progress(step + 1, cfg.steps, losses[-1])
         if on_step is not None:
@@ -289,7 +325,8 @@ def micro_base_path(
     from iga.models.word_tokenizer import domain_texts
 
     domains = load_domains(domains_dir)
-    key = stable_hash({"config": asdict(cfg), "domains": domain_texts(domains), "version": 1})
+    # version 2: the step backpropagates in two length-sorted halves (same gradient, other rounding)
+    key = stable_hash({"config": asdict(cfg), "domains": domain_texts(domains), "version": 2})
     return Path(cache_dir or DEFAULT_CACHE) / f"micro-{cfg.student}-{key}"
 
 
