@@ -68,14 +68,14 @@ def _step_fn(label: str, model, batch) -> Callable[[], None]:
     def step() -> None:
         s = counter["step"]
         counter["step"] += 1
-        if hasattr(algorithm, "meta_step"):
+        if algorithm.trainer_call == "meta_step":
             algorithm.meta_step(domain_backward, s, optimizer=optimizer)
             return
         ctx = capture.domains(ids, num_domains=K) if capture is not None else nullcontext()
         with ctx:
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
             losses = per_domain_token_loss(logits, batch["labels"], ids, K)
-            if hasattr(algorithm, "loss_from_logits"):
+            if algorithm.trainer_call == "loss_from_logits":
                 loss = algorithm.loss_from_logits(losses, logits, batch["labels"], ids, s)
             else:
                 loss = algorithm.loss(losses, s)

@@ -108,3 +108,83 @@ def test_stateless_methods_refuse_foreign_state():
     erm.load_state_dict({})
     with pytest.raises(ValueError, match="no state to load"):
         erm.load_state_dict({"q": 1})
+
+
+def test_the_listing_order_is_the_historical_one():
+    # CLI listings and test ids follow this order, whichever module was imported first; a new method is appended.
+    import subprocess
+    import sys
+
+    code = "import iga.algorithms.cagrad, iga.algorithms.fish; from iga.algorithms import list_algorithms as f; print(f())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == str(list_algorithms())
+    assert list_algorithms()[:12] == [
+        "erm",
+        "iga",
+        "irm",
+        "vrex",
+        "groupdro",
+        "fish",
+        "fishr",
+        "andmask",
+        "sandmask",
+        "pcgrad",
+        "cagrad",
+        "iga_koyama",
+    ]
+
+
+def test_the_contract_is_declared_on_each_builtin():
+    calls = {name: get_algorithm(name).trainer_call for name in list_algorithms()}
+    assert {n for n, c in calls.items() if c == "loss_from_logits"} == {"irm", "fishr"}
+    assert {n for n, c in calls.items() if c == "meta_step"} == {"fish"}
+    clippers = {n for n in list_algorithms() if get_algorithm(n).clips_gradients}
+    assert clippers == {"iga", "fish", "andmask", "sandmask", "pcgrad", "cagrad"}
+    assert ERM(num_domains=2).last_metrics == {}
+
+
+@dataclasses.dataclass
+class _ClipHParams:
+    max_grad_norm: float | None = None
+
+
+@pytest.mark.parametrize(
+    ("body", "match"),
+    [
+        (
+            {"trainer_call": "backward"},
+            r"trainer_call must be one of \('loss', 'loss_from_logits', 'meta_step'\)",
+        ),
+        (
+            {"trainer_call": "meta_step"},
+            r"trainer_call = 'meta_step' but Bad does not override meta_step\(\)",
+        ),
+        ({"loss_from_logits": lambda self, *a: a[0].mean()}, r"overrides loss_from_logits\(\) but declares"),
+        ({"capture_space": "rows"}, "capture_space must be None or one of"),
+        (
+            {"trainer_call": "meta_step", "meta_step": lambda self, *a, **k: {}, "capture_space": "factor"},
+            "uses no capture_space",
+        ),
+        ({"clips_gradients": True}, "clips_gradients = True but its hparams_cls has no max_grad_norm"),
+        ({"hparams_cls": _ClipHParams}, "clips_gradients = False but its hparams_cls has max_grad_norm"),
+        ({"hparams_cls": dict}, "hparams_cls must be a dataclass"),
+    ],
+)
+def test_a_contradictory_contract_fails_when_the_class_is_defined(body, match):
+    with pytest.raises(TypeError, match=match):
+        type("Bad", (Algorithm,), body)
+
+
+def test_a_declared_logits_side_method_is_accepted():
+    class Penalised(Algorithm):
+        trainer_call = "loss_from_logits"
+        clips_gradients = True
+        hparams_cls = _ClipHParams
+
+        def loss_from_logits(self, per_domain_losses, logits, labels, domain_ids, step):
+            return per_domain_losses.mean() + logits.square().mean()
+
+    method = Penalised(num_domains=2, max_grad_norm=1.0)
+    assert float(method.loss_from_logits(torch.ones(2), torch.zeros(1, 2, 3), None, None, 0)) == 1.0
+    with pytest.raises(NotImplementedError, match="not 'meta_step'"):
+        method.meta_step(lambda k: 0.0, 0)

@@ -18,7 +18,6 @@ MODULES = [
     "iga.algorithms.sandmask",
     "iga.algorithms.pcgrad",
     "iga.algorithms.cagrad",
-    "iga.algorithms.per_sample",
     "iga.algorithms.fishr",
     "iga.algorithms.hparams",
 ]

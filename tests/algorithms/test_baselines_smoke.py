@@ -49,7 +49,7 @@ def train_steps(name: str, steps: int = 3):
     losses = []
     for step in range(steps):
         batch = domain_major_batch(num_domains=K, rows_per_domain=2, seq_len=8, seed=step)
-        if hasattr(algorithm, "meta_step"):
+        if algorithm.trainer_call == "meta_step":
             metrics = algorithm.meta_step(_domain_backward(model, batch), step, optimizer=optimizer)
             losses.append(metrics["loss"])
             continue
@@ -57,7 +57,7 @@ def train_steps(name: str, steps: int = 3):
         with ctx:
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
             per_domain = per_domain_token_loss(logits, batch["labels"], batch["domain_ids"], K)
-            if hasattr(algorithm, "loss_from_logits"):
+            if algorithm.trainer_call == "loss_from_logits":
                 loss = algorithm.loss_from_logits(
                     per_domain, logits, batch["labels"], batch["domain_ids"], step
                 )

@@ -106,8 +106,8 @@ def test_reducer_sees_each_layers_complete_sums_once_before_they_are_used():
 K = 3
 
 
-def _spy(monkeypatch, module: str) -> list[list[tuple]]:
-    calls: list[list[tuple]] = []
+def _spy(monkeypatch, module: str, calls: list[list[tuple]] | None = None) -> list[list[tuple]]:
+    calls = [] if calls is None else calls
     monkeypatch.setattr(f"{module}.all_reduce_mean", lambda ts: calls.append([tuple(t.shape) for t in ts]))
     return calls
 
@@ -124,7 +124,7 @@ def _step(model, optimizer, capture):
 def test_iga_reduces_full_sums_only_in_global_scope_and_always_the_written_grads(monkeypatch, scope):
     in_backward, in_step = (
         _spy(monkeypatch, "iga.algorithms.iga"),
-        _spy(monkeypatch, "iga.algorithms.gradient_wrapper"),
+        _spy(monkeypatch, "iga.algorithms.optimizer_wrapper"),  # the write of the rewritten .grad
     )
     model = tiny_lora_llama(num_layers=1, seed=0)
     capture = DomainGradCapture(model)
@@ -140,7 +140,10 @@ def test_iga_reduces_full_sums_only_in_global_scope_and_always_the_written_grads
 
 @pytest.mark.parametrize("scope", ["local", "global"])
 def test_factor_wrappers_reduce_domain_grads_only_in_global_scope(monkeypatch, scope):
-    calls = _spy(monkeypatch, "iga.algorithms.gradient_wrapper")
+    # The per-domain gradients are reduced in gradient_wrapper, the written .grad in optimizer_wrapper (its base).
+    calls = _spy(
+        monkeypatch, "iga.algorithms.optimizer_wrapper", _spy(monkeypatch, "iga.algorithms.gradient_wrapper")
+    )
     model = tiny_lora_llama(num_layers=1, seed=0)
     capture = DomainGradCapture(model, space="factor")
     params = [p for p in model.parameters() if p.requires_grad]

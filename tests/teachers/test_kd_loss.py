@@ -1,4 +1,5 @@
-"""Logit distillation: hand-computed values, a loop reference, exact gradients, errors, the teacher wrapper."""
+"""Logit distillation: hand-computed values, a loop reference, exact gradients, errors, the teacher wrapper (the
+sft | kd | mix options of the run's objective: tests/training/test_training_losses.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from iga.gradients.losses import per_domain_token_loss
-from iga.teachers.kd import TeacherLogits, per_domain_distillation_loss
+from iga.teachers.kd import TeacherLogits
+from iga.training.losses import per_domain_distillation_loss
 
 LN2, LN3 = math.log(2.0), math.log(3.0)
 
@@ -90,13 +91,6 @@ def test_kd_matches_a_loop_reference_with_token_pooling(temperature):
     assert got.tolist() == pytest.approx(expected, rel=1e-12)
 
 
-def test_sft_is_exactly_per_domain_token_loss():
-    for dtype in (torch.float32, torch.float64):
-        student, teacher, labels, domains = random_batch(1, dtype=dtype)
-        got = per_domain_distillation_loss(student, labels, domains, 3, teacher_logits=teacher, loss="sft")
-        assert torch.equal(got, per_domain_token_loss(student, labels, domains, 3))
-
-
 def test_kd_gradient_is_t_times_q_minus_p_over_domain_token_count():
     # d/dz [T² · KL(p‖softmax(z/T))] = T · (q − p) per token, then divided by N_k by the domain mean.
     student, teacher, labels, domains = random_batch(2)
@@ -153,25 +147,6 @@ def test_low_precision_logits_are_computed_in_float32():
     assert kd.dtype == torch.float32
     ref = loop_reference(student.float(), teacher.float(), labels, domains, 3, 2.0)
     assert kd.tolist() == pytest.approx(ref, rel=1e-5)
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "match"),
-    [
-        ({"loss": "kd"}, "teacher_logits: required for loss='kd'"),
-        ({"loss": "mix"}, "teacher_logits: required for loss='mix'"),
-        ({"loss": "kl", "teacher": True}, "allowed: sft, kd, mix"),
-        ({"loss": "kd", "teacher": True, "temperature": 0.0}, "temperature: must be > 0"),
-        ({"loss": "mix", "teacher": True, "alpha": 1.5}, r"alpha: must be in \[0, 1\]"),
-    ],
-)
-def test_bad_options_are_named(kwargs, match):
-    student, teacher, labels, domains = random_batch(4)
-    use_teacher = kwargs.pop("teacher", False)
-    with pytest.raises(ValueError, match=match):
-        per_domain_distillation_loss(
-            student, labels, domains, 3, teacher_logits=teacher if use_teacher else None, **kwargs
-        )
 
 
 def test_vocabulary_mismatch_requires_the_same_tokenizer():

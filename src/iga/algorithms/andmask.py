@@ -98,6 +98,7 @@ class ANDMask(Algorithm):
     """
 
     capture_space = "factor"
+    clips_gradients = True
     hparams_cls = ANDMaskHParams
 
     def wrap_optimizer(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -55,8 +55,6 @@ class AnnealedPenalty(Algorithm):
         super().__init__(num_domains=num_domains, **hparams)
         self._optimizer: torch.optim.Optimizer | None = None
         self._warned_no_optimizer = False
-        # Floats or detached 0-d tensors (no host sync per micro-batch); the trainer's logger converts them.
-        self.last_metrics: dict[str, Any] = {}
 
     def wrap_optimizer(
         self, base_optimizer: torch.optim.Optimizer, model: nn.Module, capture: DomainGradCapture | None

@@ -1,25 +1,55 @@
 """The :class:`Algorithm` base: what every training method (ERM, IGA, the baselines) declares and builds.
 
-Extension points, so that one file + one registry line adds a method:
+The contract a trainer reads, declared as class attributes and checked when a subclass is defined
+(:meth:`Algorithm.__init_subclass__`), so that no trainer discovers a capability by probing attributes:
 
-* ``capture_space`` — which per-domain gradients the method needs: ``None`` (loss-side methods: ERM, V-REx,
-  IRM, GroupDRO), ``"factor"`` (gradient-side baselines on LoRA factors: AND/SAND-mask, PCGrad, CAGrad, Fishr,
-  ...) or ``"full"`` (IGA). The trainer builds a :class:`~iga.gradients.DomainGradCapture` of that space.
+* ``capture_space`` — the **gradient side**: which per-domain gradients the method needs: ``None`` (loss-side
+  methods: ERM, V-REx, IRM, GroupDRO, Fish), ``"factor"`` (gradient-side baselines on LoRA factors: AND/SAND-mask,
+  PCGrad, CAGrad, ...) or ``"full"`` (IGA). The trainer builds a :class:`~iga.gradients.DomainGradCapture` of that
+  space and the method's ``wrap_optimizer`` returns an optimizer whose ``step()`` rewrites ``.grad`` from it.
+* ``trainer_call`` — how the trainer turns a batch into an update (:data:`TRAINER_CALLS`):
+
+  - ``"loss"`` (**loss side**, the default): backward of :meth:`Algorithm.loss` (the per-domain losses combined by
+    ``combine_losses``), then ``optimizer.step()``;
+  - ``"loss_from_logits"`` (**logits side**: IRM, Fishr): backward of :meth:`Algorithm.loss_from_logits`, whose
+    penalty needs the logits, labels and domain ids, then ``optimizer.step()``;
+  - ``"meta_step"`` (**meta step**: Fish): :meth:`Algorithm.meta_step` takes its own inner optimizer steps; the
+    trainer calls no ``optimizer.step()``.
+
+  The class must override the method it names, and only that one.
+* ``clips_gradients`` — **who clips**: ``True`` when the method clips the gradient itself, after its own rewrite
+  (IGA and the gradient-side wrappers) or inside its inner steps (Fish); its ``hparams_cls`` then has a
+  ``max_grad_norm`` field, into which the trainer passes its clip value instead of clipping ``.grad`` itself.
 * ``hparams_cls`` — a dataclass of hyper-parameters, validated in its ``__post_init__``; ``Algorithm(**hparams)``
   builds it and names the allowed fields when an unknown one is passed.
-* ``combine_losses(per_domain_losses, step)`` — the training objective from the (K,) per-domain losses
-  (default: their mean, DESIGN §3). Loss-side methods override it (V-REx adds a variance penalty, GroupDRO
-  re-weights). :meth:`loss` validates the input and calls it.
-* ``wrap_optimizer(base_optimizer, model, capture)`` — gradient-side methods wrap the base optimizer so that
-  ``step()`` rewrites ``.grad`` from the captured per-domain gradients (IGA: :class:`IGAOptimizer`).
+* ``last_metrics`` — floats (or detached 0-d tensors) about the last loss / meta step that the trainer logs;
+  empty unless the method fills it.
 * ``state_dict()`` / ``load_state_dict()`` — method state that must survive a resume (GroupDRO's q, EMAs).
+
+A new method is one module in this package: a subclass registered with ``@register_algorithm("name")``
+(:mod:`iga.algorithms.registry`), which imports every module of the package on the first lookup.
+
+Example (a loss-side method, declared and checked at definition):
+    >>> import torch
+    >>> class Worst(Algorithm):
+    ...     def combine_losses(self, per_domain_losses, step):
+    ...         return per_domain_losses.max()
+    >>> (Worst.trainer_call, Worst.capture_space, Worst.clips_gradients)
+    ('loss', None, False)
+    >>> Worst(num_domains=2).loss(torch.tensor([1.0, 3.0]), step=0)
+    tensor(3.)
+    >>> class Broken(Algorithm):
+    ...     trainer_call = "loss_from_logits"
+    Traceback (most recent call last):
+    ...
+    TypeError: Broken.trainer_call = 'loss_from_logits' but Broken does not override loss_from_logits()
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterable
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, fields, is_dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -28,6 +58,8 @@ from torch import Tensor, nn
 from iga.gradients.capture import CAPTURE_SPACES, DomainGradCapture
 
 BASE_OPTIMIZERS = ("adamw", "adam", "sgd")
+#: The ways a trainer drives a method (``Algorithm.trainer_call``); see the module docstring.
+TRAINER_CALLS = ("loss", "loss_from_logits", "meta_step")
 
 
 @dataclass
@@ -82,17 +114,49 @@ class Algorithm:
         >>> erm = get_algorithm("erm")(num_domains=2)
         >>> erm.loss(torch.tensor([1.0, 3.0]), step=0)
         tensor(2.)
+        >>> (erm.trainer_call, erm.capture_space, erm.clips_gradients, erm.last_metrics)
+        ('loss', None, False, {})
     """
 
     name: ClassVar[str] = ""
+    #: Gradient side: ``None`` or one of :data:`~iga.gradients.capture.CAPTURE_SPACES`.
     capture_space: ClassVar[str | None] = None
+    #: One of :data:`TRAINER_CALLS`: which method the trainer calls each step.
+    trainer_call: ClassVar[str] = "loss"
+    #: The method clips the gradient itself (``hparams_cls`` has ``max_grad_norm``); the trainer does not.
+    clips_gradients: ClassVar[bool] = False
     hparams_cls: ClassVar[type] = NoHParams
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Check the declared contract when the subclass is defined (a mistake fails at import, not mid-run)."""
+        super().__init_subclass__(**kwargs)
+        where = cls.__name__
+        if cls.capture_space is not None and cls.capture_space not in CAPTURE_SPACES:
+            raise TypeError(f"{where}.capture_space must be None or one of {CAPTURE_SPACES}")
+        if cls.trainer_call not in TRAINER_CALLS:
+            raise TypeError(f"{where}.trainer_call must be one of {TRAINER_CALLS}, got {cls.trainer_call!r}")
+        for call in TRAINER_CALLS[1:]:
+            overridden = getattr(cls, call) is not getattr(Algorithm, call)
+            if overridden != (cls.trainer_call == call):
+                if overridden:
+                    raise TypeError(
+                        f"{where} overrides {call}() but declares trainer_call = {cls.trainer_call!r}"
+                    )
+                raise TypeError(f"{where}.trainer_call = {call!r} but {where} does not override {call}()")
+        if cls.trainer_call == "meta_step" and cls.capture_space is not None:
+            raise TypeError(f"{where}: a meta_step method takes its own steps and uses no capture_space")
+        if not is_dataclass(cls.hparams_cls):
+            raise TypeError(f"{where}.hparams_cls must be a dataclass, got {cls.hparams_cls!r}")
+        has_clip = "max_grad_norm" in {f.name for f in fields(cls.hparams_cls)}
+        if cls.clips_gradients != has_clip:
+            raise TypeError(
+                f"{where}: clips_gradients = {cls.clips_gradients} but its hparams_cls "
+                f"{'has' if has_clip else 'has no'} max_grad_norm field (the trainer passes its clip value there)"
+            )
 
     def __init__(self, *, num_domains: int, **hparams: Any) -> None:
         if isinstance(num_domains, bool) or not isinstance(num_domains, int) or num_domains < 2:
             raise ValueError(f"num_domains must be an int >= 2, got {num_domains!r}")
-        if self.capture_space is not None and self.capture_space not in CAPTURE_SPACES:
-            raise TypeError(f"{type(self).__name__}.capture_space must be None or one of {CAPTURE_SPACES}")
         allowed = [f.name for f in fields(self.hparams_cls)]
         unknown = sorted(set(hparams) - set(allowed))
         if unknown:
@@ -101,6 +165,8 @@ class Algorithm:
             )
         self.num_domains = num_domains
         self.hparams = self.hparams_cls(**hparams)
+        #: What the method reports about its last loss / meta step (floats or detached 0-d tensors).
+        self.last_metrics: dict[str, Any] = {}
 
     def loss(self, per_domain_losses: Tensor, step: int) -> Tensor:
         """The scalar training objective at optimizer step ``step`` from the (K,) per-domain losses."""
@@ -115,6 +181,32 @@ class Algorithm:
     def combine_losses(self, per_domain_losses: Tensor, step: int) -> Tensor:
         """Override point: default ``L = (1/K) Σ_k L_k``."""
         return per_domain_losses.mean()
+
+    def loss_from_logits(
+        self, per_domain_losses: Tensor, logits: Tensor, labels: Tensor, domain_ids: Tensor, step: int
+    ) -> Tensor:
+        """Logits side (``trainer_call = "loss_from_logits"``): the objective of one (micro-)batch from its
+        per-domain losses and the logits, labels and domain ids that a penalty needs (IRM, Fishr)."""
+        raise NotImplementedError(
+            f"{self.name or type(self).__name__}: trainer_call is {self.trainer_call!r}, not 'loss_from_logits'"
+        )
+
+    def meta_step(
+        self,
+        domain_backward: Callable[[int], Tensor | float],
+        step: int,
+        *,
+        optimizer: torch.optim.Optimizer | None = None,
+    ) -> dict[str, float]:
+        """Meta step (``trainer_call = "meta_step"``): one whole update at optimizer step ``step``.
+
+        ``domain_backward(k)`` back-propagates domain k's loss of this step's batch (leaving ``∇L_k`` in ``.grad``)
+        and returns it; the method takes its own steps with ``optimizer`` and returns
+        ``{"loss": ..., "loss/<k>": ...}``. The trainer then steps the scheduler only.
+        """
+        raise NotImplementedError(
+            f"{self.name or type(self).__name__}: trainer_call is {self.trainer_call!r}, not 'meta_step'"
+        )
 
     def build_optimizer(
         self,

@@ -206,6 +206,7 @@ class CAGrad(Algorithm):
     """
 
     capture_space = "factor"
+    clips_gradients = True
     hparams_cls = CAGradHParams
 
     def wrap_optimizer(

@@ -76,12 +76,13 @@ class Fish(Algorithm):
     """
 
     capture_space = None
+    trainer_call = "meta_step"
+    clips_gradients = True
     hparams_cls = FishHParams
 
     def __init__(self, *, num_domains: int, **hparams: Any) -> None:
         super().__init__(num_domains=num_domains, **hparams)
         self._optimizer: torch.optim.Optimizer | None = None
-        self.last_metrics: dict[str, Any] = {}
 
     def wrap_optimizer(
         self, base_optimizer: torch.optim.Optimizer, model: nn.Module, capture: DomainGradCapture | None

@@ -4,11 +4,12 @@ Fishr is a penalty on gradient *variances*, so its own gradient needs second ord
 As DomainBed restricts it to the classifier head, we restrict it to the LoRA factors of the last ``modules``
 LoRA-adapted modules of the model (default: 1, e.g. the last block's ``down_proj``): their per-row gradients
 are exact and differentiable from one extra ``autograd.grad(Σ_i ℓ_i, z, create_graph=True)`` over the LoRA
-branch outputs (see :mod:`iga.algorithms.per_sample`), and the penalty's gradient flows into every LoRA factor
+branch outputs (see :mod:`iga.gradients.per_sample`), and the penalty's gradient flows into every LoRA factor
 below through the activations, as DomainBed's flows into the featurizer.
 
-Fishr needs the logits and labels (per-row losses), so a trainer calls :meth:`Fishr.loss_from_logits` instead of
-:meth:`Algorithm.loss`, exactly as for IRM (see :mod:`iga.algorithms.irm`).
+Fishr needs the logits and labels (per-row losses): it declares ``trainer_call = "loss_from_logits"``, so a
+trainer calls :meth:`Fishr.loss_from_logits` instead of :meth:`Algorithm.loss`, exactly as for IRM (see
+:mod:`iga.algorithms.irm`).
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ from torch import Tensor, nn
 
 from iga.algorithms.anneal import AnnealedPenalty, AnnealedPenaltyHParams
 from iga.algorithms.hparam_checks import check_choice, check_int, check_number
-from iga.algorithms.per_sample import LoRARecorder, per_row_losses
 from iga.algorithms.registry import register_algorithm
 from iga.algorithms.second_order import crosses_attention, use_double_backward_attention
 from iga.gradients.capture import DomainGradCapture
 from iga.gradients.layers import discover_layers
+from iga.gradients.per_sample import LoRARecorder, per_row_losses
 
 EMA_CORRECTIONS = ("domainbed", "bias")
 
@@ -119,11 +120,12 @@ class Fishr(AnnealedPenalty):
 
     Deviations from DomainBed's ``Fishr``: the per-sample gradients are those of the LoRA factors of the last
     ``modules`` adapted modules (DomainBed: the classifier head, via BackPACK); a "sample" is a row (sequence),
-    with the row loss of :func:`~iga.algorithms.per_sample.per_row_losses`; the EMA advances once per call (per
+    with the row loss of :func:`~iga.gradients.per_sample.per_row_losses`; the EMA advances once per call (per
     micro-batch with gradient accumulation); the objective uses the mean of the per-domain losses (DomainBed: CE
     pooled over the batch, identical for equal domain sizes).
     """
 
+    trainer_call = "loss_from_logits"
     hparams_cls = FishrHParams
     warmup_weight = 0.0
 

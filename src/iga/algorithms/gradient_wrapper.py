@@ -13,30 +13,21 @@ Data parallelism (DDP): with ``stats_scope="global"`` (default here, unlike IGA:
 rank combines the global batch's gradients exactly as one process would; with ``"local"`` each rank combines its
 own. Either way the written gradients of every trainable parameter are then averaged over the ranks, so the
 backward may run under DDP's ``no_sync()`` (DDP's own all-reduce of ``.grad`` would be overwritten anyway).
-:class:`OptimizerWrapper` holds what this wrapper shares with :class:`~iga.algorithms.iga.IGAOptimizer`.
+:class:`~iga.algorithms.optimizer_wrapper.OptimizerWrapper` holds what this wrapper shares with
+:class:`~iga.algorithms.iga.IGAOptimizer`.
 """
 
 from __future__ import annotations
 
-import warnings
-from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from iga.distributed import all_reduce_mean, any_rank, check_stats_scope
+from iga.algorithms.optimizer_wrapper import OptimizerWrapper
+from iga.distributed import all_reduce_mean, check_stats_scope
 from iga.gradients.capture import DomainGradCapture
-
-_HOOK_NAMES = (
-    "_optimizer_step_pre_hooks",
-    "_optimizer_step_post_hooks",
-    "_optimizer_state_dict_pre_hooks",
-    "_optimizer_state_dict_post_hooks",
-    "_optimizer_load_state_dict_pre_hooks",
-    "_optimizer_load_state_dict_post_hooks",
-)
 
 
 def gramian(domain_grads: Iterable[Tensor]) -> Tensor:
@@ -65,88 +56,6 @@ def combine_domains(domain_grads: dict[nn.Parameter, Tensor], weights: Tensor) -
         w = weights.to(device=g.device, dtype=g.dtype)
         out[param] = torch.tensordot(w, g, dims=1)
     return out
-
-
-class OptimizerWrapper(torch.optim.Optimizer):
-    """A ``torch.optim.Optimizer`` that rewrites gradients from a capture and delegates the step to a base optimizer.
-
-    Its ``param_groups``, ``state`` and ``defaults`` are the base optimizer's, so LR schedulers, the HF Trainer and
-    Accelerate drive it as usual (Opacus ``DPOptimizer`` / PEFT ``create_riemannian_optimizer`` pattern).
-    Subclasses implement ``step()`` with :meth:`_all_skip`, :meth:`_write_grads` and :meth:`_clip`.
-    """
-
-    def __init__(self, base_optimizer: torch.optim.Optimizer, capture: DomainGradCapture, owner: str) -> None:
-        if not isinstance(base_optimizer, torch.optim.Optimizer):
-            raise TypeError(
-                f"base_optimizer must be a torch.optim.Optimizer, got {type(base_optimizer).__name__}"
-            )
-        self.base_optimizer, self.capture = base_optimizer, capture
-        for name in _HOOK_NAMES:
-            setattr(self, name, OrderedDict())
-        self._patch_step_function()
-        held = {id(p) for group in base_optimizer.param_groups for p in group["params"]}
-        missing = [layer.name for layer in capture.layers for p in layer.parameters() if id(p) not in held]
-        if missing:
-            raise ValueError(
-                f"{owner}: trainable parameters of captured layer {missing[0]!r} are not in the base optimizer"
-            )
-
-    @property
-    def param_groups(self) -> list[dict[str, Any]]:  # type: ignore[override]
-        return self.base_optimizer.param_groups
-
-    @param_groups.setter
-    def param_groups(self, value: list[dict[str, Any]]) -> None:
-        self.base_optimizer.param_groups = value
-
-    @property
-    def state(self) -> Any:  # type: ignore[override]
-        return self.base_optimizer.state
-
-    @state.setter
-    def state(self, value: Any) -> None:
-        self.base_optimizer.state = value
-
-    @property
-    def defaults(self) -> dict[str, Any]:  # type: ignore[override]
-        return self.base_optimizer.defaults
-
-    @defaults.setter
-    def defaults(self, value: dict[str, Any]) -> None:
-        self.base_optimizer.defaults = value
-
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        self.base_optimizer.add_param_group(param_group)
-
-    def _params(self) -> list[nn.Parameter]:
-        return [p for group in self.param_groups for p in group["params"]]
-
-    def _all_skip(self, skip: bool) -> bool:
-        # Collective under DDP: every rank skips or none does (a lone skipping rank would leave the others waiting
-        # in the gradient all-reduce of _write_grads).
-        return any_rank(skip, like=self._params()[0])
-
-    @torch.no_grad()
-    def _write_grads(self, grads: dict[nn.Parameter, Tensor]) -> None:
-        """Write ``grads`` into ``.grad``, then average every trainable gradient over the ranks (no-op in one)."""
-        for param, grad in grads.items():
-            grad = grad.to(param.dtype)
-            if param.grad is None or param.grad.shape != grad.shape:
-                param.grad = grad
-            else:
-                param.grad.copy_(grad)
-        all_reduce_mean([p.grad for p in self._params() if p.grad is not None])
-
-    @torch.no_grad()
-    def _clip(self, max_grad_norm: float | None) -> float:
-        """Clip the total gradient norm to ``max_grad_norm`` (None = off); return the norm before clipping."""
-        params = self._params()
-        if max_grad_norm is not None:
-            return float(nn.utils.clip_grad_norm_(params, max_grad_norm))
-        grads = [p.grad for p in params if p.grad is not None]
-        # .to(): a model split over several devices has its gradients on several devices.
-        norms = [torch.linalg.vector_norm(g).to(grads[0].device) for g in grads]
-        return float(torch.linalg.vector_norm(torch.stack(norms)))
 
 
 class FactorGradOptimizer(OptimizerWrapper):
@@ -179,11 +88,7 @@ class FactorGradOptimizer(OptimizerWrapper):
         check_stats_scope(stats_scope, f"{self.method}: stats_scope")
         super().__init__(base_optimizer, capture, self.method)
         self.max_grad_norm, self.stats_scope = max_grad_norm, stats_scope
-        self._step = 0
-        self._skipped = 0
-        self._warned_nonfinite = False
         self._metrics: dict[str, float] = {}
-        self.last_metrics: dict[str, float] = {}
 
     # ------------------------------------------------------------ the method
     def combine(self, domain_grads: dict[nn.Parameter, Tensor]) -> dict[nn.Parameter, Tensor]:
@@ -195,28 +100,9 @@ class FactorGradOptimizer(OptimizerWrapper):
             f"{type(self).__name__} must override combine() (the method's aggregation rule)"
         )
 
-    @property
-    def step_count(self) -> int:
-        """Optimizer steps taken so far (including skipped ones); seeds per-step randomness."""
-        return self._step
-
-    def _skip(self) -> None:
-        self._skipped += 1
-        if not self._warned_nonfinite:
-            warnings.warn(
-                f"{self.method}: non-finite combined gradient (on this or another rank); skipping this optimizer "
-                "step (counted in last_metrics['skipped_steps'], warned once)",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-            self._warned_nonfinite = True
-        self.base_optimizer.zero_grad(set_to_none=True)
-        self.last_metrics = {"skipped_steps": float(self._skipped), "skipped": 1.0}
-
     def step(self, closure: Any = None) -> None:  # type: ignore[override]
         """Write the combined gradients into ``.grad``, average them over ranks, clip, step the base optimizer."""
-        if closure is not None:
-            raise ValueError(f"{self.method}: step() does not take a closure")
+        self._refuse_closure(closure, f"{self.method}: step() does not take a closure")
         domain_grads = self.capture.factor_grads()
         if not domain_grads:
             raise RuntimeError(
@@ -233,7 +119,10 @@ class FactorGradOptimizer(OptimizerWrapper):
                 total = torch.stack([g.sum() for g in combined.values()]).sum()
                 # One host sync per step: a NaN or inf anywhere makes the sum non-finite.
                 if self._all_skip(not bool(torch.isfinite(total))):
-                    self._skip()
+                    self._skip_step(
+                        f"{self.method}: non-finite combined gradient (on this or another rank); skipping this "
+                        "optimizer step (counted in last_metrics['skipped_steps'], warned once)"
+                    )
                     return
                 self._write_grads(combined)
                 metrics = dict(self._metrics)
@@ -245,26 +134,18 @@ class FactorGradOptimizer(OptimizerWrapper):
             self._step += 1
             self.capture.reset()
 
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        """Zero the base optimizer's gradients and drop the per-domain gradients captured so far."""
-        self.base_optimizer.zero_grad(set_to_none=set_to_none)
-        self.capture.reset()
-
     # ------------------------------------------------------------ checkpointing
-    def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
-        """Base optimizer state plus the wrapper's step counters (per-step randomness resumes exactly)."""
-        return {
-            "base": self.base_optimizer.state_dict(),
-            "wrapper": {"method": self.method, "step": self._step, "skipped_steps": self._skipped},
-        }
+    def _wrapper_state(self) -> dict[str, Any]:
+        """The step counters (per-step randomness resumes exactly), tagged with the method."""
+        return {"method": self.method, "step": self._step, "skipped_steps": self._skipped}
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # type: ignore[override]
+    def _check_state_dict(self, state_dict: dict[str, Any]) -> None:
         if set(state_dict) != {"base", "wrapper"} or state_dict["wrapper"].get("method") != self.method:
             raise ValueError(
                 f"not a {self.method} optimizer state_dict (expected keys 'base', 'wrapper' with method "
                 f"{self.method!r}; got keys {sorted(state_dict)})"
             )
-        self.base_optimizer.load_state_dict(state_dict["base"])
-        self._step = int(state_dict["wrapper"]["step"])
-        self._skipped = int(state_dict["wrapper"]["skipped_steps"])
+
+    def _load_wrapper_state(self, state: dict[str, Any]) -> None:
+        super()._load_wrapper_state(state)
         self.capture.reset()

@@ -64,7 +64,6 @@ class GroupDRO(Algorithm):
     def __init__(self, *, num_domains: int, **hparams: Any) -> None:
         super().__init__(num_domains=num_domains, **hparams)
         self.q = torch.full((num_domains,), 1.0 / num_domains)
-        self.last_metrics: dict[str, Any] = {}
 
     def combine_losses(self, per_domain_losses: Tensor, step: int) -> Tensor:
         dtype = torch.promote_types(per_domain_losses.dtype, torch.float32)

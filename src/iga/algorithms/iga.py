@@ -25,7 +25,6 @@ LoRA-sized all-reduce, which also keeps the ranks bitwise in sync), so the backw
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import asdict
 from typing import Any
 
@@ -33,10 +32,10 @@ import torch
 from torch import Tensor, nn
 
 from iga.algorithms.base import Algorithm, make_base_optimizer
-from iga.algorithms.gradient_wrapper import OptimizerWrapper
 from iga.algorithms.iga_config import IGAConfig
 from iga.algorithms.lora_map import map_products, project_products
 from iga.algorithms.mask import domain_statistics, normalised_variance
+from iga.algorithms.optimizer_wrapper import OptimizerWrapper
 from iga.algorithms.registry import register_algorithm
 from iga.distributed import all_reduce_mean
 from iga.gradients.capture import CapturedLayer, DomainGradCapture
@@ -59,7 +58,7 @@ class IGAOptimizer(OptimizerWrapper):
     """Wraps a base optimizer (AdamW by default) and rewrites the LoRA gradients with IGA before each step.
 
     It is a ``torch.optim.Optimizer`` whose ``param_groups``, ``state`` and ``defaults`` are the base optimizer's
-    (:class:`~iga.algorithms.gradient_wrapper.OptimizerWrapper`), so LR schedulers, the HF Trainer and Accelerate
+    (:class:`~iga.algorithms.optimizer_wrapper.OptimizerWrapper`), so LR schedulers, the HF Trainer and Accelerate
     drive it as usual.
 
     Parameters that are not LoRA factors of a captured layer (norms, embeddings, LoRA biases) keep their autograd
@@ -85,6 +84,8 @@ class IGAOptimizer(OptimizerWrapper):
         ['grad_norm', 'mask_below_half', 'mask_mean']
     """
 
+    state_key = "iga"
+
     def __init__(
         self,
         base_optimizer: torch.optim.Optimizer,
@@ -104,14 +105,10 @@ class IGAOptimizer(OptimizerWrapper):
         self._layer_index = {id(layer): i for i, layer in enumerate(capture.layers)}
         self._stackable = [layer for layer in capture.layers if layer.is_lora]
         self._factor_params = capture.factor_parameters() if space == "factor" else []
-        self._step = 0
-        self._skipped = 0
         self._ema_steps = 0
         self._ema: dict[str, tuple[Tensor, Tensor]] = {}
         self._domain_ema_steps = 0
         self._domain_ema: dict[str, Tensor] = {}
-        self._warned_nonfinite = False
-        self.last_metrics: dict[str, float] = {}
         self._clear_pending()
         if space == "full":
             capture.set_consumer(self._consume, buffer=self._slot)
@@ -392,30 +389,22 @@ class IGAOptimizer(OptimizerWrapper):
         return masked if bool(torch.isfinite(masked.sum())) else None
 
     # ------------------------------------------------------------ step
-    def _skip(self, tau: float) -> None:
-        self._skipped += 1
-        if not self._warned_nonfinite:
-            where = (
-                f"in {self._nonfinite[:3]} ({len(self._nonfinite)} layer(s))"
-                if self._nonfinite
-                else "on another rank"
-            )
-            warnings.warn(
-                f"IGA: non-finite gradient statistics {where}; skipping this optimizer step (counted in "
-                "last_metrics['skipped_steps'], warned once)",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-            self._warned_nonfinite = True
-        self.base_optimizer.zero_grad(set_to_none=True)
-        self.last_metrics = {"tau": tau, "skipped_steps": float(self._skipped), "skipped": 1.0}
+    def _nonfinite_warning(self) -> str:
+        where = (
+            f"in {self._nonfinite[:3]} ({len(self._nonfinite)} layer(s))"
+            if self._nonfinite
+            else "on another rank"
+        )
+        return (
+            f"IGA: non-finite gradient statistics {where}; skipping this optimizer step (counted in "
+            "last_metrics['skipped_steps'], warned once)"
+        )
 
     def step(self, closure: Any = None) -> None:  # type: ignore[override]
         """Write the IGA factor gradients into ``.grad``, average them over ranks, clip, step the base optimizer."""
-        if closure is not None:
-            raise ValueError(
-                "IGAOptimizer.step does not take a closure (closure-based optimizers are not supported)"
-            )
+        self._refuse_closure(
+            closure, "IGAOptimizer.step does not take a closure (closure-based optimizers are not supported)"
+        )
         self._check_space()
         tau = self.config.tau_at(self._step)
         try:
@@ -436,7 +425,7 @@ class IGAOptimizer(OptimizerWrapper):
             raise
         try:
             if self._all_skip(bool(self._nonfinite)):
-                self._skip(tau)
+                self._skip_step(self._nonfinite_warning(), tau=tau)
                 return
             self._write_grads(self._pending)
             self._ema.update(self._pending_ema)
@@ -472,9 +461,8 @@ class IGAOptimizer(OptimizerWrapper):
             metrics.update({f"energy_kept/{n}": v for n, v in zip(names, values, strict=True)})
         return metrics
 
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        """Zero the base optimizer's gradients and drop IGA gradients computed since the last step."""
-        self.base_optimizer.zero_grad(set_to_none=set_to_none)
+    def _drop_captured(self) -> None:
+        """Drop the IGA gradients computed since the last step (and, in factor space, the captured ones)."""
         self._clear_pending()
         if self._space == "factor":
             self.capture.reset()
@@ -490,28 +478,26 @@ class IGAOptimizer(OptimizerWrapper):
             out[layer.name] = out[f"{layer.name}.bias"] = device
         return out
 
-    def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
-        """Base optimizer state plus the IGA step counters and EMA buffers (resume is exact)."""
+    def _wrapper_state(self) -> dict[str, Any]:
+        """The IGA step counters and EMA buffers (resume is exact)."""
         return {
-            "base": self.base_optimizer.state_dict(),
-            "iga": {
-                "step": self._step,
-                "skipped_steps": self._skipped,
-                "ema_steps": self._ema_steps,
-                "ema": {k: {"var": v.clone(), "mean_sq": s.clone()} for k, (v, s) in self._ema.items()},
-                "domain_ema_steps": self._domain_ema_steps,
-                "domain_ema": {k: v.clone() for k, v in self._domain_ema.items()},
-                "config": asdict(self.config),
-            },
+            "step": self._step,
+            "skipped_steps": self._skipped,
+            "ema_steps": self._ema_steps,
+            "ema": {k: {"var": v.clone(), "mean_sq": s.clone()} for k, (v, s) in self._ema.items()},
+            "domain_ema_steps": self._domain_ema_steps,
+            "domain_ema": {k: v.clone() for k, v in self._domain_ema.items()},
+            "config": asdict(self.config),
         }
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # type: ignore[override]
+    def _check_state_dict(self, state_dict: dict[str, Any]) -> None:
         if set(state_dict) != {"base", "iga"}:
             raise ValueError(
                 f"not an IGAOptimizer state_dict (keys {sorted(state_dict)}; expected 'base', 'iga')"
             )
-        self.base_optimizer.load_state_dict(state_dict["base"])
-        iga = state_dict["iga"]
+
+    def _load_wrapper_state(self, state: dict[str, Any]) -> None:
+        iga = state
         devices = self._state_devices()
         what = "captured parameter" if self._space == "factor" else "captured layer"
         self._step, self._skipped, self._ema_steps = (
@@ -620,6 +606,7 @@ class IGA(Algorithm):
     """
 
     capture_space = "full"
+    clips_gradients = True
     hparams_cls = IGAConfig
 
     def __init__(self, **kwargs: Any) -> None:

@@ -92,7 +92,6 @@ class IGAKoyama(Algorithm):
     def __init__(self, *, num_domains: int, **hparams: Any) -> None:
         super().__init__(num_domains=num_domains, **hparams)
         self._params: list[nn.Parameter] = []
-        self.last_metrics: dict[str, Any] = {}
 
     def wrap_optimizer(
         self, base_optimizer: torch.optim.Optimizer, model: nn.Module, capture: DomainGradCapture | None

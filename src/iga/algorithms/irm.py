@@ -1,11 +1,12 @@
 """IRMv1 (Arjovsky et al. 2019) on a language model: the penalty on a dummy scale of the logits.
 
-The penalty needs the logits, which :meth:`Algorithm.combine_losses` does not see. IRM therefore exposes
-:meth:`IRM.loss_from_logits`, which a trainer calls instead of :meth:`Algorithm.loss`::
+The penalty needs the logits, which :meth:`Algorithm.combine_losses` does not see. IRM therefore declares
+``trainer_call = "loss_from_logits"``: a trainer calls :meth:`IRM.loss_from_logits` instead of
+:meth:`Algorithm.loss`::
 
     logits = model(input_ids=..., attention_mask=...).logits
     losses = per_domain_token_loss(logits, labels, domain_ids, K)
-    if hasattr(algorithm, "loss_from_logits"):
+    if algorithm.trainer_call == "loss_from_logits":
         loss = algorithm.loss_from_logits(losses, logits, labels, domain_ids, step)
     else:
         loss = algorithm.loss(losses, step)
@@ -129,6 +130,7 @@ class IRM(AnnealedPenalty):
     original IRM code divides the loss by the weight when it exceeds 1; DomainBed does not, nor do we.
     """
 
+    trainer_call = "loss_from_logits"
     hparams_cls = IRMHParams
 
     def combine_losses(self, per_domain_losses: Tensor, step: int) -> Tensor:

@@ -118,6 +118,7 @@ class PCGrad(Algorithm):
     """
 
     capture_space = "factor"
+    clips_gradients = True
     hparams_cls = PCGradHParams
 
     def wrap_optimizer(

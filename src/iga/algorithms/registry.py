@@ -1,31 +1,38 @@
 """Name → :class:`~iga.algorithms.base.Algorithm` registry.
 
-A new method is one module that decorates its class with ``@register_algorithm("name")`` plus one line in
-``_BUILTIN_MODULES`` (imported on the first lookup, so the registry is complete without import-order tricks).
+A new method is one module of this package whose class is decorated with ``@register_algorithm("name")``: the
+first lookup imports every module of the package, so nothing else needs an edit (its random-search ranges, if
+any, go in :data:`iga.algorithms.hparams.SEARCH_SPACES`; without an entry its defaults are not searched).
+
+:func:`list_algorithms` lists the built-in methods in :data:`_LISTING_ORDER`, then the others in registration
+order, whatever was imported first: CLI listings and test ids must not change when a method is added.
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 import re
 from collections.abc import Callable
 from typing import TypeVar
 
 from iga.algorithms.base import Algorithm
 
-_BUILTIN_MODULES = (
-    "iga.algorithms.erm",
-    "iga.algorithms.iga",
-    "iga.algorithms.irm",
-    "iga.algorithms.vrex",
-    "iga.algorithms.groupdro",
-    "iga.algorithms.fish",
-    "iga.algorithms.fishr",
-    "iga.algorithms.andmask",
-    "iga.algorithms.sandmask",
-    "iga.algorithms.pcgrad",
-    "iga.algorithms.cagrad",
-    "iga.algorithms.iga_koyama",
+_PACKAGE = "iga.algorithms"
+#: The built-in methods in their listing order (each registered by the module of the same name).
+_LISTING_ORDER = (
+    "erm",
+    "iga",
+    "irm",
+    "vrex",
+    "groupdro",
+    "fish",
+    "fishr",
+    "andmask",
+    "sandmask",
+    "pcgrad",
+    "cagrad",
+    "iga_koyama",
 )
 _REGISTRY: dict[str, type[Algorithm]] = {}
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -57,9 +64,19 @@ def register_algorithm(name: str) -> Callable[[A], A]:
     return decorate
 
 
+_loaded = False
+
+
 def _load_builtins() -> None:
-    for module in _BUILTIN_MODULES:
-        importlib.import_module(module)
+    """Import every module of the package once (each registers its own method), in the listing order."""
+    global _loaded
+    if _loaded:
+        return
+    package = importlib.import_module(_PACKAGE)
+    found = sorted(m.name for m in pkgutil.iter_modules(package.__path__) if not m.name.startswith("_"))
+    for name in [*_LISTING_ORDER, *(m for m in found if m not in _LISTING_ORDER)]:
+        importlib.import_module(f"{_PACKAGE}.{name}")
+    _loaded = True
 
 
 def get_algorithm(name: str) -> type[Algorithm]:
@@ -77,6 +94,7 @@ def get_algorithm(name: str) -> type[Algorithm]:
 
 
 def list_algorithms() -> list[str]:
-    """Registered names, in registration order (built-ins first)."""
+    """Registered names: the built-ins in :data:`_LISTING_ORDER`, then the others in registration order."""
     _load_builtins()
-    return list(_REGISTRY)
+    rank = {name: i for i, name in enumerate(_LISTING_ORDER)}
+    return sorted(_REGISTRY, key=lambda name: rank.get(name, len(rank)))

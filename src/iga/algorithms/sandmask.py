@@ -97,6 +97,7 @@ class SANDMask(Algorithm):
     """
 
     capture_space = "factor"
+    clips_gradients = True
     hparams_cls = SANDMaskHParams
 
     def wrap_optimizer(

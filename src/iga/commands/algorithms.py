@@ -35,14 +35,6 @@ def _headline(summary: str) -> str:
     return re.split(r":\s|\.\s", summary, maxsplit=1)[0]
 
 
-def _trainer_call(cls: type) -> str:
-    if hasattr(cls, "meta_step"):
-        return "meta_step"
-    if hasattr(cls, "loss_from_logits"):
-        return "loss_from_logits"
-    return "loss"
-
-
 def describe(
     name: str, *, benchmark: str | None = None, hparams_seed: int | None = None, trial_seed: int = 0
 ) -> dict[str, Any]:
@@ -75,7 +67,7 @@ def describe(
         "name": name,
         "summary": paragraphs[0] if paragraphs else "",
         "gradients": cls.capture_space or "none",
-        "trainer_call": _trainer_call(cls),
+        "trainer_call": cls.trainer_call,
         "deviations": next((p for p in paragraphs if p.startswith("Deviations")), None),
         "hyper_parameters": hparams,
     }

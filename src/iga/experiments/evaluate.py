@@ -221,7 +221,7 @@ def evaluate_run(
     from iga.utils.io import atomic_write_jsonl
 
     cfg, model, tokenizer = load_run(run_dir)
-    from iga.training.setup import prompt_format
+    from iga.models.chat import make_prompt_format
 
     id_domains, heldout = eval_domains(cfg.train_domains, cfg.data_dir)
     ev = evaluate_model(
@@ -233,7 +233,7 @@ def evaluate_run(
         splits=splits,
         per_skeleton=per_skeleton,
         progress=progress,
-        fmt=prompt_format(cfg, tokenizer),
+        fmt=make_prompt_format(cfg.prompt_format, tokenizer),
         **kwargs,
     )
     atomic_write_jsonl(Path(run_dir) / "completions.jsonl", ev.pop("completions"))

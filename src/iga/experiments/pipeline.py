@@ -54,7 +54,7 @@ def run_training(
     )
     if evaluate:
         from iga.experiments.evaluate import DEFAULT_EVAL_SPLITS, eval_domains, evaluate_model
-        from iga.training.setup import prompt_format
+        from iga.models.chat import make_prompt_format
 
         id_domains, heldout = eval_domains(cfg.train_domains, cfg.data_dir)
         ev = evaluate_model(
@@ -67,7 +67,7 @@ def run_training(
             per_skeleton=per_skeleton,
             progress=progress,
             max_new_tokens=max_new_tokens,
-            fmt=prompt_format(cfg, trained["tokenizer"]),
+            fmt=make_prompt_format(cfg.prompt_format, trained["tokenizer"]),
         )
         from iga.utils.io import atomic_write_jsonl
 

@@ -17,7 +17,7 @@ base; ``difficulty`` overrides knobs per skeleton and regime::
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from iga.isomers.errors import ConfigError
@@ -180,8 +180,3 @@ def _difficulty(value: Any) -> dict:
                 raise ConfigError(f"config.difficulty.{name}.{regime}: expected {{knob: value}}")
             out.setdefault(sk_id, {})[regime] = dict(knobs)
     return out
-
-
-def with_shortcuts(config: SuiteConfig, enabled: bool) -> SuiteConfig:
-    """A copy with cues switched on or off (the CLI's ``--shortcuts/--no-shortcuts``)."""
-    return replace(config, shortcut=replace(config.shortcut, enabled=enabled))

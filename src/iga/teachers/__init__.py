@@ -2,8 +2,9 @@
 
 * :class:`SymbolicTeacher` — the generator's gold CoT.
 * :class:`HFTeacher` — a local causal LM; greedy or n samples; wrong answers rejected (:func:`distill`).
-* :mod:`iga.teachers.kd` — ``per_domain_distillation_loss`` (sft | kd | mix) and ``TeacherLogits``; a torch module,
-  resolved lazily so that importing this package stays light.
+* :mod:`iga.teachers.kd` — ``per_domain_kl`` and ``TeacherLogits``; a torch module, resolved lazily so that importing
+  this package stays light. The run's objective that mixes the KL with the cross-entropy (sft | kd | mix) is
+  :func:`iga.training.losses.per_domain_distillation_loss`.
 """
 
 from typing import Any
@@ -20,7 +21,7 @@ from iga.teachers.dataset import (
 from iga.teachers.hf import HFTeacher, SamplingConfig, generate_samples
 from iga.teachers.symbolic import SymbolicTeacher
 
-_KD_NAMES = ("LOSSES", "TeacherLogits", "per_domain_distillation_loss", "per_domain_kl")
+_KD_NAMES = ("TeacherLogits", "per_domain_kl")
 
 __all__ = [
     "COT_FIELD",

@@ -1,11 +1,11 @@
 """Logit distillation: per-domain forward KL to a teacher's token distributions (teacher in memory).
 
-The objective keeps the pooling of :func:`iga.gradients.losses.per_domain_token_loss` so that every algorithm
-(ERM, IGA, baselines) sees the same ``L_k``: the mean over domain k's supervised (shifted) tokens of a per-token
-loss. With ``p_T = softmax(teacher / T)`` and ``q_T = softmax(student / T)`` the per-token distillation loss is the
+The KL keeps the pooling of :func:`iga.gradients.losses.per_domain_token_loss` so that every algorithm (ERM, IGA,
+baselines) sees the same ``L_k``: the mean over domain k's supervised (shifted) tokens of a per-token loss. With ``p_T = softmax(teacher / T)`` and ``q_T = softmax(student / T)`` the per-token distillation loss is the
 forward KL ``T² · Σ_v p_T(v) (log p_T(v) − log q_T(v))``; the ``T²`` keeps its gradient on the scale of the
 cross-entropy's as T changes (Hinton et al., 2015). Tokens of different rows never interact, so the per-domain
-gradient hooks of :mod:`iga.gradients` stay exact.
+gradient hooks of :mod:`iga.gradients` stay exact. The run's objective (``sft`` | ``kd`` | ``mix``), which mixes
+this KL with the cross-entropy, is :func:`iga.training.losses.per_domain_distillation_loss`.
 
 This is a torch module (the CLI imports it lazily).
 """
@@ -17,21 +17,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from iga.gradients.losses import IGNORE_INDEX, check_domain_batch, domain_mean, per_domain_token_loss
-
-LOSSES = ("sft", "kd", "mix")
+from iga.gradients.losses import IGNORE_INDEX, check_domain_batch, domain_mean
 
 
-def _check_options(loss: str, temperature: float, alpha: float) -> None:
-    if loss not in LOSSES:
-        raise ValueError(f"loss: unknown value {loss!r}; allowed: {', '.join(LOSSES)}")
-    if not temperature > 0:
-        raise ValueError(f"temperature: must be > 0, got {temperature!r}")
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha: must be in [0, 1], got {alpha!r}")
-
-
-def _check_teacher(student_logits: Tensor, teacher_logits: Tensor | None, loss: str) -> Tensor:
+def check_teacher_logits(student_logits: Tensor, teacher_logits: Tensor | None, loss: str) -> Tensor:
+    """``teacher_logits``, checked against the student's: present (for ``loss``), (batch, seq, vocab), same shape."""
     if teacher_logits is None:
         raise ValueError(
             f"teacher_logits: required for loss={loss!r} (only loss='sft' trains without a teacher)"
@@ -69,9 +59,16 @@ def per_domain_kl(
 
     Position t of the logits predicts ``labels[:, t + 1]`` (HF shift), exactly as in ``per_domain_token_loss``;
     the teacher's logits are detached. Computed in at least fp32. Raises the errors listed in
-    :func:`per_domain_distillation_loss`.
+    :func:`iga.training.losses.per_domain_distillation_loss`.
+
+    Example (a student distilled from itself costs nothing):
+        >>> import torch
+        >>> logits = torch.randn(2, 3, 5)
+        >>> labels = torch.tensor([[-100, 1, 2], [-100, -100, 4]])
+        >>> per_domain_kl(logits, logits, labels, torch.tensor([0, 1]), 2).abs().max() < 1e-6
+        tensor(True)
     """
-    teacher_logits = _check_teacher(student_logits, teacher_logits, "kd")
+    teacher_logits = check_teacher_logits(student_logits, teacher_logits, "kd")
     check_domain_batch(student_logits, labels, domain_ids, num_domains)
     bsz, seq, _ = student_logits.shape
     dtype = torch.promote_types(student_logits.dtype, torch.float32)
@@ -89,61 +86,6 @@ def per_domain_kl(
     return temperature**2 * domain_mean(
         token_kl, torch.ones_like(token_kl), ids, num_domains, ignore_index=ignore_index
     )
-
-
-def per_domain_distillation_loss(
-    student_logits: Tensor,
-    labels: Tensor,
-    domain_ids: Tensor,
-    num_domains: int,
-    *,
-    teacher_logits: Tensor | None = None,
-    loss: str = "sft",
-    temperature: float = 2.0,
-    alpha: float = 0.5,
-    ignore_index: int = IGNORE_INDEX,
-) -> Tensor:
-    """``L_k`` for each domain, shape (K,): ``sft`` (cross-entropy), ``kd`` (forward KL) or ``mix``.
-
-    * ``sft``: :func:`~iga.gradients.losses.per_domain_token_loss` itself (``teacher_logits`` ignored).
-    * ``kd``: :func:`per_domain_kl`, ``T² · Σ_v p_T(v)(log p_T(v) − log q_T(v))`` averaged over domain k's
-      supervised tokens.
-    * ``mix``: ``alpha · sft + (1 − alpha) · kd``.
-
-    Gradients reach the student only (the teacher's logits are detached).
-
-    Raises:
-        ValueError: unknown ``loss``; ``temperature ≤ 0``; ``alpha`` outside [0, 1]; missing teacher logits for
-            ``kd``/``mix``; teacher and student vocabularies of different size (same tokenizer required); the
-            shape and domain errors of ``per_domain_token_loss``.
-
-    Example (identical logits: KL is 0, so ``mix`` is half the cross-entropy):
-        >>> import torch
-        >>> logits = torch.zeros(2, 3, 5)
-        >>> labels = torch.tensor([[-100, 1, 2], [-100, -100, 4]])
-        >>> per_domain_distillation_loss(logits, labels, torch.tensor([0, 1]), 2, teacher_logits=logits,
-        ...                              loss="mix", alpha=0.5)
-        tensor([0.8047, 0.8047])
-    """
-    _check_options(loss, temperature, alpha)
-    if loss == "sft":
-        return per_domain_token_loss(
-            student_logits, labels, domain_ids, num_domains, ignore_index=ignore_index
-        )
-    teacher = _check_teacher(student_logits, teacher_logits, loss)
-    kd = per_domain_kl(
-        student_logits,
-        teacher,
-        labels,
-        domain_ids,
-        num_domains,
-        temperature=temperature,
-        ignore_index=ignore_index,
-    )
-    if loss == "kd":
-        return kd
-    ce = per_domain_token_loss(student_logits, labels, domain_ids, num_domains, ignore_index=ignore_index)
-    return alpha * ce + (1.0 - alpha) * kd
 
 
 class TeacherLogits:

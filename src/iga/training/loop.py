@@ -16,10 +16,10 @@ from iga.config import TrainConfig
 from iga.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from iga.training.logger import RunLogger
 from iga.training.progress import StepProgress
-from iga.training.run import build_algorithm, clips_itself, prepare_run
+from iga.training.run import prepare_run
 from iga.utils.io import atomic_write_json
 
-__all__ = ["build_algorithm", "train"]
+__all__ = ["train"]
 
 
 def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
@@ -46,7 +46,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
         t0 = time.perf_counter()
         batches = run.micro_batches(step)
         grad_norm = None
-        if hasattr(run.algorithm, "meta_step"):  # Fish: inner steps per domain, then interpolation
+        if run.algorithm.trainer_call == "meta_step":  # Fish: inner steps per domain, then interpolation
             meta = run.algorithm.meta_step(run.domain_backward(batches), step, optimizer=run.optimizer)
             domain_losses = torch.tensor(
                 [meta.get(f"loss/{k}", meta["loss"]) for k in range(run.num_domains)]
@@ -55,7 +55,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
             domain_losses = sum(
                 run.forward_backward(b, step, sync=i == len(batches) - 1) for i, b in enumerate(batches)
             ) / len(batches)
-            if cfg.max_grad_norm is not None and not clips_itself(run.algorithm):
+            if cfg.max_grad_norm is not None and not run.algorithm.clips_gradients:
                 grad_norm = acc.clip_grad_norm_(run.trainable, cfg.max_grad_norm)
             run.optimizer.step()
         run.scheduler.step()

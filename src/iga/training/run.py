@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from iga.config import TrainConfig
 from iga.distributed import check_distributed_type, check_launch
 from iga.training.data import IsomerCollator, IsomerSet, sets_for_step
-from iga.training.setup import load_student, load_teacher, load_train_sets, prompt_format
+from iga.training.setup import load_student, load_teacher, load_train_sets
+
+if TYPE_CHECKING:
+    from iga.algorithms.base import Algorithm
 
 
 def check_record_words(tokenizer: Any, records: list, source: str) -> None:
@@ -29,19 +32,16 @@ def check_record_words(tokenizer: Any, records: list, source: str) -> None:
         check_words(tokenizer, fmt.text(rec), source=f"{source}: record {rec.get('id')!r}")
 
 
-def build_algorithm(cfg: TrainConfig, num_domains: int) -> Any:
-    """The configured algorithm; a method that clips after its own gradient rewrite gets the trainer's clip."""
+def build_algorithm(cfg: TrainConfig, num_domains: int) -> Algorithm:
+    """The configured algorithm; a method that clips its own gradients (``clips_gradients``) gets the trainer's
+    clip value as its ``max_grad_norm``."""
     from iga.algorithms import get_algorithm
 
     cls = get_algorithm(cfg.algorithm)
     options = dict(cfg.algorithm_options)
-    if clips_itself(cls):
+    if cls.clips_gradients:
         options.setdefault("max_grad_norm", cfg.max_grad_norm)
     return cls(num_domains=num_domains, **options)
-
-
-def clips_itself(algorithm: Any) -> bool:
-    return "max_grad_norm" in {f.name for f in fields(algorithm.hparams_cls)}
 
 
 @dataclass
@@ -50,7 +50,7 @@ class Run:
     accelerator: Any
     sets: list[IsomerSet]
     manifest: dict
-    algorithm: Any
+    algorithm: Algorithm
     model: Any
     tokenizer: Any
     collate: IsomerCollator
@@ -79,7 +79,7 @@ class Run:
 
     def domain_losses(self, batch: dict[str, Any]) -> tuple[Any, Any]:
         """(logits, per-domain losses (K,)) of one micro-batch: SFT cross-entropy or distillation."""
-        from iga.teachers.kd import per_domain_distillation_loss
+        from iga.training.losses import per_domain_distillation_loss
 
         cfg = self.cfg
         logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
@@ -110,7 +110,9 @@ class Run:
         ddp_sync = nullcontext() if sync and self.capture is None else self.accelerator.no_sync(self.model)
         with ctx, ddp_sync, self.accelerator.autocast():
             logits, losses = self.domain_losses(batch)
-            if hasattr(self.algorithm, "loss_from_logits"):  # IRM, Fishr: penalties that need the logits
+            if (
+                self.algorithm.trainer_call == "loss_from_logits"
+            ):  # IRM, Fishr: penalties that need the logits
                 objective = self.algorithm.loss_from_logits(
                     losses, logits, batch["labels"], batch["domain_ids"], step
                 )
@@ -135,11 +137,11 @@ class Run:
 
     def metrics(self) -> dict[str, Any]:
         """Whatever the optimizer wrapper and the algorithm report about their last step (masks, weights…)."""
+        from iga.algorithms.optimizer_wrapper import OptimizerWrapper
+
         opt = getattr(self.optimizer, "optimizer", self.optimizer)  # unwrap Accelerate's AcceleratedOptimizer
-        return {
-            **(getattr(opt, "last_metrics", None) or {}),
-            **(getattr(self.algorithm, "last_metrics", None) or {}),
-        }
+        wrapper = opt.last_metrics if isinstance(opt, OptimizerWrapper) else {}
+        return {**wrapper, **self.algorithm.last_metrics}
 
 
 def prepare_run(cfg: TrainConfig) -> Run:
@@ -148,6 +150,7 @@ def prepare_run(cfg: TrainConfig) -> Run:
 
     from iga.algorithms import get_algorithm
     from iga.gradients import DomainGradCapture
+    from iga.models.chat import make_prompt_format
     from iga.training.schedule import build_scheduler
 
     if cfg.sets_per_batch % cfg.grad_accum:
@@ -189,7 +192,10 @@ def prepare_run(cfg: TrainConfig) -> Run:
         model=model,
         tokenizer=tokenizer,
         collate=IsomerCollator(
-            tokenizer, max_length=cfg.max_length, cot_field=cfg.cot_field, fmt=prompt_format(cfg, tokenizer)
+            tokenizer,
+            max_length=cfg.max_length,
+            cot_field=cfg.cot_field,
+            fmt=make_prompt_format(cfg.prompt_format, tokenizer),
         ),
         capture=capture,
         teacher=load_teacher(cfg, accelerator.device),

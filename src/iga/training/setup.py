@@ -39,12 +39,6 @@ def load_base_model(cfg: TrainConfig) -> tuple[Any, Any]:
     return load_base(resolve_student(cfg.base_dir))
 
 
-def prompt_format(cfg: TrainConfig, tokenizer: Any) -> Any:
-    from iga.models.chat import make_prompt_format
-
-    return make_prompt_format(cfg.prompt_format, tokenizer)
-
-
 def load_student(cfg: TrainConfig) -> tuple[Any, Any]:
     """(LoRA-wrapped model, tokenizer) from ``cfg.base_dir`` (a pretrained base or any local HF checkpoint)."""
     from iga.models.lora import attach_lora

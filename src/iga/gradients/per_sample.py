@@ -1,4 +1,4 @@
-"""Differentiable per-sample (per-row) gradients of LoRA factors, for Fishr.
+"""Differentiable per-sample (per-row) gradients of LoRA factors (Fishr's penalty reads them).
 
 For a LoRA branch ``z = B·h``, ``h = A·x̃`` (``x̃`` = the dropped-out input that ``A`` sees; the layer adds
 ``s·z``), the gradient of row i's loss ``ℓ_i`` is
