@@ -75,6 +75,7 @@ def test_narratives_cover_every_domain(rows):
         ({"late_weights": (0.0, 0.0, 0.0, 0.0)}, "late_weights"),
         ({"skill_words": "letters"}, "skill_words"),
         ({"late_skill_words": "letters"}, "late_skill_words"),
+        ({"drill_share": 1.2}, "drill_share"),
     ],
 )
 def test_bad_config_names_the_field(change, field):
@@ -210,3 +211,27 @@ def test_late_skill_words_switch_from_letters_to_every_domains_words(rows):
     assert set(curriculum.late_skill_domain.pool("M03_order", "things")) >= set(
         domains["sports"].pool("M03_order", "things")
     )
+
+
+def test_drill_rows_repeat_pooled_words_and_leave_the_other_rows_unchanged(rows):
+    import dataclasses
+
+    drilled = MicroRows(dataclasses.replace(rows.cfg, drill_share=0.5), rows.tok, rows.domains)
+    eos = rows.tok.eos_token_id
+    allowed = {t for w in drilled.drill_words for t in rows.tok(w, add_special_tokens=False)["input_ids"]}
+    n_drill = 0
+    for i in range(64):
+        ids, labels = drilled.row(2, i)
+        first = [t for t, lab in zip(ids, labels, strict=True) if lab == -100]
+        repeat = [lab for lab in labels if lab != -100]
+        if first[-1:] == rows.tok(".", add_special_tokens=False)["input_ids"] and repeat == [
+            *first[:-1],
+            eos,
+        ]:
+            n_drill += 1
+            assert set(first[:-1]) <= allowed
+        else:  # a skill or narrative row: the same as without drills (its own random stream)
+            assert (ids, labels) == rows.row(2, i)
+    assert 20 <= n_drill <= 44  # about half of 64
+    # every domain's pooled words are drill words (held-out ones included)
+    assert {"fever", "orvex"} <= {w.lower() for w in drilled.drill_words}

@@ -59,6 +59,10 @@ class MicroBaseConfig:
     skill_words: str = "all_domains"
     # The second phase's words (None: as ``skill_words``): e.g. letters while a look-up forms, then every word.
     late_skill_words: str | None = None
+    # Share of rows that are a copy drill: 6-12 words from every domain's pools, " . ", then the same words again
+    # (loss on the repeat). Only a look-up of what followed the same word earlier predicts the repeat - the
+    # induction copy that M02's rule look-up needs, on words rather than on eight letters.
+    drill_share: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.skill_share <= 1.0:
@@ -77,7 +81,7 @@ class MicroBaseConfig:
                 name == "late_skill_words" and value is None
             ):
                 raise ValueError(f"{name}: expected 'skill_domain' or 'all_domains', got {value!r}")
-        for name in ("hold_fraction", "late_start"):
+        for name in ("hold_fraction", "late_start", "drill_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name}: expected a number in [0, 1], got {getattr(self, name)!r}")
         if self.late_weights is not None and (
@@ -129,6 +133,23 @@ class MicroRows:
         self.skill_domain = pooled if cfg.skill_words == "all_domains" else domains[cfg.skill_domain]
         late_words = cfg.late_skill_words or cfg.skill_words
         self.late_skill_domain = pooled if late_words == "all_domains" else domains[cfg.skill_domain]
+        self.drill_words = sorted(
+            {
+                w
+                for section in pooled.sections.values()
+                for pool in section.words.values()
+                if isinstance(pool, tuple)
+                for w in pool
+            }
+        )
+
+    def drill_row(self, rng: Any) -> tuple[list[int], list[int]]:
+        """A copy drill: ``w1 … wn . w1 … wn`` + EOS, the loss on the repeat."""
+        words = rng.sample(self.drill_words, rng.randint(6, 12))
+        tok = self.tok
+        first = tok(" ".join(words) + " .", add_special_tokens=False)["input_ids"]
+        repeat = tok(" ".join(words), add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        return first + repeat, [-100] * len(first) + repeat
 
     def row(self, step: int, i: int) -> tuple[list[int], list[int]]:
         from iga.isomers.render import render, render_narrative
@@ -136,6 +157,8 @@ class MicroRows:
         from iga.models.prompting import PromptFormat
 
         rng = HashRng(self.cfg.seed, "micro-base", step, i)
+        if self.cfg.drill_share and rng.child("drill").random() < self.cfg.drill_share:
+            return self.drill_row(rng.child("drill-row"))
         late = self.cfg.late_weights is not None and step >= self.cfg.late_start * self.cfg.steps
         weights = self.cfg.late_weights if late else self.cfg.skeleton_weights
         u = rng.child("skeleton").random() * sum(weights)
