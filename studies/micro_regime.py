@@ -64,7 +64,7 @@ def train_and_eval(
     import shutil
 
     from iga.config import TrainConfig
-    from iga.experiments.pipeline import run_training
+    from iga.runs.pipeline import run_training
 
     run_dir = out / "runs" / name
     result_path = run_dir / "result.json"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from iga.experiments.evaluate import check_eval_splits, derive_split, evaluate_model
 from iga.isomers import build_suite, make_config
+from iga.runs.evaluate import check_eval_splits, derive_split, evaluate_model
 from iga.utils.io import read_jsonl
 
 
@@ -55,7 +55,7 @@ def test_unknown_evaluation_splits_are_refused_early():
 
 def test_a_sweep_spec_with_an_unknown_evaluation_split_fails_at_load_time():
     from iga.config import build_config
-    from iga.experiments.sweep import SweepSpec
+    from iga.sweeps.sweep import SweepSpec
 
     with pytest.raises(Exception, match="unknown split 'vall'"):
         build_config(SweepSpec, {"eval_splits": ["vall"]}, source="spec.yaml")

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from iga.config import TrainConfig
-from iga.experiments.pipeline import run_training
+from iga.runs.pipeline import run_training
 from iga.training.loop import train
 
 

@@ -43,3 +43,18 @@ def write_dataset(root: Path, n_train: int = 8, n_eval: int = 2) -> Path:
         (root / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (root / "manifest.json").write_text(json.dumps({"content_hash": "synthetic", "seed": 0}))
     return root
+
+
+def save_micro_base(out: Path) -> Path:
+    """A micro Llama + BPE tokenizer saved as a base folder in ``out`` (what `iga pretrain` writes), no pretraining."""
+    from iga.models.students import build_student
+    from iga.models.tokenizer import train_bpe_tokenizer
+
+    texts = [
+        r["question"] + "\n" + r["gold_cot"] for r in synthetic_records(20, domains=(*DOMAINS, "finance"))
+    ]
+    tok = train_bpe_tokenizer(texts * 5, vocab_size=320)
+    model = build_student("micro", tok, seed=0)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out

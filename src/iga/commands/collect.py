@@ -1,4 +1,4 @@
-"""``iga collect DIR``: DomainBed-style result tables from a sweep folder (see :mod:`iga.experiments.collect`)."""
+"""``iga collect DIR``: DomainBed-style result tables from a sweep folder (see :mod:`iga.sweeps.collect`)."""
 
 from __future__ import annotations
 
@@ -44,8 +44,8 @@ def collect_cmd(
     from rich.table import Table
     from rich.text import Text
 
-    from iga.experiments.collect import FORMATS, collect
-    from iga.experiments.sweep_results import selection_line
+    from iga.sweeps.collect import FORMATS, collect
+    from iga.sweeps.sweep_results import selection_line
 
     result = collect(
         sweep_dir, out_dir=out, formats=tuple(formats or FORMATS), ablation=ablation or None, select=select

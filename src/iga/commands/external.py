@@ -27,10 +27,11 @@ def _load(run: Path | None, student: str | None) -> tuple[Any, Any, str | None]:
     if (run is None) == (student is None):
         raise ValueError("give exactly one of --run DIR (a trained run) or --student NAME_OR_PATH")
     if run is not None:
-        from iga.experiments.evaluate import inference_copy, load_run
+        from iga.runs.evaluate import inference_copy, load_run
+        from iga.runs.folder import RunFolder
 
         _, model, tokenizer = load_run(run)
-        trained = json.loads((run / "config.json").read_text()).get("prompt_format")
+        trained = json.loads(RunFolder(run).config.read_text()).get("prompt_format")
         return inference_copy(model), tokenizer, trained
     from iga.models.gguf import resolve_student
     from iga.models.pretrain import load_base
@@ -112,14 +113,15 @@ def eval_external(
     if out is not None:
         atomic_write_json(out, {"prompt_format": fmt_name, "results": results})
     if run is not None:
-        from iga.experiments.results import read_result, update_result
+        from iga.runs.folder import RunFolder
 
-        external = dict(read_result(run).get("external", {}))
+        folder = RunFolder(run)
+        external = dict(folder.read_result().get("external", {}))
         for r in results:
             name = r["task"].split(":", 1)[1].removesuffix(".jsonl")
-            atomic_write_jsonl(run / f"external-{name}.jsonl", r["items"])
+            atomic_write_jsonl(folder.external_items(name), r["items"])
             external[r["task"]] = {k: v for k, v in r.items() if k != "items"} | {"prompt_format": fmt_name}
-        update_result(run, external=external)
+        folder.update_result(external=external)
 
 
 @data_app.command("import")

@@ -1,4 +1,4 @@
-"""``iga plot DIR``: figures of a sweep folder (see :mod:`iga.experiments.sweep_plots`)."""
+"""``iga plot DIR``: figures of a sweep folder (see :mod:`iga.sweeps.sweep_plots`)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def plot_cmd(
     ),
 ) -> None:
     """Accuracy bars, loss curves, IGA mask statistics, LCS per layer and ablation panels, over seeds."""
-    from iga.experiments.sweep_plots import render_sweep_plots
+    from iga.sweeps.sweep_plots import render_sweep_plots
 
     report = render_sweep_plots(sweep_dir, out_dir=out, formats=formats or ("png", "svg"))
     for path in report.written:

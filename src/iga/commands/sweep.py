@@ -32,8 +32,8 @@ def sweep_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    from iga.experiments.launchers import SubmititLauncher, make_launcher
-    from iga.experiments.sweep import job_state, load_spec, plan_jobs, prepare_sweep, sweep_base_dir
+    from iga.sweeps.launchers import SubmititLauncher, make_launcher
+    from iga.sweeps.sweep import job_state, load_spec, plan_jobs, prepare_sweep, sweep_base_dir
 
     spec = load_spec(spec_path)
     options = {
@@ -88,6 +88,6 @@ def sweep_job_cmd(
     progress: bool = typer.Option(False, "--progress/--no-progress"),
 ) -> None:
     """Run (or finish) one sweep job; launchers call this."""
-    from iga.experiments.sweep import run_job
+    from iga.sweeps.sweep import run_job
 
     run_job(job_dir, progress=progress)

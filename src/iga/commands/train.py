@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
-from iga.commands._common import deep_merge, parse_overrides, user_errors
+from iga.commands._common import parse_overrides, user_errors
+from iga.utils.dicts import deep_merge
 
 app = typer.Typer()
 
@@ -44,7 +44,7 @@ def train_cmd(
 ) -> None:
     """Train one run; writes config.json, log.jsonl, checkpoint.pt, adapter/ and result.json into --out."""
     from iga.config import TrainConfig, build_config, load_yaml
-    from iga.experiments.pipeline import run_training
+    from iga.runs.pipeline import run_training
 
     data_dict = load_yaml(config) if config else {}
     cli = {
@@ -109,9 +109,10 @@ def eval_cmd(
             out=None,
         )
         return
-    from iga.experiments.evaluate import DEFAULT_EVAL_SPLITS, evaluate_run
+    from iga.runs.evaluate import DEFAULT_EVAL_SPLITS, evaluate_run
+    from iga.runs.folder import RunFolder
 
     evaluate_run(
         run, splits=tuple(split or DEFAULT_EVAL_SPLITS), per_skeleton=per_skeleton, batch_size=batch_size
     )
-    print_run_summary(run, json.loads((run / "result.json").read_text()))
+    print_run_summary(run, RunFolder(run).read_result())

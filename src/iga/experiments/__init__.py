@@ -1,1 +1,1 @@
-"""Orchestration on top of the library: evaluating runs, result files, the demo, sweeps and reports."""
+"""The demo (``iga demo``): the embedded benchmark end to end, on top of :mod:`iga.runs` and :mod:`iga.sweeps`."""

@@ -120,9 +120,9 @@ def _base(cfg: DemoConfig) -> tuple[Path, bool]:
 def run_demo(cfg: DemoConfig, *, say: Callable[[str], None] = print, progress: bool = True) -> dict[str, Any]:
     import torch
 
-    from iga.experiments.pipeline import run_training
-    from iga.experiments.plots import comparison_figure
     from iga.isomers import build_suite
+    from iga.runs.pipeline import run_training
+    from iga.sweeps.plots import comparison_figure
 
     torch.set_flush_denormal(True)  # denormal weights made small models 1.5-2x slower on CPU
     t_start = time.perf_counter()

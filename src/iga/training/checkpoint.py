@@ -12,8 +12,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-CHECKPOINT_NAME = "checkpoint.pt"
-
 
 def trainable_state(model: Any) -> dict[str, Any]:
     return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}

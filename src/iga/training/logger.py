@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from iga.training.outputs import LOG_NAME, TENSORBOARD_DIR
+
 
 class RunLogger:
     """Append-only JSONL log (``log.jsonl``) plus TensorBoard event files under ``tb/``.
@@ -18,7 +20,7 @@ class RunLogger:
     def __init__(
         self, out_dir: str | os.PathLike, *, resume_step: int | None = None, tensorboard: bool = True
     ) -> None:
-        self.path = Path(out_dir) / "log.jsonl"
+        self.path = Path(out_dir) / LOG_NAME
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if resume_step is None:
             self.path.write_text("")
@@ -34,7 +36,7 @@ class RunLogger:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self._tb = SummaryWriter(log_dir=str(Path(out_dir) / "tb"))
+                self._tb = SummaryWriter(log_dir=str(Path(out_dir) / TENSORBOARD_DIR))
             except ImportError:  # tensorboard is optional at run time; JSONL always works
                 self._tb = None
 

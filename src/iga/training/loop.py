@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from iga.config import TrainConfig
-from iga.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from iga.training.checkpoint import load_checkpoint, save_checkpoint
 from iga.training.logger import RunLogger
+from iga.training.outputs import ADAPTER_DIR, CHECKPOINT_NAME, TRAIN_SUMMARY_NAME
 from iga.training.progress import StepProgress
 from iga.training.run import prepare_run
 from iga.utils.io import atomic_write_json
@@ -108,8 +109,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
         "algorithm_hparams": _hparams(run.algorithm),
     }
     if main:
-        model.save_pretrained(out / "adapter")
-        atomic_write_json(out / "train_summary.json", summary)
+        model.save_pretrained(out / ADAPTER_DIR)
+        atomic_write_json(out / TRAIN_SUMMARY_NAME, summary)
     return {"model": model, "tokenizer": run.tokenizer, "summary": summary, "manifest": run.manifest}
 
 

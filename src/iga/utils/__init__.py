@@ -1,1 +1,1 @@
-"""Small shared helpers (I/O, hashing, provenance). No heavy imports here."""
+"""Small shared helpers (I/O, hashing, provenance, nested dicts, optional extras). No heavy imports here."""
