@@ -64,14 +64,14 @@ def train_and_eval(
     import shutil
 
     from iga.config import TrainConfig
+    from iga.runs import RunFolder
     from iga.runs.pipeline import run_training
 
     run_dir = out / "runs" / name
-    result_path = run_dir / "result.json"
-    if result_path.exists() and not args.fresh:
-        result = json.loads(result_path.read_text())
-        if result.get("eval") and result["config"].get("base_dir") == str(base):  # same run on the same base
-            return result
+    result = RunFolder(run_dir).read_result()
+    same_base = result.get("eval") and result["config"].get("base_dir") == str(base)
+    if same_base and not args.fresh:  # a finished run on the same base is read back
+        return result
     shutil.rmtree(run_dir, ignore_errors=True)
     algorithm = "erm" if name.startswith(("erm", "oracle")) else name.split(":")[0]
     cfg = TrainConfig(

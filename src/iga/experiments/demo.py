@@ -197,7 +197,9 @@ def render_saved_report(out_dir: str | Path) -> str:
     runs = [*config["algorithms"], *(["oracle"] if config.get("oracle") else [])]
     config["skeletons"] = tuple(config["skeletons"]) if config.get("skeletons") else None
     cfg = DemoConfig(**config)
-    results = {a: json.loads((out / a / "result.json").read_text()) for a in runs}
+    from iga.runs import RunFolder
+
+    results = {a: RunFolder(out / a).read_result() for a in runs}
     manifest = Manifest.load(out / "data")
     return render_report(cfg, payload["methods"], results, payload["timings"], "demo.png", manifest)
 

@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-_PATH = Path(__file__).resolve().parents[2] / "studies" / "micro_regime.py"
-_spec = importlib.util.spec_from_file_location("micro_regime", _PATH)
-study = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(study)
+import micro_regime as study  # studies/ is on sys.path (tests/studies/conftest.py)
 
 
 def test_wilson_interval_matches_the_closed_form():
