@@ -64,7 +64,7 @@ def train_and_eval(
     import shutil
 
     from iga.config import TrainConfig
-    from iga.runs import RunFolder
+    from iga.runs.folder import RunFolder
     from iga.runs.pipeline import run_training
 
     run_dir = out / "runs" / name

@@ -197,7 +197,7 @@ def render_saved_report(out_dir: str | Path) -> str:
     runs = [*config["algorithms"], *(["oracle"] if config.get("oracle") else [])]
     config["skeletons"] = tuple(config["skeletons"]) if config.get("skeletons") else None
     cfg = DemoConfig(**config)
-    from iga.runs import RunFolder
+    from iga.runs.folder import RunFolder
 
     results = {a: RunFolder(out / a).read_result() for a in runs}
     manifest = Manifest.load(out / "data")
