@@ -78,7 +78,7 @@ TRAINING_FIELDS = ("max_grad_norm",)
 SEARCH_SPACES: dict[str, dict[str, SearchRange]] = {
     "erm": {},
     "iga": {
-        "tau": log_uniform_values(1, 30),  # ours (DESIGN §3: useful τ lies around 5–20)
+        "tau": log_uniform_values(1, 30),  # ours: a log scale around the default τ = 10
         "variance_norm": fixed("relative"),
         "svd_rank": fixed("lora"),
     },

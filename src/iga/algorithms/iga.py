@@ -1,4 +1,4 @@
-"""Invariant Gradient Alignment (DESIGN §3): mask conflicting coordinates of each layer's mean gradient, project
+"""Invariant Gradient Alignment (docs/method.md §1): mask conflicting coordinates of each layer's mean gradient, project
 onto rank r, map back to the LoRA factors, then let the base optimizer step.
 
 Data flow per step (``mask_space="coordinate"``, the default): ``DomainGradCapture(space="full")`` hands each

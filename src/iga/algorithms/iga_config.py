@@ -1,4 +1,4 @@
-"""Hyper-parameters of IGA (every option of DESIGN §3), validated on construction."""
+"""Hyper-parameters of IGA (every option of docs/method.md §3), validated on construction."""
 
 from __future__ import annotations
 

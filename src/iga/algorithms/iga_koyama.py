@@ -1,7 +1,7 @@
 """Koyama & Yamaguchi's inter-environment gradient-variance penalty (arXiv 2008.01883), DomainBed's ``IGA``.
 
 Name clash: DomainBed calls this method ``IGA``; in this project ``iga`` is Invariant Gradient Alignment (the
-multiplicative conflict mask of DESIGN §3) and this penalty is ``iga_koyama``.
+multiplicative conflict mask of docs/method.md §1) and this penalty is ``iga_koyama``.
 """
 
 from __future__ import annotations

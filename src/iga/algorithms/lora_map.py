@@ -1,5 +1,5 @@
 """Map a full-matrix gradient ``G`` (m×n) of ``W = W0 + s·B·A`` back to gradients of the LoRA factors
-(DESIGN §3 steps 5–6, anchors §6).
+(docs/method.md §1, steps 5–6).
 
 * ``chain``: what autograd would return if ``G`` were the true ``∂L/∂W``: ``∇B = s·G·Aᵀ``, ``∇A = s·Bᵀ·G``.
 * ``lora_pro``: the least-squares factor gradients whose first-order effect on ``W``,

@@ -1,4 +1,4 @@
-"""The Continuous Gradient Conflict Mask ``M = exp(−τ·V̂)`` (DESIGN §3, steps 2–4)."""
+"""The Continuous Gradient Conflict Mask ``M = exp(−τ·V̂)`` (docs/method.md §1, steps 2–4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Per-domain gradients from ONE backward, through module hooks (DESIGN §3.1, anchors §5).
+"""Per-domain gradients from ONE backward, through module hooks (docs/method.md §1).
 
 For every hooked linear map, a forward hook keeps the detached input ``x`` and registers a tensor hook on the
 output; that hook receives ``δ = ∂L/∂y`` and splits ``Σ_t δ_t x_tᵀ`` by domain (one matmul per domain). Because
