@@ -235,3 +235,22 @@ def test_drill_rows_repeat_pooled_words_and_leave_the_other_rows_unchanged(rows)
     assert 20 <= n_drill <= 44  # about half of 64
     # every domain's pooled words are drill words (held-out ones included)
     assert {"fever", "orvex"} <= {w.lower() for w in drilled.drill_words}
+
+
+def test_late_drill_share_replaces_the_drill_share_in_the_second_phase(rows):
+    import dataclasses
+
+    cfg = dataclasses.replace(rows.cfg, steps=10, late_start=0.5, drill_share=0.5, late_drill_share=0.0)
+    drilled = MicroRows(cfg, rows.tok, rows.domains)
+
+    def drills(step: int) -> int:
+        return sum(_is_drill(drilled, step, i) for i in range(32))
+
+    assert drills(2) > 5 and drills(7) == 0
+
+
+def _is_drill(rows_, step, i):
+    ids, labels = rows_.row(step, i)
+    first = [t for t, lab in zip(ids, labels, strict=True) if lab == -100]
+    repeat = [lab for lab in labels if lab != -100]
+    return repeat[:-1] == first[:-1]

@@ -63,6 +63,8 @@ class MicroBaseConfig:
     # (loss on the repeat). Only a look-up of what followed the same word earlier predicts the repeat - the
     # induction copy that M02's rule look-up needs, on words rather than on eight letters.
     drill_share: float = 0.0
+    # The second phase's drill share (None: as ``drill_share``).
+    late_drill_share: float | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.skill_share <= 1.0:
@@ -81,7 +83,9 @@ class MicroBaseConfig:
                 name == "late_skill_words" and value is None
             ):
                 raise ValueError(f"{name}: expected 'skill_domain' or 'all_domains', got {value!r}")
-        for name in ("hold_fraction", "late_start", "drill_share"):
+        for name in ("hold_fraction", "late_start", "drill_share", "late_drill_share"):
+            if name == "late_drill_share" and self.late_drill_share is None:
+                continue
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name}: expected a number in [0, 1], got {getattr(self, name)!r}")
         if self.late_weights is not None and (
@@ -157,9 +161,13 @@ class MicroRows:
         from iga.models.prompting import PromptFormat
 
         rng = HashRng(self.cfg.seed, "micro-base", step, i)
-        if self.cfg.drill_share and rng.child("drill").random() < self.cfg.drill_share:
+        late = step >= self.cfg.late_start * self.cfg.steps
+        drill = self.cfg.drill_share
+        if late and self.cfg.late_drill_share is not None:
+            drill = self.cfg.late_drill_share
+        if drill and rng.child("drill").random() < drill:
             return self.drill_row(rng.child("drill-row"))
-        late = self.cfg.late_weights is not None and step >= self.cfg.late_start * self.cfg.steps
+        late = late and self.cfg.late_weights is not None
         weights = self.cfg.late_weights if late else self.cfg.skeleton_weights
         u = rng.child("skeleton").random() * sum(weights)
         sk = self.skeletons[next((k for k in range(3) if u < sum(weights[: k + 1])), 3)]
