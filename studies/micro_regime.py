@@ -403,8 +403,9 @@ def train_base_probed(args: Any) -> None:
 
 
 def base_table(folder: Path) -> str:
-    """One Markdown row per ``probe.json`` under ``folder``: the config's non-default fields, the accuracy after
-    each probe, the final accuracy and the training seconds."""
+    """One Markdown row per ``probe.json`` under ``folder``: the config's non-default fields, the final accuracy
+    with letters and (where probed) with every domain's words, the accuracy after each probe (letters), and the
+    training seconds."""
     from dataclasses import asdict
 
     from iga.models.micro_base import MicroBaseConfig
@@ -412,8 +413,8 @@ def base_table(folder: Path) -> str:
     default = json.loads(json.dumps(asdict(MicroBaseConfig())))  # tuples as the JSON files hold them: lists
     lines = [
         "| run | config (fields that differ from `MicroBaseConfig()`) | train s | threads | M01 | M02 | M03 | M04 "
-        "| curve (step: M01/M02/M03/M04) |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| words M01/M02/M03/M04 | curve (step: M01/M02/M03/M04) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
     ]
     for path in sorted(folder.glob("*/probe.json")) + sorted(folder.glob("*.json")):
         p = json.loads(path.read_text())
@@ -422,7 +423,9 @@ def base_table(folder: Path) -> str:
             for k, v in p["config"].items()
             if v != default.get(k) and k != "seed"
         )
-        final = [p["final"].get(k) for k in ("M01_arith_walk", "M02_mp_forward", "M03_order", "M04_state")]
+        keys = ("M01_arith_walk", "M02_mp_forward", "M03_order", "M04_state")
+        final = [p["final"].get(k) for k in keys]
+        words = "/".join(f"{p['final_words'][k]:.2f}" for k in keys) if "final_words" in p else "–"
         curve = "; ".join(
             f"{c['step']}: " + "/".join(f"{c[k]:.2f}" for k in c if k.startswith("M"))
             for c in p["curve"][::2]
@@ -431,7 +434,7 @@ def base_table(folder: Path) -> str:
             f"| {path.parent.name if path.name == 'probe.json' else path.stem} | {changed or 'default'} "
             f"| {p['train_seconds']:.0f} | {p['torch_threads']} | "
             + " | ".join(f"{x:.2f}" for x in final)
-            + f" | {curve} |"
+            + f" | {words} | {curve} |"
         )
     return "\n".join(lines)
 
