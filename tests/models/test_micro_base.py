@@ -76,6 +76,7 @@ def test_narratives_cover_every_domain(rows):
         ({"skill_words": "letters"}, "skill_words"),
         ({"late_skill_words": "letters"}, "late_skill_words"),
         ({"drill_share": 1.2}, "drill_share"),
+        ({"drill_reverse_share": -0.5}, "drill_reverse_share"),
     ],
 )
 def test_bad_config_names_the_field(change, field):
@@ -254,3 +255,20 @@ def _is_drill(rows_, step, i):
     first = [t for t, lab in zip(ids, labels, strict=True) if lab == -100]
     repeat = [lab for lab in labels if lab != -100]
     return repeat[:-1] == first[:-1]
+
+
+def test_reversed_drills_repeat_the_words_backwards(rows):
+    import dataclasses
+
+    from iga.isomers.rng import HashRng
+
+    cfg = dataclasses.replace(rows.cfg, drill_share=1.0, drill_reverse_share=0.5)
+    drilled = MicroRows(cfg, rows.tok, rows.domains)
+    kinds = []
+    for i in range(40):
+        ids, labels = drilled.drill_row(HashRng(0, "test", i))
+        first = [t for t, lab in zip(ids, labels, strict=True) if lab == -100][:-1]
+        repeat = [lab for lab in labels if lab != -100][:-1]
+        assert repeat in (first, first[::-1])
+        kinds.append(repeat == first[::-1] and repeat != first)
+    assert 8 <= sum(kinds) <= 32

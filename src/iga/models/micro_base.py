@@ -65,6 +65,10 @@ class MicroBaseConfig:
     drill_share: float = 0.0
     # The second phase's drill share (None: as ``drill_share``).
     late_drill_share: float | None = None
+    # Share of the drills whose repeat runs backwards (``w1 … wn . wn … w1``): each token is then the one that
+    # *preceded* the last one written - the backward copy of M04's first CoT line ("5 ys" → "ys 5"), which a base
+    # drilled on forward repeats only got wrong (it copied the count after the kind).
+    drill_reverse_share: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.skill_share <= 1.0:
@@ -83,7 +87,7 @@ class MicroBaseConfig:
                 name == "late_skill_words" and value is None
             ):
                 raise ValueError(f"{name}: expected 'skill_domain' or 'all_domains', got {value!r}")
-        for name in ("hold_fraction", "late_start", "drill_share", "late_drill_share"):
+        for name in ("hold_fraction", "late_start", "drill_share", "late_drill_share", "drill_reverse_share"):
             if name == "late_drill_share" and self.late_drill_share is None:
                 continue
             if not 0.0 <= getattr(self, name) <= 1.0:
@@ -148,11 +152,15 @@ class MicroRows:
         )
 
     def drill_row(self, rng: Any) -> tuple[list[int], list[int]]:
-        """A copy drill: ``w1 … wn . w1 … wn`` + EOS, the loss on the repeat."""
+        """A copy drill: ``w1 … wn . w1 … wn`` (or, for ``drill_reverse_share`` of them, ``… . wn … w1``) + EOS,
+        the loss on the repeat."""
         words = rng.sample(self.drill_words, rng.randint(6, 12))
         tok = self.tok
         first = tok(" ".join(words) + " .", add_special_tokens=False)["input_ids"]
-        repeat = tok(" ".join(words), add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        body = first[:-1]
+        if self.cfg.drill_reverse_share and rng.child("reverse").random() < self.cfg.drill_reverse_share:
+            body = body[::-1]  # token by token: a word of two tokens comes out reversed too
+        repeat = [*body, tok.eos_token_id]
         return first + repeat, [-100] * len(first) + repeat
 
     def row(self, step: int, i: int) -> tuple[list[int], list[int]]:
