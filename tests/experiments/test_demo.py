@@ -14,7 +14,7 @@ from iga.cli import app
 def test_quick_demo_writes_report_summary_and_plot(tmp_path, monkeypatch):
     monkeypatch.setenv("IGA_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "demo"
-    result = CliRunner().invoke(app, ["demo", "--quick", "--regime", "micro", "--out", str(out)])
+    result = CliRunner().invoke(app, ["demo", "--quick", "--out", str(out)])  # micro: the default regime
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["methods"]) == {"erm", "iga", "oracle"}
@@ -41,7 +41,7 @@ def test_quick_demo_writes_report_summary_and_plot(tmp_path, monkeypatch):
 def test_standard_quick_demo_still_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("IGA_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "demo"
-    result = CliRunner().invoke(app, ["demo", "--quick", "--out", str(out)])
+    result = CliRunner().invoke(app, ["demo", "--quick", "--regime", "standard", "--out", str(out)])
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["methods"]) == {"erm", "iga"} and summary["config"]["regime"] == "standard"

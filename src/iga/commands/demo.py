@@ -17,15 +17,16 @@ def demo_cmd(
     ),
     seed: int = typer.Option(0, "--seed"),
     steps: int = typer.Option(
-        None, "--steps", help="Training steps per method (default: DemoConfig.steps, 250)."
+        None, "--steps", help="Training steps per method (default: the regime's demo config)."
     ),
     quick: bool = typer.Option(
         False, "--quick", help="Seconds-long smoke version (a 3-step base, tiny data, a few steps)."
     ),
     regime: str = typer.Option(
-        "standard",
+        "micro",
         "--regime",
-        help="standard (S01-S11, BPE student) or micro (M01-M04, word-level student; see docs/student-recipes.md).",
+        help="micro (M01-M04, the word-level student and its shipped skill base; docs/student-recipes.md) or "
+        "standard (S01-S11 on a BPE student that does not learn them).",
     ),
 ) -> None:
     """Build IsoBench, get the base (cached), train ERM-SFT, IGA and the oracle, evaluate and compare."""

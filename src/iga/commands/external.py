@@ -33,8 +33,8 @@ def _load(run: Path | None, student: str | None) -> tuple[Any, Any, str | None]:
         _, model, tokenizer = load_run(run)
         trained = json.loads(RunFolder(run).config.read_text()).get("prompt_format")
         return inference_copy(model), tokenizer, trained
-    from iga.models.gguf import resolve_student
     from iga.models.pretrain import load_base
+    from iga.models.resolve import resolve_student
 
     model, tokenizer = load_base(resolve_student(str(student), log=_echo_err))
     model.eval()

@@ -20,9 +20,9 @@ from iga.utils.io import atomic_write_json, atomic_write_text
 @dataclass(frozen=True)
 class DemoConfig:
     out_dir: str = "runs/demo"
-    # standard (default until the micro base meets its learnability bar, issue #16): S01-S11 on a BPE student
-    # that does not learn the tasks. micro: the word-level regime (M01-M04, a cached skill base, then LoRA);
-    # `micro_demo_config()` gives its settings (docs/student-recipes.md, "The micro regime").
+    # The dataclass defaults are the standard regime's (S01-S11 on a BPE student that does not learn them);
+    # `iga demo` runs `micro_demo_config()`: the word-level micro regime (M01-M04, the shipped skill base, then
+    # LoRA; docs/student-recipes.md, "The micro regime").
     regime: str = "standard"
     preset: str = "small"
     seed: int = 0

@@ -11,10 +11,8 @@ Why a conversion at all: a GGUF-loaded model keeps ``config.quantization_config`
 ("quantized with gguf and is not serializable"), and de-quantizing takes ~25 s per load. The fix is to rebuild
 the model from its config without the quantization entry and copy the de-quantized weights into it.
 
->>> resolve_student("no-such-student")  # doctest: +ELLIPSIS
-Traceback (most recent call last):
-...
-ValueError: unknown student 'no-such-student': not an existing folder and not a preset; presets: smollm2-135m ...
+A student named on the command line is resolved by :func:`iga.models.resolve.resolve_student` (a folder, or one of
+these presets).
 """
 
 from __future__ import annotations
@@ -98,7 +96,7 @@ REAL_STUDENTS: dict[str, RealStudent] = {
 }
 
 
-def _presets_line() -> str:
+def presets_line() -> str:
     return ", ".join(f"{s.name} ({s.summary})" for s in REAL_STUDENTS.values())
 
 
@@ -107,7 +105,7 @@ def real_student(name: str) -> RealStudent:
     try:
         return REAL_STUDENTS[name]
     except KeyError:
-        raise ValueError(f"unknown real student {name!r}; presets: {_presets_line()}") from None
+        raise ValueError(f"unknown real student {name!r}; presets: {presets_line()}") from None
 
 
 def models_cache(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -297,24 +295,3 @@ def _dist_version(dist: str) -> str | None:
         return version(dist)
     except PackageNotFoundError:
         return None
-
-
-def resolve_student(
-    name_or_path: str | os.PathLike,
-    *,
-    cache_dir: str | os.PathLike | None = None,
-    log: Callable[[str], None] | None = None,
-) -> Path:
-    """A local HF folder for ``name_or_path``: an existing folder as is, or a preset's cache (converted once).
-
-    A name that is neither raises ``ValueError`` listing the presets.
-    """
-    path = Path(name_or_path)
-    if path.is_dir():
-        return path
-    if str(name_or_path) in REAL_STUDENTS:
-        return ensure_real_student(str(name_or_path), cache_dir=cache_dir, log=log)
-    raise ValueError(
-        f"unknown student {str(name_or_path)!r}: not an existing folder and not a preset; "
-        f"presets: {_presets_line()}"
-    )

@@ -284,8 +284,9 @@ def sweep_base_dir(spec: SweepSpec, *, build: bool) -> str:
     """The base folder every job of ``spec`` trains from: ``spec.base_dir``, else the cached base of a built-in
     student (pretrained now when ``build``), else a local checkpoint or a real-model preset's cache (converted now
     when ``build``). Without ``build`` nothing is created, and the path — hence every job id — is the same."""
-    from iga.models.gguf import REAL_STUDENTS, cached_student_dir, resolve_student
+    from iga.models.gguf import REAL_STUDENTS, cached_student_dir
     from iga.models.pretrain import base_path, ensure_base, pretrain_config
+    from iga.models.resolve import resolve_student
     from iga.models.students import STUDENTS
 
     if spec.base_dir:

@@ -28,8 +28,8 @@ def load_train_sets(cfg: TrainConfig) -> tuple[list[IsomerSet], dict]:
 
 def load_base_model(cfg: TrainConfig) -> tuple[Any, Any]:
     """(model, tokenizer) of ``cfg.base_dir``: a pretrained base folder, a local checkpoint or a real-model preset."""
-    from iga.models.gguf import resolve_student
     from iga.models.pretrain import load_base
+    from iga.models.resolve import resolve_student
 
     if cfg.base_dir is None:
         raise ValueError(
