@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 
@@ -25,7 +26,9 @@ TINY = MicroBaseConfig(student="micro", steps=2, batch_size=4, warmup_steps=1)
 @pytest.fixture(scope="module")
 def rows():
     domains = load_domains()
-    return MicroRows(MicroBaseConfig(batch_size=32), build_word_tokenizer(domains=domains), domains)
+    # skill and narrative rows only (the drill tests below turn drills on)
+    cfg = MicroBaseConfig(batch_size=32, drill_share=0.0, late_drill_share=None)
+    return MicroRows(cfg, build_word_tokenizer(domains=domains), domains)
 
 
 def test_rows_are_a_pure_function_of_step(rows):
@@ -126,6 +129,8 @@ def test_late_weights_switch_the_skeleton_mix_at_late_start():
         skeleton_weights=(1, 0, 0, 0),
         late_weights=(0, 0, 0, 1),
         late_start=0.5,
+        drill_share=0.0,
+        late_drill_share=None,
     )
     rows = MicroRows(cfg, tok, domains)
 
@@ -190,12 +195,15 @@ def test_backward_by_length_gives_the_one_batch_gradient_in_float64(rows, chunks
 
 
 def test_pooled_skill_words_draw_every_domains_atoms_into_the_neutral_wording(rows):
+    import dataclasses
+
     domains = load_domains()
-    pooled = set(rows.skill_domain.pool("M02_mp_forward", "atoms"))
+    worded = MicroRows(dataclasses.replace(rows.cfg, skill_words="all_domains"), rows.tok, domains)
+    pooled = set(worded.skill_domain.pool("M02_mp_forward", "atoms"))
     for d in domains.values():
         assert set(d.pool("M02_mp_forward", "atoms")) <= pooled
     assert (
-        rows.skill_domain.sections["M02_mp_forward"].premises
+        worded.skill_domain.sections["M02_mp_forward"].premises
         == domains["symbolic"].sections["M02_mp_forward"].premises
     )
     letters = MicroRows(MicroBaseConfig(skill_words="skill_domain"), rows.tok, domains)
@@ -272,3 +280,13 @@ def test_reversed_drills_repeat_the_words_backwards(rows):
         assert repeat in (first, first[::-1])
         kinds.append(repeat == first[::-1] and repeat != first)
     assert 8 <= sum(kinds) <= 32
+
+
+def test_the_default_base_is_shipped_for_the_current_config_and_domain_files():
+    # A change to MicroBaseConfig's defaults or to any domain file changes the cache name: then rebuild the shipped
+    # copy (`make shipped-base`), or the demo's first run trains the base itself (~15 min).
+    name = micro_base_path(MicroBaseConfig()).name
+    shipped = shipped_base(name)
+    assert shipped is not None, f"no shipped base named {name}: run `make shipped-base`"
+    meta = json.loads((shipped / BASE_MARKER).read_text())
+    assert meta["micro_base_config"] == json.loads(json.dumps(dataclasses.asdict(MicroBaseConfig())))
