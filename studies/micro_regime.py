@@ -402,6 +402,16 @@ def train_base_probed(args: Any) -> None:
     )
 
 
+#: MicroBaseConfig fields added after some committed probe files were written, with the value those runs had.
+FIELDS_BEFORE_THEY_EXISTED = {
+    "skill_words": "skill_domain",
+    "late_skill_words": None,
+    "drill_share": 0.0,
+    "late_drill_share": None,
+    "drill_reverse_share": 0.0,
+}
+
+
 def base_table(folder: Path) -> str:
     """One Markdown row per ``probe.json`` under ``folder``: the config's non-default fields, the final accuracy
     with letters and (where probed) with every domain's words, the accuracy after each probe (letters), and the
@@ -418,9 +428,10 @@ def base_table(folder: Path) -> str:
     ]
     for path in sorted(folder.glob("*/probe.json")) + sorted(folder.glob("*.json")):
         p = json.loads(path.read_text())
+        config = {**FIELDS_BEFORE_THEY_EXISTED, **p["config"]}  # a file older than a field ran without it
         changed = ", ".join(
             f"{k} {tuple(v) if isinstance(v, list) else v}"
-            for k, v in p["config"].items()
+            for k, v in config.items()
             if v != default.get(k) and k != "seed"
         )
         keys = ("M01_arith_walk", "M02_mp_forward", "M03_order", "M04_state")
