@@ -97,3 +97,13 @@ def test_demo_pretrains_its_base_for_the_configured_steps(tmp_path, monkeypatch)
     from iga.experiments.demo import demo_config
 
     assert demo_config().pretrain_steps == 150  # the demo's own budget, not the study's `small` preset (400)
+
+
+def test_the_oracle_sees_as_many_rows_per_step_as_erm(tmp_path):
+    from iga.experiments.demo import _train_config, micro_demo_config
+
+    cfg = micro_demo_config(out_dir=str(tmp_path))
+    eight = ["math", "medicine", "law", "science", "finance", "sports", "cooking", "fictional"]
+    erm = _train_config(cfg, "erm", tmp_path, tmp_path)
+    oracle = _train_config(cfg, "oracle", tmp_path, tmp_path, eight)
+    assert erm.sets_per_batch * 4 == oracle.sets_per_batch * 8 == cfg.sets_per_batch * 4
