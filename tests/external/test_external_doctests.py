@@ -8,7 +8,7 @@ import importlib
 import pytest
 
 MODULES = [
-    "iga.models.gguf",
+    "iga.models.resolve",
     "iga.models.chat",
     "iga.external.records",
     "iga.external.reasoning_gym",

@@ -364,11 +364,3 @@ def test_smollm2_lora_gradient_identities_iga_steps_and_generation():
     print(
         f"\nSmolLM2 slow test: {time.perf_counter() - t0:.1f} s; losses {step_losses}; answer {completion!r}"
     )
-
-
-def test_resolve_student_doctest():
-    import doctest
-
-    import iga.models.resolve as resolve
-
-    assert doctest.testmod(resolve, optionflags=doctest.ELLIPSIS).failed == 0

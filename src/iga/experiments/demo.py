@@ -301,7 +301,8 @@ def render_report(
         f"- Student: built-in `{cfg.student}`, {cfg.regime} base "
         f"({'default budget' if cfg.pretrain_steps is None else f'{cfg.pretrain_steps} steps'}, cached), LoRA "
         f"r={cfg.lora_r} on all linear layers; {cfg.steps} steps of {cfg.sets_per_batch} isomer sets per domain; "
-        f"lr {cfg.lr}; same seed and budget for every method.",
+        f"lr {cfg.lr}; same seed and rows per step for every method"
+        + (" (the oracle: half the sets, on 8 domains)." if cfg.oracle else "."),
         f"- Algorithm options: `{json.dumps(cfg.algorithm_options)}`.",
         f"- Evaluation: {cfg.eval_per_skeleton} isomer sets per skeleton per split, each rendered in all 8 "
         "domains; greedy decoding; strict answer extraction. ID = id_test on the train domains, OOD-surface = "
