@@ -156,9 +156,9 @@ def convergence_check(
 
 
 def plot_convergence(result: dict[str, Any], out: str | Path) -> Path:
-    from iga.sweeps.plots import _pyplot, save_png_and_svg
+    from iga.sweeps.plots import pyplot, save_png_and_svg
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for method, data in result["methods"].items():
         ts = [p["T"] for p in data["per_horizon"]]

@@ -156,9 +156,9 @@ def render_markdown(results: dict[str, dict[str, Any]], command: str) -> str:
 
 
 def plot(results: dict[str, dict[str, Any]], out: Path) -> list[Path]:
-    from iga.sweeps.plots import _pyplot, save_png_and_svg
+    from iga.sweeps.plots import pyplot, save_png_and_svg
 
-    plt = _pyplot()
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6.2, 3.8))
     for label, res in results.items():

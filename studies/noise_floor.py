@@ -179,9 +179,9 @@ def render_markdown(result: dict[str, Any]) -> str:
 
 
 def plot(result: dict[str, Any], out: Path) -> list[Path]:
-    from iga.sweeps.plots import _pyplot, save_png_and_svg
+    from iga.sweeps.plots import pyplot, save_png_and_svg
 
-    plt = _pyplot()
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharex=True)
     for name in result["methods"]:

@@ -10,7 +10,7 @@ import pytest
 
 import iga.utils.dicts as dicts_module
 import iga.utils.extras as extras_module
-from iga.sweeps.plots import _pyplot
+from iga.sweeps.plots import pyplot
 from iga.sweeps.sweep_results import t_quantile_975
 from iga.utils.extras import MissingExtraError
 
@@ -35,7 +35,7 @@ def test_missing_matplotlib_names_the_extra(monkeypatch):
     with pytest.raises(
         MissingExtraError, match=r"figures need the 'matplotlib' package: pip install 'iga\[experiments\]'"
     ):
-        _pyplot()
+        pyplot()
 
 
 def test_missing_scipy_names_the_extra(monkeypatch):

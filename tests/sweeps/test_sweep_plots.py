@@ -391,4 +391,4 @@ def test_ablation_figure_wraps_into_bands_of_four(tmp_path, n_ablations, nocue, 
     assert len(visible) == n_ablations * (2 if nocue else 1)
     titles = {ax.get_title() for ax in visible}
     assert {f"Ablation: {n}" for n in names} <= titles
-    sweep_plots_module._pyplot().close(fig)
+    sweep_plots_module.pyplot().close(fig)

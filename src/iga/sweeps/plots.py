@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 
-def _pyplot():
+def pyplot():
     """``matplotlib.pyplot`` on the Agg backend; a one-line error naming the extra when matplotlib is missing."""
     from iga.utils.extras import require
 
@@ -21,7 +21,7 @@ def _pyplot():
 
 def save_png_and_svg(fig: Any, out: str | os.PathLike) -> Path:
     """Save ``fig`` as ``out`` (PNG, 120 dpi) and as an SVG beside it; close it; return ``out``."""
-    plt = _pyplot()
+    plt = pyplot()
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -52,7 +52,7 @@ def comparison_figure(
     ),
 ) -> Path:
     """Accuracy bars per method (left) and training loss curves (right), saved as PNG (and SVG beside it)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, (ax_bar, ax_loss) = plt.subplots(1, 2, figsize=(11, 4))
     methods = list(summaries)
     width = 0.8 / max(1, len(methods))

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from iga.sweeps.plots import _pyplot
+from iga.sweeps.plots import pyplot
 from iga.sweeps.sweep_aggregates import (
     ACCURACY_METRICS,
     AblationPoint,
@@ -82,7 +82,7 @@ class SweepPlots:
 
 def _colours(groups: Sequence[str]) -> dict[str, Any]:
     # One colour per group across all figures, so "iga" is the same colour in the bars and in the curves.
-    plt = _pyplot()
+    plt = pyplot()
     cmap = plt.get_cmap("tab10" if len(groups) <= 10 else "tab20")
     return {g: cmap(i % cmap.N) for i, g in enumerate(groups)}
 
@@ -101,7 +101,7 @@ def _accuracy_figure(runs: list[JobRecord], colours: Mapping[str, Any]) -> Any:
     table = {g: cells for g, cells in table.items() if any(c.n for c in cells.values())}
     if not table:
         return "no main-comparison run has an accuracy in eval.summary"
-    plt = _pyplot()
+    plt = pyplot()
     groups = list(table)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.2 + 0.9 * len(groups) * len(ACCURACY_METRICS) / 2), 4.2))
     width = 0.8 / len(groups)
@@ -150,7 +150,7 @@ def _shortcut_figure(runs: list[JobRecord], colours: Mapping[str, Any]) -> Any:
     table = {g: cells for g, cells in table.items() if cells["val_nocue_accuracy"].n}
     if not table:
         return "no main-comparison run evaluated the val_nocue split"
-    plt = _pyplot()
+    plt = pyplot()
     groups = list(table)
     fig, axes = plt.subplots(1, 2, figsize=(max(8.0, 2.0 + 0.7 * len(groups)), 4.2))
     for ax, (title, metrics, ylabel) in zip(axes, SHORTCUT_PANELS, strict=True):
@@ -190,7 +190,7 @@ def _curves_figure(runs: list[JobRecord], colours: Mapping[str, Any]) -> Any:
     curves = {g: c for g, c in curves.items() if c.steps}
     if not curves:
         return 'no main-comparison log.jsonl has "loss" at steps shared by its seeds'
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for group, curve in curves.items():
         _band_plot(ax, curve, colours[group], f"{group} (n={curve.n})")
@@ -221,7 +221,7 @@ def _mask_figure(runs: list[JobRecord], colours: Mapping[str, Any]) -> Any:
         for k, title in MASK_KEYS
         if any(k in row for m in groups.values() for r in m for row in r.log)
     ]
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), squeeze=False)
     for ax, (key, title) in zip(axes[0], panels, strict=True):
         for group, members in groups.items():
@@ -241,7 +241,7 @@ def _lcs_figure(runs: list[JobRecord], colours: Mapping[str, Any]) -> Any:
     table, baseline = lcs_per_layer(runs)
     if not table:
         return "no main-comparison run has eval.lcs.per_layer"
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for group, cells in table.items():
         layers = list(cells)
@@ -297,7 +297,7 @@ def _ablation_figure(runs: list[JobRecord], colours: Mapping[str, Any]) -> Any:
     series = ablation_series(runs)
     if not series:
         return 'no job has an "ablation"'
-    plt = _pyplot()
+    plt = pyplot()
     # A second row (cue-free validation accuracy and cue gain) when any job evaluated val_nocue.
     shortcut = any(p.metrics["cue_gain"].n for points in series.values() for p in points)
     rows = 2 if shortcut else 1
@@ -352,7 +352,7 @@ def _cue_vs_learning_figure(runs: list[JobRecord], colours: Mapping[str, Any]) -
             points.append((run, 100 * x, 100 * y))
     if not points:
         return "no run evaluated the val_nocue split"
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
     labelled: set[str] = set()
     for run, x, y in points:
@@ -427,7 +427,7 @@ def render_sweep_plots(
         logger.info("model selection: %s", note)
     out = Path(out_dir) if out_dir is not None else Path(sweep_dir) / "plots"
     colours = _colours(list(by_group(runs)))
-    plt = _pyplot()
+    plt = pyplot()
     report = SweepPlots()
     # svg.fonttype "none" keeps labels as text (editable in a paper, searchable); a fixed salt fixes the SVG ids.
     with plt.rc_context({"svg.fonttype": "none", "svg.hashsalt": "iga-sweep-plots"}):
