@@ -3,7 +3,7 @@
 ``train_micro_base`` backpropagates each batch in two groups of rows sorted by length, each cut to its own longest
 row (``_backward_by_length``: the same gradient, tested in float64). This script measures what that saves, side by
 side in one interleaved run on the default ``MicroBaseConfig`` rows (batch 64, the ``tiny`` student, a fresh
-model): forward + backward + clip + AdamW step, with the whole padded batch (``one_batch``) and with 2 and 4
+model): forward + backward + clip + AdamW step, with the whole padded batch (``one_batch``: one group) and with 2 and 4
 groups (``by_length_2``, ``by_length_4``); row generation (``rows``) is timed apart.
 
 Usage: ``python benchmarks/base_step.py --out runs/bench/base_step.json`` (idle machine; threads follow
@@ -31,7 +31,7 @@ def main() -> None:
     import torch
 
     from iga.isomers.domains import load_domains
-    from iga.models.micro_base import MicroBaseConfig, MicroRows, _backward_by_length, _target_loss
+    from iga.models.micro_base import MicroBaseConfig, MicroRows, _backward_by_length
     from iga.models.students import build_student
     from iga.models.word_tokenizer import build_word_tokenizer
 
@@ -57,7 +57,7 @@ def main() -> None:
         opt.zero_grad(set_to_none=True)
 
     variants = {
-        "one_batch": lambda: step("one_batch", lambda b: _target_loss(model, b).backward()),
+        "one_batch": lambda: step("one_batch", lambda b: _backward_by_length(model, b, 1)),
         "by_length_2": lambda: step("by_length_2", lambda b: _backward_by_length(model, b, 2)),
         "by_length_4": lambda: step("by_length_4", lambda b: _backward_by_length(model, b, 4)),
     }

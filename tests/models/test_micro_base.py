@@ -156,36 +156,29 @@ def test_lr_schedule_warms_up_holds_the_peak_then_decays_to_a_tenth():
     assert factors[110] == pytest.approx(0.1) and all(a >= b for a, b in itertools.pairwise(factors[10:]))
 
 
-def test_target_loss_equals_the_models_own_loss_in_float64(rows):
+def _model_loss(model, batch):
+    """The model's own shifted loss on the full logits, in the model's dtype (HF's loss casts to float32)."""
     import torch
 
-    from iga.models.micro_base import _target_loss
-    from iga.models.students import build_student
-
-    model = build_student("micro", rows.tok, seed=0).double()
-    batch = rows.batch(0)
-    with torch.no_grad():
-        # the model's own shifted loss, in float64 (HF's loss would cast the logits to float32)
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        want = torch.nn.functional.cross_entropy(
-            logits[:, :-1].flatten(0, 1), batch["labels"][:, 1:].flatten(), ignore_index=-100
-        )
-        assert logits.dtype == torch.float64
-        assert float(_target_loss(model, batch)) == pytest.approx(float(want), rel=1e-12)
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    return torch.nn.functional.cross_entropy(
+        logits[:, :-1].flatten(0, 1), batch["labels"][:, 1:].flatten(), ignore_index=-100
+    )
 
 
 @pytest.mark.parametrize("chunks", [1, 2, 5])
-def test_backward_by_length_gives_the_one_batch_gradient_in_float64(rows, chunks):
+def test_backward_by_length_gives_the_models_own_loss_and_gradient_in_float64(rows, chunks):
     import torch
 
-    from iga.models.micro_base import _backward_by_length, _target_loss
+    from iga.models.micro_base import _backward_by_length
     from iga.models.students import build_student
 
     model = build_student("micro", rows.tok, seed=0).double()
     batch = rows.batch(3)
     lengths = batch["attention_mask"].sum(1)
     assert lengths.min() < lengths.max()  # the groups are cut to different widths
-    expected = _target_loss(model, batch)
+    expected = _model_loss(model, batch)
+    assert expected.dtype == torch.float64
     expected.backward()
     want = {n: p.grad.clone() for n, p in model.named_parameters()}
     model.zero_grad()

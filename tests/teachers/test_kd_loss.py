@@ -10,6 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from iga.gradients.testing import random_logits_batch
 from iga.teachers.kd import TeacherLogits
 from iga.training.losses import per_domain_distillation_loss
 
@@ -51,17 +52,6 @@ def test_kd_sft_and_mix_match_the_hand_computation():
     assert mix.item() == pytest.approx(0.25 * CE_HAND + 0.75 * KD_HAND, rel=1e-14)
 
 
-def random_batch(seed: int, *, bsz: int = 6, seq: int = 7, vocab: int = 5, k: int = 3, dtype=torch.float64):
-    g = torch.Generator().manual_seed(seed)
-    student = torch.randn(bsz, seq, vocab, generator=g, dtype=dtype) * 3
-    teacher = torch.randn(bsz, seq, vocab, generator=g, dtype=dtype) * 3
-    labels = torch.randint(0, vocab, (bsz, seq), generator=g)
-    labels[torch.rand(bsz, seq, generator=g) < 0.4] = -100
-    labels[:, 1] = 0  # every row keeps ≥ 1 supervised token after the shift, so every domain has one
-    domains = torch.arange(bsz) % k
-    return student, teacher, labels, domains
-
-
 def loop_reference(student, teacher, labels, domains, k: int, temperature: float) -> list[float]:
     """Token by token, vocabulary entry by vocabulary entry, with Python floats."""
     sums, counts = [0.0] * k, [0] * k
@@ -83,7 +73,7 @@ def loop_reference(student, teacher, labels, domains, k: int, temperature: float
 
 @pytest.mark.parametrize("temperature", [0.5, 1.0, 2.0, 4.0])
 def test_kd_matches_a_loop_reference_with_token_pooling(temperature):
-    student, teacher, labels, domains = random_batch(0)
+    student, teacher, labels, domains = random_logits_batch(0)
     got = per_domain_distillation_loss(
         student, labels, domains, 3, teacher_logits=teacher, loss="kd", temperature=temperature
     )
@@ -93,7 +83,7 @@ def test_kd_matches_a_loop_reference_with_token_pooling(temperature):
 
 def test_kd_gradient_is_t_times_q_minus_p_over_domain_token_count():
     # d/dz [T² · KL(p‖softmax(z/T))] = T · (q − p) per token, then divided by N_k by the domain mean.
-    student, teacher, labels, domains = random_batch(2)
+    student, teacher, labels, domains = random_logits_batch(2)
     student.requires_grad_(True)
     teacher.requires_grad_(True)
     temperature = 1.5
@@ -114,7 +104,7 @@ def test_kd_gradient_is_t_times_q_minus_p_over_domain_token_count():
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 10_000), temperature=st.floats(0.25, 8.0), shift=st.floats(-50, 50))
 def test_kd_is_nonnegative_zero_on_itself_and_shift_invariant(seed, temperature, shift):
-    student, teacher, labels, domains = random_batch(seed)
+    student, teacher, labels, domains = random_logits_batch(seed)
     kd = per_domain_distillation_loss(
         student, labels, domains, 3, teacher_logits=teacher, loss="kd", temperature=temperature
     )
@@ -142,7 +132,7 @@ def test_teacher_logit_minus_inf_contributes_zero_not_nan():
 
 
 def test_low_precision_logits_are_computed_in_float32():
-    student, teacher, labels, domains = random_batch(3, dtype=torch.bfloat16)
+    student, teacher, labels, domains = random_logits_batch(3, dtype=torch.bfloat16)
     kd = per_domain_distillation_loss(student, labels, domains, 3, teacher_logits=teacher, loss="kd")
     assert kd.dtype == torch.float32
     ref = loop_reference(student.float(), teacher.float(), labels, domains, 3, 2.0)
@@ -150,7 +140,7 @@ def test_low_precision_logits_are_computed_in_float32():
 
 
 def test_vocabulary_mismatch_requires_the_same_tokenizer():
-    student, teacher, labels, domains = random_batch(5)
+    student, teacher, labels, domains = random_logits_batch(5)
     with pytest.raises(ValueError, match=r"vocabulary size 6 differs.*same tokenizer required"):
         per_domain_distillation_loss(
             student, labels, domains, 3, teacher_logits=torch.zeros(6, 7, 6, dtype=torch.float64), loss="kd"
@@ -160,7 +150,7 @@ def test_vocabulary_mismatch_requires_the_same_tokenizer():
 
 
 def test_batch_errors_match_the_cross_entropy_ones():
-    student, teacher, labels, domains = random_batch(6)
+    student, teacher, labels, domains = random_logits_batch(6)
     with pytest.raises(ValueError, match=r"domain_ids must hold values in 0..2"):
         per_domain_distillation_loss(student, labels, domains + 1, 3, teacher_logits=teacher, loss="kd")
     labels = labels.clone()

@@ -7,23 +7,13 @@ import pytest
 import torch
 
 from iga.gradients.losses import per_domain_token_loss
+from iga.gradients.testing import random_logits_batch
 from iga.training.losses import per_domain_distillation_loss
-
-
-def random_batch(seed: int, *, bsz: int = 6, seq: int = 7, vocab: int = 5, k: int = 3, dtype=torch.float64):
-    g = torch.Generator().manual_seed(seed)
-    student = torch.randn(bsz, seq, vocab, generator=g, dtype=dtype) * 3
-    teacher = torch.randn(bsz, seq, vocab, generator=g, dtype=dtype) * 3
-    labels = torch.randint(0, vocab, (bsz, seq), generator=g)
-    labels[torch.rand(bsz, seq, generator=g) < 0.4] = -100
-    labels[:, 1] = 0  # every row keeps ≥ 1 supervised token after the shift, so every domain has one
-    domains = torch.arange(bsz) % k
-    return student, teacher, labels, domains
 
 
 def test_sft_is_exactly_per_domain_token_loss():
     for dtype in (torch.float32, torch.float64):
-        student, teacher, labels, domains = random_batch(1, dtype=dtype)
+        student, teacher, labels, domains = random_logits_batch(1, dtype=dtype)
         got = per_domain_distillation_loss(student, labels, domains, 3, teacher_logits=teacher, loss="sft")
         assert torch.equal(got, per_domain_token_loss(student, labels, domains, 3))
 
@@ -39,7 +29,7 @@ def test_sft_is_exactly_per_domain_token_loss():
     ],
 )
 def test_bad_options_are_named(kwargs, match):
-    student, teacher, labels, domains = random_batch(4)
+    student, teacher, labels, domains = random_logits_batch(4)
     use_teacher = kwargs.pop("teacher", False)
     with pytest.raises(ValueError, match=match):
         per_domain_distillation_loss(

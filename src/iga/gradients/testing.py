@@ -112,3 +112,18 @@ def domain_major_batch(
 def select_rows(batch: dict[str, Tensor], rows: Any) -> dict[str, Tensor]:
     """The sub-batch of the given rows (index tensor, list or slice) of every (B, ...) tensor."""
     return {k: v[rows] for k, v in batch.items()}
+
+
+def random_logits_batch(
+    seed: int, *, bsz: int = 6, seq: int = 7, vocab: int = 5, k: int = 3, dtype: torch.dtype = torch.float64
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Seeded (student logits, teacher logits, labels, domain ids) for loss tests: ~40 % of the labels masked, and
+    every row keeps >= 1 supervised token after the shift, so every one of the ``k`` domains has one."""
+    g = torch.Generator().manual_seed(seed)
+    student = torch.randn(bsz, seq, vocab, generator=g, dtype=dtype) * 3
+    teacher = torch.randn(bsz, seq, vocab, generator=g, dtype=dtype) * 3
+    labels = torch.randint(0, vocab, (bsz, seq), generator=g)
+    labels[torch.rand(bsz, seq, generator=g) < 0.4] = -100
+    labels[:, 1] = 0
+    domains = torch.arange(bsz) % k
+    return student, teacher, labels, domains

@@ -105,7 +105,7 @@ class MicroBaseConfig:
                 raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)!r}")
 
 
-def _with_pooled_words(domain: Any, domains: list[Any]) -> Any:
+def with_pooled_words(domain: Any, domains: list[Any]) -> Any:
     """``domain`` with each word pool of its sections replaced by the union of that pool over ``domains``."""
     from dataclasses import replace
 
@@ -139,7 +139,7 @@ class MicroRows:
         self.narrative_domains = [
             d for d in domains.values() if all(d.covers(sk.id) for sk in self.skeletons)
         ]
-        pooled = _with_pooled_words(domains[cfg.skill_domain], self.narrative_domains)
+        pooled = with_pooled_words(domains[cfg.skill_domain], self.narrative_domains)
         self.skill_domain = pooled if cfg.skill_words == "all_domains" else domains[cfg.skill_domain]
         late_words = cfg.late_skill_words or cfg.skill_words
         self.late_skill_domain = pooled if late_words == "all_domains" else domains[cfg.skill_domain]
@@ -231,23 +231,10 @@ def _at_least_float32(logits: Any) -> Any:
     return logits.to(torch.promote_types(logits.dtype, torch.float32))
 
 
-def _target_loss(model: Any, batch: Mapping[str, Any]) -> Any:
-    """Mean next-token cross-entropy over the labelled positions, with the LM head applied to those only.
-
-    Equal to ``model(**batch).loss``; the head (1.8 k words x 128) on the ~40 % of positions that carry a label
-    (not the prompt, not the padding) saves most of the head's work."""
-    import torch.nn.functional as F
-
-    hidden = model.model(
-        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
-    ).last_hidden_state
-    labels = batch["labels"][:, 1:]
-    keep = labels != -100
-    return F.cross_entropy(_at_least_float32(model.lm_head(hidden[:, :-1][keep])), labels[keep])
-
-
 def _backward_by_length(model: Any, batch: Mapping[str, Any], chunks: int = 2) -> float:
-    """Backpropagate ``_target_loss(model, batch)`` in ``chunks`` groups of rows sorted by length; return the loss.
+    """Backpropagate the batch's mean next-token cross-entropy over its labelled positions in ``chunks`` groups of
+    rows sorted by length; return the loss. The LM head runs on the labelled positions only (~40 % of them: not the
+    prompt, not the padding).
 
     Each group is cut to its own longest row, so short rows no longer pay for the batch's longest one (a quarter of
     a batch's positions are padding). The rows are right-padded and attention is causal, so a real position never
