@@ -59,8 +59,20 @@ def build_data(out: Path, setting: str, *, oracle: bool, seed: int) -> Path:
 
 
 def train_and_eval(
-    out: Path, name: str, data: Path, base: Path, args: Any, splits: tuple[str, ...], domains: list[str]
+    out: Path,
+    name: str,
+    data: Path,
+    base: Path,
+    args: Any,
+    splits: tuple[str, ...],
+    domains: list[str],
+    *,
+    algorithm: str | None = None,
+    options: dict[str, Any] | None = None,
 ) -> dict:
+    """Train ``name`` (LoRA on ``base``) on ``data``'s ``domains`` and evaluate ``splits``; a finished run on the
+    same base is read back. The algorithm is ``algorithm`` (default: from the name, ``erm``/``oracle`` → ERM) with
+    ``options`` (default: τ = 10 for IGA)."""
     import shutil
 
     from iga.config import TrainConfig
@@ -73,12 +85,15 @@ def train_and_eval(
     if same_base and not args.fresh:  # a finished run on the same base is read back
         return result
     shutil.rmtree(run_dir, ignore_errors=True)
-    algorithm = "erm" if name.startswith(("erm", "oracle")) else name.split(":")[0]
+    if algorithm is None:
+        algorithm = "erm" if name.startswith(("erm", "oracle")) else name.split(":")[0]
+    if options is None:
+        options = {"tau": 10.0} if algorithm == "iga" else {}
     cfg = TrainConfig(
         data_dir=str(data),
         out_dir=str(run_dir),
         algorithm=algorithm,
-        algorithm_options={"tau": 10.0} if algorithm == "iga" else {},
+        algorithm_options=options,
         student="tiny",
         base_dir=str(base),
         train_domains=domains,

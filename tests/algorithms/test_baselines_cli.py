@@ -31,9 +31,18 @@ def test_show_lists_defaults_ranges_and_deviations():
     assert result.exit_code == 0, result.output
     info = json.loads(result.output)
     tau = next(h for h in info["hyper_parameters"] if h["name"] == "tau")
-    assert tau == {"name": "tau", "default": 0.5, "search": "U(0, 1)"}
+    assert tau == {"name": "tau", "default": 0.5, "search": "U(0, 1)", "choices": None}
     assert "τ = 1 zeroes the mask" in info["deviations"]
     assert "``" not in info["summary"]  # reST markup stripped for the terminal
+
+
+def test_show_lists_the_allowed_values_of_igas_mask_variants():
+    info = json.loads(runner.invoke(app, ["algorithms", "show", "iga", "--json"]).output)
+    choices = {h["name"]: h["choices"] for h in info["hyper_parameters"]}
+    assert choices["mask_space"] == ["coordinate", "factor", "row", "column", "layer", "subspace"]
+    assert choices["mask_stat"] == ["variance", "sign"] and choices["tau"] is None
+    text = runner.invoke(app, ["algorithms", "show", "iga"], env={"COLUMNS": "200"})
+    assert text.exit_code == 0 and "coordinate | factor | row | column | layer | subspace" in text.output
 
 
 def test_show_draws_with_the_sweep_convention():

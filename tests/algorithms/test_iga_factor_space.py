@@ -268,7 +268,10 @@ def test_misuse_errors_name_the_fix():
         )
     with pytest.raises(ValueError, match=r"space='factor'\) of this model"):
         create_iga_optimizer(model, lr=0.1, mask_space="factor", capture=DomainGradCapture(model))
-    with pytest.raises(ValueError, match=r"IGAConfig\.mask_space must be one of \('coordinate', 'factor'\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"IGAConfig\.mask_space must be one of \('coordinate', 'factor', 'row', 'column', 'layer', 'subspace'\)",
+    ):
         IGAConfig(mask_space="full")
     with pytest.raises(
         ValueError, match=r"IGAConfig\.svd_rank must be 'lora' or None with mask_space='factor'"

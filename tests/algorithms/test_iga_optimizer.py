@@ -316,7 +316,7 @@ def test_misuse_errors():
         ("damping", -1e-3, ">= 0"),
         ("eps", 0.0, "> 0"),
         ("max_grad_norm", 0.0, "> 0 or None"),
-        ("mask_space", "weight", r"\('coordinate', 'factor'\)"),
+        ("mask_space", "weight", r"\('coordinate', 'factor', 'row', 'column', 'layer', 'subspace'\)"),
         ("layer_group_size", 0, "int >= 1"),
         ("layer_group_max_bytes", -1, "int >= 0"),
     ],

@@ -1,8 +1,10 @@
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from train_helpers import DOMAINS, synthetic_records
 
-from iga.training.data import IsomerCollator, group_isomer_sets, sets_for_step
+from iga.training.data import IsomerCollator, aligned_labels, group_isomer_sets, sets_for_step
 
 
 def test_sets_are_complete_and_in_domain_order():
@@ -53,3 +55,48 @@ def test_collator_is_domain_major_and_masks_prompts(micro_base):
         assert torch.equal(labels[supervised], ids[supervised])
     with pytest.raises(ValueError, match="above max_length=8"):
         IsomerCollator(tok, max_length=8)(sets)
+
+
+def test_collator_logic_labels_keep_the_tokens_every_rendering_shares(micro_base):
+    from iga.models.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(micro_base)
+    sets = group_isomer_sets(synthetic_records(2), DOMAINS)
+    batch = IsomerCollator(tok, max_length=128, logic_labels=True)(sets)
+    assert "logic_labels" not in IsomerCollator(tok, max_length=128)(sets)
+    logic, labels = batch["logic_labels"], batch["labels"]
+    kept = logic != -100
+    assert torch.equal(logic[kept], labels[kept])  # a subset of the labels, never another token
+    for j in range(2):  # set j's rows: j, j + 2, j + 4, j + 6 (domain-major)
+        rows = [j + 2 * k for k in range(len(DOMAINS))]
+        texts = {tok.decode(batch["input_ids"][r][kept[r]]) for r in rows}
+        assert len(texts) == 1  # the same kept tokens in every domain
+        text = texts.pop()
+        assert "Step" in text and "answer" in text
+        assert not any(
+            noun in text for noun in ("units", "tablets", "fines", "grams")
+        )  # the domains' own words
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    prompt=st.integers(0, 3),
+    targets=st.lists(st.lists(st.integers(0, 4), min_size=5, max_size=5), min_size=2, max_size=4),
+)
+def test_aligned_labels_keep_exactly_the_positions_where_all_members_agree(prompt, targets):
+    members = [([7] * prompt + t, [-100] * prompt + t) for t in targets]
+    out = aligned_labels(members)
+    for labels, target in zip(out, targets, strict=True):
+        assert labels[:prompt] == [-100] * prompt
+        for i, tok in enumerate(labels[prompt:]):
+            agree = len({t[i] for t in targets}) == 1
+            assert tok == (target[i] if agree else -100)
+    same = aligned_labels([members[0], members[0]])
+    assert same == [members[0][1], members[0][1]]  # identical renderings: every target token kept
+
+
+def test_aligned_labels_need_targets_of_one_length():
+    with pytest.raises(
+        ValueError, match=r"isomer set 's1': its renderings' targets are \[2, 3\] tokens long"
+    ):
+        aligned_labels([([1, 2], [1, 2]), ([1, 2, 3], [1, 2, 3])], "s1")

@@ -20,6 +20,12 @@ The contract a trainer reads, declared as class attributes and checked when a su
 * ``clips_gradients`` — **who clips**: ``True`` when the method clips the gradient itself, after its own rewrite
   (IGA and the gradient-side wrappers) or inside its inner steps (Fish); its ``hparams_cls`` then has a
   ``max_grad_norm`` field, into which the trainer passes its clip value instead of clipping ``.grad`` itself.
+* ``statistics_tokens`` — which target tokens the per-domain gradients are taken on (:data:`STATISTICS_TOKENS`):
+  ``"all"`` (the default), or ``"logic"`` (IGA's ``stat_tokens="logic"``): the trainer then appends to each
+  micro-batch a copy of its rows whose labels keep only the tokens aligned across each isomer set
+  (:func:`iga.training.data.aligned_labels`), as domains K..2K−1, backpropagates the mean of all 2K losses, and
+  the capture sees 2K domains: the first K for the update, the last K for the statistics. Gradient-side methods
+  only; a method may set it per instance from its hyper-parameters.
 * ``hparams_cls`` — a dataclass of hyper-parameters, validated in its ``__post_init__``; ``Algorithm(**hparams)``
   builds it and names the allowed fields when an unknown one is passed.
 * ``last_metrics`` — floats (or detached 0-d tensors) about the last loss / meta step that the trainer logs;
@@ -58,6 +64,7 @@ from torch import Tensor, nn
 from iga.gradients.capture import CAPTURE_SPACES, DomainGradCapture
 
 BASE_OPTIMIZERS = ("adamw", "adam", "sgd")
+STATISTICS_TOKENS = ("all", "logic")
 #: The ways a trainer drives a method (``Algorithm.trainer_call``); see the module docstring.
 TRAINER_CALLS = ("loss", "loss_from_logits", "meta_step")
 
@@ -125,6 +132,8 @@ class Algorithm:
     trainer_call: ClassVar[str] = "loss"
     #: The method clips the gradient itself (``hparams_cls`` has ``max_grad_norm``); the trainer does not.
     clips_gradients: ClassVar[bool] = False
+    #: One of :data:`STATISTICS_TOKENS`: the target tokens the per-domain gradients are taken on.
+    statistics_tokens: str = "all"
     hparams_cls: ClassVar[type] = NoHParams
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -143,6 +152,8 @@ class Algorithm:
                         f"{where} overrides {call}() but declares trainer_call = {cls.trainer_call!r}"
                     )
                 raise TypeError(f"{where}.trainer_call = {call!r} but {where} does not override {call}()")
+        if cls.statistics_tokens not in STATISTICS_TOKENS:
+            raise TypeError(f"{where}.statistics_tokens must be one of {STATISTICS_TOKENS}")
         if cls.trainer_call == "meta_step" and cls.capture_space is not None:
             raise TypeError(f"{where}: a meta_step method takes its own steps and uses no capture_space")
         if not is_dataclass(cls.hparams_cls):

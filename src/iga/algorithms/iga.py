@@ -34,8 +34,9 @@ from torch import Tensor, nn
 from iga.algorithms.base import Algorithm, make_base_optimizer
 from iga.algorithms.iga_config import IGAConfig
 from iga.algorithms.lora_map import map_products, project_products
-from iga.algorithms.mask import domain_statistics, normalised_variance
+from iga.algorithms.mask import domain_statistics, grouped_dims, normalised_variance, sign_disagreement
 from iga.algorithms.optimizer_wrapper import OptimizerWrapper
+from iga.algorithms.projection import truncated_svd
 from iga.algorithms.registry import register_algorithm
 from iga.distributed import all_reduce_mean
 from iga.gradients.capture import CapturedLayer, DomainGradCapture
@@ -109,6 +110,15 @@ class IGAOptimizer(OptimizerWrapper):
         self._ema: dict[str, tuple[Tensor, Tensor]] = {}
         self._domain_ema_steps = 0
         self._domain_ema: dict[str, Tensor] = {}
+        #: Set to True to keep each step's masks in :attr:`last_masks` (diagnostics: one gradient-sized tensor per
+        #: layer; the default statistics then run one layer at a time, not stacked).
+        self.keep_masks = False
+        #: K, the number of training domains: needed under ``stat_tokens="logic"`` (2K domains are captured);
+        #: the registered algorithm sets it.
+        self.num_domains: int | None = None
+        #: ``{layer name: M}`` of the last step when :attr:`keep_masks` (per coordinate, row, column and layer
+        #: masks expanded to the weight's shape; ``(U_r, M, Vh_r)`` for ``mask_space="subspace"``).
+        self.last_masks: dict[str, Any] = {}
         self._clear_pending()
         if space == "full":
             capture.set_consumer(self._consume, buffer=self._slot)
@@ -123,6 +133,7 @@ class IGAOptimizer(OptimizerWrapper):
         self._stat_sums: list[Tensor] = []
         self._numel = 0
         self._nonfinite: list[str] = []
+        self._masks: dict[str, Any] = {}
         # Read at every step, so that a config swapped between steps takes effect; the stacks' buffers are reused
         # from step to step while the bounds stay the same.
         bounds = (self.config.layer_group_size, self.config.layer_group_max_bytes)
@@ -161,24 +172,55 @@ class IGAOptimizer(OptimizerWrapper):
         correction = 1 - beta ** (self._ema_steps + 1)
         return new_var / correction, new_sq / correction
 
+    def _split(self, domain_grads: Tensor) -> tuple[Tensor, Tensor]:
+        """``(update, statistics)`` per-domain gradients: the same tensor, or, under ``stat_tokens="logic"``, the
+        first and the last K of the 2K captured domains (the relabelled copy of the rows is domains K..2K−1)."""
+        if self.config.stat_tokens == "all":
+            return domain_grads, domain_grads
+        if self.num_domains is None:
+            raise ValueError(
+                "IGA stat_tokens='logic': set IGAOptimizer.num_domains = K (the number of training domains) so that "
+                "the 2K captured domains can be told apart"
+            )
+        k = self.num_domains
+        if domain_grads.shape[0] != 2 * k:
+            raise ValueError(
+                f"IGA stat_tokens='logic' expects 2K = {2 * k} captured domains (the rows again, with logic-only "
+                f"labels, as domains K..2K-1: see IGAConfig.stat_tokens), got {domain_grads.shape[0]}; this trainer "
+                "may not support stat_tokens='logic' (`iga train` does)"
+            )
+        return domain_grads[:k], domain_grads[k:]
+
     def _masked_mean(self, key: str, domain_grads: Tensor, tau: float) -> Tensor | None:
         cfg = self.config
-        if cfg.domain_ema_beta > 0:
-            # Statistics (and so the mask) from the averaged G_k; the masked direction is this step's mean.
-            stat_mean, var = domain_statistics(self._averaged_domain_grads(key, domain_grads))
-            mean = domain_grads.to(stat_mean.dtype).mean(0)
-            mean_sq = stat_mean.square()
+        update, source = self._split(domain_grads)
+        stat_grads = self._averaged_domain_grads(key, source) if cfg.domain_ema_beta > 0 else source
+        # Statistics (and so the mask) from the averaged G_k under domain_ema_beta, from the logic tokens' G_k under
+        # stat_tokens="logic"; the masked direction is always this step's mean of the training loss.
+        stat_mean, var = domain_statistics(stat_grads)
+        mean = update.to(stat_mean.dtype).mean(0) if stat_grads is not update else stat_mean
+        dims = grouped_dims(cfg.mask_space, mean.dim())
+        if cfg.mask_stat == "sign":
+            vhat = sign_disagreement(stat_grads)
+            vhat = vhat.mean(dims, keepdim=True) if dims else vhat
         else:
-            mean, var = domain_statistics(domain_grads)
-            mean_sq = mean.square()
-        if cfg.ema_beta > 0:
-            var, mean_sq = self._smoothed(key, var, mean_sq)
-        # In place from here on (var, mean_sq are this call's own buffers): V̂, then M, then G̃ = M ⊙ Ḡ.
-        vhat = normalised_variance(var, mean_sq, cfg.variance_norm, cfg.eps, inplace=True)
+            mean_sq = stat_mean.square()
+            if cfg.ema_beta > 0:
+                var, mean_sq = self._smoothed(key, var, mean_sq)
+            if (
+                dims
+            ):  # one statistic per row / column / layer: V and Ḡ² averaged over the coordinates sharing it
+                var, mean_sq = var.mean(dims, keepdim=True), mean_sq.mean(dims, keepdim=True)
+            # In place from here on (var, mean_sq are this call's own buffers): V̂, then M, then G̃ = M ⊙ Ḡ.
+            vhat = normalised_variance(var, mean_sq, cfg.variance_norm, cfg.eps, inplace=True)
+        if vhat.shape != mean.shape:
+            vhat = vhat.expand_as(mean).clone()
         vhat_sum = vhat.sum()
         mask = vhat.mul_(-tau).exp_()
         self._stat_sums.append(torch.stack([mask.sum(), (mask < 0.5).sum().to(mask.dtype), vhat_sum]))
         self._numel += mask.numel()
+        if self.keep_masks:
+            self._masks[key] = mask.clone()
         masked = mask.mul_(mean)
         if cfg.rescale:
             masked.mul_(mean.norm() / masked.norm().clamp(min=cfg.eps))
@@ -205,12 +247,54 @@ class IGAOptimizer(OptimizerWrapper):
         # Where the capture writes a stacked layer's sums (no copy); None: a fresh tensor, processed alone.
         return self._stacks.slot(layer, shape, dtype, device)
 
+    def _subspace_masked(self, layer: CapturedLayer, domain_grads: Tensor, tau: float) -> Tensor | None:
+        """``mask_space="subspace"``: the mask on each domain's coefficients along ``Ḡ``'s top-r singular
+        directions; returns ``Σ_i M_i s_i u_i v_iᵀ`` (rank ≤ r)."""
+        cfg = self.config
+        update, source = self._split(domain_grads)
+        g = update.to(torch.promote_types(update.dtype, torch.float32))
+        mean = g.mean(0)
+        if not bool(torch.isfinite(mean.sum())):
+            return None
+        rank = self._resolve_rank(layer) if layer.is_lora else cfg.svd_rank
+        rank = min(rank if isinstance(rank, int) else min(mean.shape), *mean.shape)
+        u, s, vh = truncated_svd(
+            mean, rank, exact_max_numel=cfg.svd_exact_max_numel, generator=self._generator(layer, mean.device)
+        )
+        # c_ki = u_iᵀ G_k v_i: each domain's component along direction i (their mean over k is s_i, unless the
+        # statistics come from the logic tokens' G_k).
+        coeffs = torch.einsum("mr,kmn,rn->kr", u, source.to(g.dtype), vh)
+        if cfg.mask_stat == "sign":
+            vhat = sign_disagreement(coeffs)
+        else:
+            coeff_mean, var = domain_statistics(coeffs)
+            vhat = normalised_variance(var, coeff_mean.square(), cfg.variance_norm, cfg.eps)
+        mask = torch.exp(-tau * vhat)
+        self._stat_sums.append(torch.stack([mask.sum(), (mask < 0.5).sum().to(mask.dtype), vhat.sum()]))
+        self._numel += mask.numel()
+        total = mean.square().sum().clamp(min=torch.finfo(mean.dtype).tiny)
+        self._energy[layer.name] = s.square().sum() / total  # the share of Ḡ the r directions carry
+        if self.keep_masks:
+            self._masks[layer.name] = (u, mask, vh)
+        return (u * (mask * s)) @ vh
+
     @torch.no_grad()
     def _consume(self, layer: CapturedLayer, domain_grads: Tensor) -> None:
-        if layer.bias_domain_grads is None and self._stacks.add(layer, domain_grads):
+        cfg = self.config
+        stackable = (
+            cfg.mask_space == "coordinate"
+            and cfg.mask_stat == "variance"
+            and cfg.stat_tokens == "all"
+            and not self.keep_masks
+        )
+        if stackable and layer.bias_domain_grads is None and self._stacks.add(layer, domain_grads):
             return  # processed with its stack (when full, evicted, or at step())
-        tau = self.config.tau_at(self._step)
-        masked = self._masked_mean(layer.name, domain_grads, tau)
+        tau = cfg.tau_at(self._step)
+        subspace = cfg.mask_space == "subspace" and (layer.is_lora or isinstance(cfg.svd_rank, int))
+        if subspace:
+            masked = self._subspace_masked(layer, domain_grads, tau)
+        else:
+            masked = self._masked_mean(layer.name, domain_grads, tau)
         bias_masked = None
         if layer.bias_domain_grads is not None:
             bias_masked = self._masked_mean(f"{layer.name}.bias", layer.bias_domain_grads, tau)
@@ -227,7 +311,7 @@ class IGAOptimizer(OptimizerWrapper):
             return
         assert layer.lora_A is not None and layer.lora_B is not None
         a, b = layer.lora_A.to(masked.dtype), layer.lora_B.to(masked.dtype)
-        rank = self._resolve_rank(layer)
+        rank = None if subspace else self._resolve_rank(layer)  # a subspace step is rank r already
         g_at, bt_g, energy = project_products(
             masked,
             a,
@@ -342,23 +426,30 @@ class IGAOptimizer(OptimizerWrapper):
 
     def _masked_flat(self, keys: list[str], sizes: list[int], flat: Tensor, tau: float) -> Tensor | None:
         cfg = self.config
+        flat, source = self._split(flat)
         if cfg.domain_ema_beta > 0:
             old = torch.cat(
                 [
-                    self._domain_ema[key] if key in self._domain_ema else flat.new_zeros(flat.shape[0], size)
+                    self._domain_ema[key]
+                    if key in self._domain_ema
+                    else source.new_zeros(source.shape[0], size)
                     for key, size in zip(keys, sizes, strict=True)
                 ],
                 dim=1,
             )
             beta = cfg.domain_ema_beta
-            new = old * beta + flat * (1 - beta)  # a missing state is 0: the first step's (1 − β)·G_k
+            new = old * beta + source * (1 - beta)  # a missing state is 0: the first step's (1 − β)·G_k
             self._pending_domain_ema.update(zip(keys, new.split(sizes, dim=1), strict=True))
-            stat_mean, var = flat_statistics(new / (1 - beta ** (self._domain_ema_steps + 1)))
-            mean = flat.sum(0).div_(flat.shape[0])
-            mean_sq = stat_mean.square()
+            stat_flat = new / (1 - beta ** (self._domain_ema_steps + 1))
         else:
+            stat_flat = source
+        if stat_flat is flat:
             mean, var = flat_statistics(flat)
             mean_sq = mean.square()
+        else:
+            stat_mean, var = flat_statistics(stat_flat)
+            mean = flat.sum(0).div_(flat.shape[0])
+            mean_sq = stat_mean.square()
         if cfg.ema_beta > 0:
             zeros = [flat.new_zeros(size) for size in sizes]
             old_var = torch.cat(
@@ -383,6 +474,7 @@ class IGAOptimizer(OptimizerWrapper):
             variance_norm=cfg.variance_norm,
             eps=cfg.eps,
             rescale=cfg.rescale,
+            vhat=sign_disagreement(stat_flat) if cfg.mask_stat == "sign" else None,
         )
         self._stat_sums.append(sums)
         self._numel += masked.numel()
@@ -427,6 +519,8 @@ class IGAOptimizer(OptimizerWrapper):
             if self._all_skip(bool(self._nonfinite)):
                 self._skip_step(self._nonfinite_warning(), tau=tau)
                 return
+            if self.config.stat_tokens == "logic":
+                self._check_all_captured()
             self._write_grads(self._pending)
             self._ema.update(self._pending_ema)
             if self._pending_ema:
@@ -438,11 +532,25 @@ class IGAOptimizer(OptimizerWrapper):
             metrics["grad_norm"] = self._clip(self.config.max_grad_norm)
             self.base_optimizer.step()
             self.last_metrics = metrics
+            self.last_masks = self._masks
         finally:
             self._step += 1
             self._clear_pending()
             if self._space == "factor":
                 self.capture.reset()
+
+    def _check_all_captured(self) -> None:
+        # The backward was of the mean of both losses (training and logic tokens): only the parameters IGA writes
+        # get the training loss's gradient back.
+        stray = [
+            p for g in self.param_groups for p in g["params"] if p.grad is not None and p not in self._pending
+        ]
+        if stray:
+            raise ValueError(
+                f"IGA stat_tokens='logic': {len(stray)} trainable parameter(s) outside the captured layers would be "
+                "updated with the gradient of both losses (training and logic tokens); freeze them or use "
+                "stat_tokens='all'"
+            )
 
     def _metrics(self, tau: float) -> dict[str, float]:
         sums = torch.stack(self._stat_sums).sum(0).tolist() if self._stat_sums else [0.0, 0.0, 0.0]
@@ -544,6 +652,8 @@ def create_iga_optimizer(
     max_grad_norm: float | None = IGAConfig.max_grad_norm,
     stats_scope: str = IGAConfig.stats_scope,
     mask_space: str = IGAConfig.mask_space,
+    mask_stat: str = IGAConfig.mask_stat,
+    stat_tokens: str = IGAConfig.stat_tokens,
     layer_group_size: int = IGAConfig.layer_group_size,
     layer_group_max_bytes: int = IGAConfig.layer_group_max_bytes,
     capture: DomainGradCapture | None = None,
@@ -551,7 +661,7 @@ def create_iga_optimizer(
     """Build ``IGAOptimizer(base(trainable params), DomainGradCapture(model, space=...), IGAConfig(...))``.
 
     Keyword-only, like PEFT's ``create_loraplus_optimizer``; the IGA options are those of :class:`IGAConfig`.
-    The capture's space follows ``mask_space``: ``"full"`` for ``"coordinate"``, ``"factor"`` for ``"factor"``.
+    The capture's space follows ``mask_space``: ``"factor"`` for ``"factor"``, ``"full"`` for every other space.
     Pass ``capture`` to reuse an existing capture of ``model`` in that space. Then, per step::
 
         with optimizer.capture.domains(batch["domain_ids"], num_domains=K):
@@ -578,6 +688,8 @@ def create_iga_optimizer(
         max_grad_norm=max_grad_norm,
         stats_scope=stats_scope,
         mask_space=mask_space,
+        mask_stat=mask_stat,
+        stat_tokens=stat_tokens,
         layer_group_size=layer_group_size,
         layer_group_max_bytes=layer_group_max_bytes,
     )
@@ -611,11 +723,15 @@ class IGA(Algorithm):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        # Per instance: the trainer builds the capture of the instance's space.
+        # Per instance: the trainer builds the capture of the instance's space and, under stat_tokens="logic",
+        # appends the relabelled rows.
         self.capture_space = _capture_space(self.hparams)
+        self.statistics_tokens = self.hparams.stat_tokens
 
     def wrap_optimizer(
         self, base_optimizer: torch.optim.Optimizer, model: nn.Module, capture: DomainGradCapture | None
     ) -> torch.optim.Optimizer:
         assert capture is not None  # checked by build_optimizer
-        return IGAOptimizer(base_optimizer, capture, self.hparams)
+        optimizer = IGAOptimizer(base_optimizer, capture, self.hparams)
+        optimizer.num_domains = self.num_domains
+        return optimizer

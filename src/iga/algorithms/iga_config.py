@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from iga.algorithms.lora_map import LORA_MAPS
-from iga.algorithms.mask import VARIANCE_NORMS
+from iga.algorithms.mask import GROUPED_SPACES, MASK_STATS, VARIANCE_NORMS
 from iga.algorithms.projection import DEFAULT_EXACT_MAX_NUMEL
-from iga.distributed import check_stats_scope
+from iga.distributed import STATS_SCOPES, check_stats_scope
 
-MASK_SPACES = ("coordinate", "factor")
+MASK_SPACES = ("coordinate", "factor", *GROUPED_SPACES, "subspace")
+STAT_TOKENS = ("all", "logic")
 
 
 def _is_int(value: object) -> bool:
@@ -63,7 +65,33 @@ class IGAConfig:
             method, not an approximation: a factor coordinate mixes many weight coordinates. ``svd_rank`` (an
             int) and ``lora_map="lora_pro"`` have no meaning there and are refused; ``layer`` normalisation and
             ``rescale`` act per factor tensor.
-        layer_group_size: ``mask_space="coordinate"`` only. Layers of the same shape and rank are stacked, up to
+            ``"row"`` / ``"column"`` / ``"layer"``: one statistic per output unit, per input unit, or per layer
+            (a soft per-layer gate): ``V`` and ``Ḡ²`` (or the sign disagreement) are averaged over the
+            coordinates that share it before ``V̂`` and the mask, which then multiplies those coordinates of
+            ``Ḡ``; projection and map as for ``coordinate``. A bias gets one value per entry under ``row`` and one
+            for the whole vector under ``column`` and ``layer``.
+            ``"subspace"``: agreement per LoRA direction, not per weight. ``Ḡ``'s top-r singular directions
+            ``(u_i, v_i)`` (r from ``svd_rank``; exact or randomized SVD as for the projection) and each domain's
+            coefficient on them, ``c_ki = u_iᵀ G_k v_i`` (whose mean over k is the singular value ``s_i``); the
+            statistic and mask act on those r numbers per domain, and ``G̃ = Σ_i M_i s_i u_i v_iᵀ`` (already rank
+            r: nothing more is projected). Needs a rank (``svd_rank`` not None) and takes no EMA. Biases and plain
+            Linear layers without a rank are masked per coordinate.
+            Every space but ``factor`` uses the full-space capture.
+        mask_stat: the disagreement statistic. ``"variance"`` (the design of record): ``V̂`` from the variance over
+            domains, per ``variance_norm``. ``"sign"``: ``V̂ = 1 − |mean_k sign(G_k)|``, the share of domains
+            that disagree in sign (SAND-mask's statistic inside IGA's ``exp(−τ·)``), a control that measures
+            "variance vs sign"; ``variance_norm`` is not used and ``ema_beta`` is refused (there is no ``V`` to
+            smooth: use ``domain_ema_beta``).
+        stat_tokens: which target tokens the per-domain gradients behind the statistics come from. ``"all"``
+            (the design of record): the training loss's. ``"logic"``: only the tokens that every rendering of the
+            isomer set shares at the same place in its target (numbers, operators, the chain of thought's own
+            words; not the domains' slot words; :func:`iga.training.data.aligned_labels`), so that wording tokens
+            do not enter ``V``; the update is still the full loss's mean gradient. The trainer appends a relabelled
+            copy of every row (the step costs about twice an ERM step) and needs renderings whose targets have
+            one length (the micro regime's word-level tokenizer). With a hand-driven capture: domain ids K..2K−1
+            are the relabelled rows, ``num_domains=2K``, the backward is of the mean of all 2K losses, the optimizer's
+            ``num_domains`` is K, and every trainable parameter must sit in a captured layer.
+        layer_group_size: ``mask_space="coordinate"`` with ``mask_stat="variance"`` only. Layers of the same shape and rank are stacked, up to
             this many, and their statistics, mask, projection and map run as batched kernels (the same numbers
             as one layer at a time, to float tolerance; far fewer kernel launches on small layers). 1 = one layer
             at a time.
@@ -75,6 +103,16 @@ class IGAConfig:
             layers. Measured on the ``default`` benchmark preset (8 MiB): +9.5 MiB peak within a step over ERM,
             +4.1 MiB one layer at a time, plus the ≤ 8 MiB kept between steps.
     """
+
+    #: The allowed values of the options that take one of a few (``iga algorithms show iga`` lists them).
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {
+        "variance_norm": VARIANCE_NORMS,
+        "lora_map": LORA_MAPS,
+        "stats_scope": STATS_SCOPES,
+        "mask_space": MASK_SPACES,
+        "mask_stat": MASK_STATS,
+        "stat_tokens": STAT_TOKENS,
+    }
 
     tau: float = 10.0
     tau_warmup_steps: int = 0
@@ -91,6 +129,8 @@ class IGAConfig:
     max_grad_norm: float | None = None
     stats_scope: str = "local"
     mask_space: str = "coordinate"
+    mask_stat: str = "variance"
+    stat_tokens: str = "all"
     layer_group_size: int = 8
     layer_group_max_bytes: int = 8 * 2**20
 
@@ -148,6 +188,27 @@ class IGAConfig:
                 f"IGAConfig.lora_map must be 'chain' with mask_space='factor' (the masked factor gradients are "
                 f"written directly; there is no full-matrix gradient to map), got {self.lora_map!r}"
             )
+        if self.mask_stat not in MASK_STATS:
+            raise ValueError(f"IGAConfig.mask_stat must be one of {MASK_STATS}, got {self.mask_stat!r}")
+        if self.mask_stat == "sign" and self.ema_beta > 0:
+            raise ValueError(
+                f"IGAConfig.ema_beta must be 0 with mask_stat='sign' (it smooths V and Ḡ², which the sign statistic "
+                f"does not use; domain_ema_beta averages the gradients themselves), got {self.ema_beta!r}"
+            )
+        if self.stat_tokens not in STAT_TOKENS:
+            raise ValueError(f"IGAConfig.stat_tokens must be one of {STAT_TOKENS}, got {self.stat_tokens!r}")
+        if self.mask_space == "subspace":
+            if self.svd_rank is None:
+                raise ValueError(
+                    "IGAConfig.svd_rank must be 'lora' or a positive int with mask_space='subspace' (the rank of the "
+                    "subspace whose directions are masked), got None"
+                )
+            for name in ("ema_beta", "domain_ema_beta"):
+                if getattr(self, name) > 0:
+                    raise ValueError(
+                        f"IGAConfig.{name} must be 0 with mask_space='subspace' (its directions change every step, "
+                        f"so there is no fixed coordinate to average over steps), got {getattr(self, name)!r}"
+                    )
         if not _is_int(self.layer_group_size) or self.layer_group_size < 1:
             raise ValueError(
                 f"IGAConfig.layer_group_size must be an int >= 1 (1 = one layer at a time), got "

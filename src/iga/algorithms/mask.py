@@ -6,6 +6,11 @@ import torch
 from torch import Tensor
 
 VARIANCE_NORMS = ("relative", "layer", "none")
+#: Which disagreement statistic the mask reads (docs/method.md §3, issue #17).
+MASK_STATS = ("variance", "sign")
+#: Mask spaces whose statistic is shared by a group of a weight's coordinates (one value per row, per column, per
+#: layer), and the dims of an ``(m, n)`` weight gradient it is averaged over.
+GROUPED_SPACES = {"row": (1,), "column": (0,), "layer": (0, 1)}
 
 
 def _check_norm(variance_norm: str) -> None:
@@ -82,3 +87,35 @@ def conflict_mask(
         raise ValueError(f"tau must be >= 0, got {tau}")
     mean, var = domain_statistics(domain_grads)
     return torch.exp(-tau * normalised_variance(var, mean * mean, variance_norm, eps))
+
+
+def sign_disagreement(domain_grads: Tensor) -> Tensor:
+    """``1 − |mean_k sign(G_k)|`` ∈ [0, 1] per coordinate of (K, ...) per-domain gradients (``mask_stat="sign"``).
+
+    0 where every domain's gradient has the same sign, 1 where the signs cancel exactly: the share of domains
+    agreeing in sign (SAND-mask's statistic, Shahtalebi et al. 2021) put into IGA's ``exp(−τ·)`` form, so that
+    "variance vs sign" can be measured rather than assumed. A coordinate where every domain's gradient is exactly 0
+    gets 1 (the masked mean is 0 there anyway).
+
+    Example:
+        >>> import torch
+        >>> sign_disagreement(torch.tensor([[1.0, 2.0, 3.0], [4.0, -2.0, 5.0], [0.5, 1.0, -1.0]]))
+        tensor([0.0000, 0.6667, 0.6667])
+    """
+    if domain_grads.dim() < 1 or domain_grads.shape[0] < 1:
+        raise ValueError(f"domain_grads must be (K, ...) with K >= 1, got shape {tuple(domain_grads.shape)}")
+    dtype = torch.promote_types(domain_grads.dtype, torch.float32)
+    return torch.sign(domain_grads).to(dtype).mean(0).abs_().neg_().add_(1)
+
+
+def grouped_dims(mask_space: str, ndim: int) -> tuple[int, ...]:
+    """The dims of one parameter's gradient (``ndim`` = 2 for a weight, 1 for a bias) that share one statistic
+    under ``mask_space``: none for ``coordinate``; a weight's columns for ``row`` (one value per output unit), its
+    rows for ``column`` (one per input unit), everything for ``layer``. A bias (one entry per output unit) has a
+    value per entry under ``row`` and one value under ``column`` and ``layer`` (it is the weight's column of a
+    constant input)."""
+    if mask_space not in GROUPED_SPACES:
+        return ()
+    if ndim == 2:
+        return GROUPED_SPACES[mask_space]
+    return () if mask_space == "row" else tuple(range(ndim))

@@ -53,12 +53,14 @@ def describe(
             )
         drawn = sweep_hparams(name, benchmark=benchmark, hparams_seed=hparams_seed, trial_seed=trial_seed)
     space = search_space(name)
+    choices = getattr(cls.hparams_cls, "CHOICES", {}) if cls.hparams_cls is not None else {}
     hparams = []
     for key, default in default_hparams(name).items():
         row: dict[str, Any] = {
             "name": key,
             "default": default,
             "search": space[key].description if key in space else None,
+            "choices": list(choices[key]) if key in choices else None,
         }
         if drawn is not None:
             row["value"] = drawn[key]
@@ -130,10 +132,12 @@ def show(
     if not info["hyper_parameters"]:
         console.print("no hyper-parameters")
         return
-    columns = ["name", "default", "random search"] + (["value"] if hparams_seed is not None else [])
-    table = Table(*columns)
+    with_choices = any(h["choices"] for h in info["hyper_parameters"])
+    columns = ["name", "default", *(["choices"] if with_choices else []), "random search"]
+    table = Table(*columns, *(["value"] if hparams_seed is not None else []))
     for h in info["hyper_parameters"]:
-        cells = [h["name"], repr(h["default"]), h["search"] or "not searched"]
+        allowed = [" | ".join(map(str, h["choices"])) if h["choices"] else ""] if with_choices else []
+        cells = [h["name"], repr(h["default"]), *allowed, h["search"] or "not searched"]
         if hparams_seed is not None:
             cells.append(repr(h["value"]))
         table.add_row(*cells)

@@ -259,16 +259,20 @@ def flat_mask(
     variance_norm: str = "relative",
     eps: float = 1e-12,
     rescale: bool = False,
+    vhat: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """``(G̃, sums)`` for ``(P,)`` statistics of tensors laid side by side: ``V̂``, ``M = exp(−τ·V̂)``,
     ``G̃ = M ⊙ Ḡ``, elementwise; ``variance_norm="layer"`` and ``rescale`` act per segment (``segments`` = the
     sizes of the concatenated tensors, so per LoRA factor). Overwrites ``var`` and ``mean_sq`` like
-    :func:`stacked_mask`; ``sums`` is (Σ M, #{M < 1/2}, Σ V̂)."""
+    :func:`stacked_mask`; ``sums`` is (Σ M, #{M < 1/2}, Σ V̂). A given ``vhat`` (``mask_stat="sign"``: the sign
+    disagreement, overwritten) is used as it is, and ``var``, ``mean_sq`` and ``variance_norm`` are not read."""
     _check_norm(variance_norm)
     sizes = list(segments)
     if sum(sizes) != mean.numel():
         raise ValueError(f"segments sum to {sum(sizes)}, but the statistics have {mean.numel()} entries")
-    if variance_norm == "relative":
+    if vhat is not None:
+        pass
+    elif variance_norm == "relative":
         vhat = var.div_(mean_sq.add_(var).add_(eps))
     elif variance_norm == "layer":
         per_segment = torch.stack([part.mean() for part in var.split(sizes)]).add_(eps)

@@ -85,12 +85,20 @@ class IsomerCollator:
     """Tokenise isomer sets into a padded, domain-major batch with prompt tokens masked out of the loss."""
 
     def __init__(
-        self, tokenizer: Any, *, max_length: int, fmt: Any = None, cot_field: str = "gold_cot"
+        self,
+        tokenizer: Any,
+        *,
+        max_length: int,
+        fmt: Any = None,
+        cot_field: str = "gold_cot",
+        logic_labels: bool = False,
     ) -> None:
         if tokenizer.pad_token_id is None:
             raise ValueError("the tokenizer has no pad token")
         self.tokenizer, self.max_length = tokenizer, max_length
         self.fmt, self.cot_field = fmt or PromptFormat(), cot_field
+        # Also return ``logic_labels``: the labels of :func:`aligned_labels` (IGA's ``stat_tokens="logic"``).
+        self.logic_labels = logic_labels
         self._cache: dict[str, tuple[list[int], list[int]]] = {}
 
     def encode(self, record: Mapping) -> tuple[list[int], list[int]]:
@@ -118,11 +126,19 @@ class IsomerCollator:
         import torch
 
         num_domains = len(sets[0].members)
-        rows, domain_ids = [], []
+        encoded = [[self.encode(m) for m in s.members] for s in sets]
+        aligned = (
+            [aligned_labels(e, s.instance_id) for e, s in zip(encoded, sets, strict=True)]
+            if self.logic_labels
+            else None
+        )
+        rows, domain_ids, logic = [], [], []
         for k in range(num_domains):  # domain-major
-            for s in sets:
-                rows.append(self.encode(s.members[k]))
+            for j in range(len(sets)):
+                rows.append(encoded[j][k])
                 domain_ids.append(k)
+                if aligned is not None:
+                    logic.append(aligned[j][k])
         width = max(len(ids) for ids, _ in rows)
         pad = self.tokenizer.pad_token_id
         input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
@@ -132,9 +148,41 @@ class IsomerCollator:
             input_ids[i, : len(ids)] = torch.tensor(ids)
             labels[i, : len(lab)] = torch.tensor(lab)
             attention[i, : len(ids)] = 1
-        return {
+        batch = {
             "input_ids": input_ids,
             "attention_mask": attention,
             "labels": labels,
             "domain_ids": torch.tensor(domain_ids, dtype=torch.long),
         }
+        if aligned is not None:
+            batch["logic_labels"] = torch.full_like(labels, -100)
+            for i, lab in enumerate(logic):
+                batch["logic_labels"][i, : len(lab)] = torch.tensor(lab)
+        return batch
+
+
+def aligned_labels(members: Sequence[tuple[list[int], list[int]]], instance_id: str = "?") -> list[list[int]]:
+    """The labels of an isomer set's renderings with every target token that is not the same in all of them set to
+    -100: what the renderings share (numbers, operators, the chain of thought's own words, an answer that is not a
+    domain word), not their wording.
+
+    Renderings are aligned position by position in their targets (the tokens whose label is not -100), so every
+    rendering's target must have the same length: true of the micro regime's word-level tokenizer, whose chains of
+    thought differ across domains only in one-token slot words.
+
+    >>> aligned_labels([([9, 1, 5, 2], [-100, 1, 5, 2]), ([8, 1, 6, 2], [-100, 1, 6, 2])])
+    [[-100, 1, -100, 2], [-100, 1, -100, 2]]
+    """
+    targets = [[t for t in labels if t != -100] for _, labels in members]
+    lengths = sorted({len(t) for t in targets})
+    if len(lengths) != 1:
+        raise ValueError(
+            f"isomer set {instance_id!r}: its renderings' targets are {lengths} tokens long; aligning their tokens "
+            "(IGA stat_tokens='logic') needs targets of one length (a word-level tokenizer: the micro regime)"
+        )
+    keep = [len(set(column)) == 1 for column in zip(*targets, strict=True)]
+    out = []
+    for _, labels in members:
+        position = iter(keep)
+        out.append([t if t == -100 or next(position) else -100 for t in labels])
+    return out

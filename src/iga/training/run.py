@@ -44,6 +44,18 @@ def build_algorithm(cfg: TrainConfig, num_domains: int) -> Algorithm:
     return cls(num_domains=num_domains, **options)
 
 
+def with_logic_rows(batch: dict[str, Any], num_domains: int) -> dict[str, Any]:
+    """``batch`` with its rows appended again, labelled by ``logic_labels`` and in domains K..2K-1."""
+    import torch
+
+    return {
+        "input_ids": torch.cat([batch["input_ids"], batch["input_ids"]]),
+        "attention_mask": torch.cat([batch["attention_mask"], batch["attention_mask"]]),
+        "labels": torch.cat([batch["labels"], batch["logic_labels"]]),
+        "domain_ids": torch.cat([batch["domain_ids"], batch["domain_ids"] + num_domains]),
+    }
+
+
 @dataclass
 class Run:
     cfg: TrainConfig
@@ -77,7 +89,7 @@ class Run:
         ]
         return [{k: v.to(acc.device) for k, v in self.collate(chunk).items()} for chunk in chunks]
 
-    def domain_losses(self, batch: dict[str, Any]) -> tuple[Any, Any]:
+    def domain_losses(self, batch: dict[str, Any], num_domains: int | None = None) -> tuple[Any, Any]:
         """(logits, per-domain losses (K,)) of one micro-batch: SFT cross-entropy or distillation."""
         from iga.training.losses import per_domain_distillation_loss
 
@@ -88,7 +100,7 @@ class Run:
             logits,
             batch["labels"],
             batch["domain_ids"],
-            self.num_domains,
+            num_domains or self.num_domains,
             loss=cfg.loss,
             teacher_logits=teacher_logits,
             temperature=cfg.kd_temperature,
@@ -102,15 +114,22 @@ class Run:
         Under DDP, ``.grad`` is all-reduced only at the last micro-batch, and never for gradient-rewriting methods
         (a capture): their optimizer overwrites ``.grad`` and averages what it writes itself.
         """
+        num_domains = self.num_domains
+        if self.algorithm.statistics_tokens == "logic":
+            # The rows again with logic-only labels, as domains K..2K-1 (Algorithm.statistics_tokens); the
+            # objective below is then the mean of all 2K losses, and only the first K are returned.
+            batch, num_domains = with_logic_rows(batch, self.num_domains), 2 * self.num_domains
         ctx = (
-            self.capture.domains(batch["domain_ids"], num_domains=self.num_domains, sync=sync)
+            self.capture.domains(batch["domain_ids"], num_domains=num_domains, sync=sync)
             if self.capture is not None
             else nullcontext()
         )
         ddp_sync = nullcontext() if sync and self.capture is None else self.accelerator.no_sync(self.model)
         with ctx, ddp_sync, self.accelerator.autocast():
-            logits, losses = self.domain_losses(batch)
-            if (
+            logits, losses = self.domain_losses(batch, num_domains)
+            if num_domains != self.num_domains:  # statistics_tokens="logic": the mean of all 2K losses
+                objective = losses.mean()
+            elif (
                 self.algorithm.trainer_call == "loss_from_logits"
             ):  # IRM, Fishr: penalties that need the logits
                 objective = self.algorithm.loss_from_logits(
@@ -119,7 +138,7 @@ class Run:
             else:
                 objective = self.algorithm.loss(losses, step)
             self.accelerator.backward(objective / self.cfg.grad_accum)
-        return losses.detach().float().cpu()
+        return losses[: self.num_domains].detach().float().cpu()
 
     def domain_backward(self, batches: list[dict[str, Any]]) -> Callable[[int], float]:
         """For meta-learning methods (Fish): ``fn(k)`` back-propagates ``L_k`` alone over every micro-batch."""
@@ -196,6 +215,7 @@ def prepare_run(cfg: TrainConfig) -> Run:
             max_length=cfg.max_length,
             cot_field=cfg.cot_field,
             fmt=make_prompt_format(cfg.prompt_format, tokenizer),
+            logic_labels=algorithm.statistics_tokens == "logic",
         ),
         capture=capture,
         teacher=load_teacher(cfg, accelerator.device),

@@ -1,0 +1,87 @@
+"""studies/mask_variants.py: paired differences, the gap closed, the table, and the selectivity arithmetic (the runs
+themselves are measured, not tested)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import mask_variants as study  # studies/ is on sys.path (tests/studies/conftest.py)
+
+
+def _run(variant, seed, nocue, follow, ood, step=0.2):
+    stat = lambda x: {"acc": x, "n": 800, "lo": x - 0.02, "hi": x + 0.02}  # noqa: E731
+    return {
+        "variant": variant,
+        "seed": seed,
+        "step_time_s": step,
+        "lcs": 0.5,
+        "lcs_permutation_baseline": 0.4,
+        "accuracy": {"val_nocue|all": stat(nocue), "ood_surface|all": stat(ood)},
+        "wrong_cue_follow": {"all": stat(follow)},
+    }
+
+
+def _summary():
+    runs = [
+        _run("erm", 0, 0.90, 0.20, 0.30),
+        _run("erm", 1, 0.80, 0.30, 0.40),
+        _run("iga", 0, 0.92, 0.10, 0.50, step=0.3),
+        _run("iga", 1, 0.84, 0.10, 0.60, step=0.3),
+        _run("oracle", 0, 0.95, 0.05, 0.80),
+        _run("oracle", 1, 0.95, 0.05, 0.90),
+    ]
+    return {"runs": {study.run_name(r["variant"], r["seed"]): r for r in runs}}
+
+
+def test_paired_interval_is_the_t_interval_of_the_differences():
+    mean, lo, hi = study.paired([0.1, 0.3])
+    half = 12.706 * math.sqrt(0.02) / math.sqrt(2)
+    assert mean == pytest.approx(0.2) and lo == pytest.approx(0.2 - half) and hi == pytest.approx(0.2 + half)
+    assert study.paired([0.5]) == (0.5, 0.5, 0.5)
+
+
+def test_aggregate_pairs_seeds_and_computes_the_gap_closed():
+    agg = study.aggregate(_summary())
+    iga = agg["variants"]["iga"]
+    assert iga["seeds"] == [0, 1]
+    assert iga["cue-free ID - ERM"][0] == pytest.approx(0.03)
+    assert iga["wrong cue followed - ERM"][0] == pytest.approx(-0.15)
+    # ERM 0.35, IGA 0.55, oracle 0.85: 0.20 of a 0.50 gap.
+    assert agg["oracle_ood_surface"] == pytest.approx(0.85) and iga["gap_closed"] == pytest.approx(0.4)
+    assert iga["step_x_erm"] == pytest.approx(1.5)
+    assert "gap_closed" not in agg["variants"]["erm"] and "ood_surface - ERM" not in agg["variants"]["oracle"]
+
+
+def test_table_has_one_row_per_variant_with_signed_differences():
+    text = study.render_table(_summary())
+    lines = text.splitlines()
+    assert [line.split(" | ")[0] for line in lines[2:]] == ["| erm", "| iga", "| oracle"]
+    iga = lines[3]
+    assert (
+        "| +3.0 [" in iga
+        and "| +20.0 [+20.0, +20.0] |" in iga
+        and "| -15.0 [" in iga
+        and "+40 %" in iga
+        and "| 1.50 |" in iga
+    )
+
+
+def test_mask_weighted_means_on_coordinates_and_on_subspace_directions():
+    names = ["a", "b"]
+    masks = {"a": torch.tensor([[1.0, 0.0]]), "b": (torch.eye(2), torch.tensor([0.5, 1.0]), torch.eye(2))}
+    g_cue = {"a": torch.tensor([[[0.0, 2.0]]]), "b": torch.tensor([[[3.0, 0.0], [0.0, 0.0]]])}
+    g_logic = {"a": torch.tensor([[[2.0, 0.0]]]), "b": torch.tensor([[[0.0, 0.0], [0.0, 1.0]]])}
+    out = study.mask_weighted_means(masks, names, g_cue, g_logic)
+    # cue: layer a puts weight 2 on mask 0; layer b energy 9 on direction 0 (mask 0.5): (0 + 4.5) / (2 + 9).
+    assert out["mask_on_cue"] == pytest.approx(4.5 / 11)
+    # logic: weight 2 on mask 1 in a; energy 1 on direction 1 (mask 1) in b: (2 + 1) / (2 + 1).
+    assert out["mask_on_logic"] == pytest.approx(1.0)
+    assert out["ratio"] == pytest.approx(4.5 / 11)
+
+
+def test_unknown_variant_is_refused_with_the_choices(tmp_path):
+    with pytest.raises(SystemExit, match="unknown \\['iga_rows'\\]; choose from erm, iga, "):
+        study.main(["run", "--out", str(tmp_path), "--variants", "iga_rows", "--base", str(tmp_path)])
