@@ -35,7 +35,8 @@ follow ``OMP_NUM_THREADS``. The last lines are the ratios that DESIGN §8 and is
 ``ratio kseparate/hooks``, ``ratio kbackward/hooks``, ``ratio iga_step/erm_step`` (≤ 1.3; with the full-space floor
 and the GEMM count), ``ratio iga_factor_step/erm_step`` (≤ 1.1), and the peak step memory. ``--unbatched`` also
 times full-space IGA one layer at a time (``layer_group_size=1``, the path before issue #20) in the same
-interleaved run and prints ``ratio iga_step_unbatched/erm_step`` before the factor-space line.
+interleaved run and prints ``ratio iga_step_unbatched/erm_step`` before the factor-space line; ``--mask-variants``
+times IGA's mask variants (issue #17) the same way and prints ``ratio iga_<variant>_step/erm_step`` after it.
 """
 
 from __future__ import annotations
@@ -59,6 +60,16 @@ from _common import (
 )
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+#: IGA's mask variants (issue #17), timed with ``--mask-variants``.
+MASK_VARIANTS: dict[str, dict[str, Any]] = {
+    "row": {"mask_space": "row"},
+    "column": {"mask_space": "column"},
+    "layer": {"mask_space": "layer"},
+    "subspace": {"mask_space": "subspace"},
+    "sign": {"mask_stat": "sign"},
+    "logic": {"stat_tokens": "logic"},
+}
 
 PRESETS: dict[str, dict[str, int]] = {
     "ci": {"hidden": 128, "intermediate": 344, "layers": 2, "vocab": 512, "rows_per_domain": 4, "seq": 64,
@@ -130,6 +141,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="also time iga_step_unbatched: full space one layer at a time (layer_group_size=1, the path before "
         "issue #20), in the same interleaved run",
     )
+    parser.add_argument(
+        "--mask-variants",
+        action="store_true",
+        help="also time IGA's mask variants (issue #17: row, column, layer, subspace, sign, logic-token statistics) "
+        "in the same interleaved run; their ratios to erm_step come after the factor-space line",
+    )
     parser.add_argument("--repeats", type=int, help="timed rounds (default: the preset's)")
     parser.add_argument("--warmup", type=int, help="warm-up rounds (default: the preset's)")
     args = parser.parse_args(argv)
@@ -142,7 +159,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     n_params = sum(p.numel() for p in model.parameters())
     n_lora = sum(p.numel() for p in model.parameters() if p.requires_grad)
     load_before = os.getloadavg()
-    extra = {"iga_step_unbatched": {"layer_group_size": 1}} if args.unbatched else None
+    extra = {"iga_step_unbatched": {"layer_group_size": 1}} if args.unbatched else {}
+    if args.mask_variants:
+        extra |= {f"iga_{name}_step": options for name, options in MASK_VARIANTS.items()}
     timed = variants(model, batch, losses_of, extra_iga=extra)
     times, cpu_times = time_round_robin(timed, preset["warmup"], preset["repeats"])
     medians = {name: statistics.median(t) for name, t in times.items()}
@@ -161,7 +180,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "ratios": ratios(medians),
         "ratios_of_cpu_medians": ratios(cpu_medians),
         "iga_options": {"iga_step": "IGAConfig()", "iga_factor_step": "IGAConfig(mask_space='factor')"}
-        | ({"iga_step_unbatched": "IGAConfig(layer_group_size=1)"} if args.unbatched else {}),
+        | {name: f"IGAConfig(**{options!r})" for name, options in extra.items()},
         "load_average_1_5_15": {"before": load_before, "after": os.getloadavg()},
         "counted_bytes": counted_bytes(model),
         "gemm_count": gemm_count(model, tokens=int(batch["attention_mask"].numel())),
@@ -200,6 +219,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"ratio iga_step_unbatched/erm_step = {final['iga_step_unbatched/erm_step']:.3f}  (one layer at a time)"
         )
     print(f"ratio iga_factor_step/erm_step = {final['iga_factor_step/erm_step']:.3f}")
+    for name in extra:
+        if name != "iga_step_unbatched":
+            print(f"ratio {name}/erm_step = {final[f'{name}/erm_step']:.3f}  ({result['iga_options'][name]})")
     print(
         f"peak step memory: erm {peaks['erm_step'] / 2**20:.2f} MiB, iga {peaks['iga_step'] / 2**20:.2f} MiB, "
         f"iga_factor {peaks['iga_factor_step'] / 2**20:.2f} MiB"

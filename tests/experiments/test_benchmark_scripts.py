@@ -39,8 +39,8 @@ def test_step_time_benchmark_reports_both_mask_spaces_the_floor_and_memory(monke
     try:
         out, md = tmp_path / "s.json", tmp_path / "s.md"
         result = bench.main(
-            ["--preset", "ci", "--warmup", "1", "--repeats", "2", "--unbatched", "--out", str(out),
-             "--markdown", str(md)]
+            ["--preset", "ci", "--warmup", "1", "--repeats", "2", "--unbatched", "--mask-variants", "--out",
+             str(out), "--markdown", str(md)]
         )  # fmt: skip
     finally:
         sys.modules.pop("_common", None)
@@ -53,8 +53,14 @@ def test_step_time_benchmark_reports_both_mask_spaces_the_floor_and_memory(monke
         "iga_factor_step": 28,
     }
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[-4].startswith("ratio iga_step/erm_step = ") and "floor hooks_full/erm_step = " in lines[-4]
-    assert lines[-3].startswith("ratio iga_step_unbatched/erm_step = ")
-    assert lines[-2].startswith("ratio iga_factor_step/erm_step = ")
+    variants = [f"iga_{name}_step" for name in bench.MASK_VARIANTS]
+    assert (
+        lines[-10].startswith("ratio iga_step/erm_step = ") and "floor hooks_full/erm_step = " in lines[-10]
+    )
+    assert lines[-9].startswith("ratio iga_step_unbatched/erm_step = ")
+    assert lines[-8].startswith("ratio iga_factor_step/erm_step = ")
+    assert [line.split(" = ")[0] for line in lines[-7:-1]] == [f"ratio {v}/erm_step" for v in variants]
+    assert "(IGAConfig(**{'stat_tokens': 'logic'}))" in lines[-2]
+    assert all(result["ratios"][f"{v}/erm_step"] > 0 for v in variants)
     assert lines[-1].startswith("peak step memory: erm ")
     assert "| `iga_factor_step` |" in md.read_text() and out.exists()
