@@ -28,6 +28,14 @@ SCENARIOS: dict[str, tuple[str, dict[str, Any], str, int]] = {
     "iga_global": ("iga", {"tau": 10.0, "stats_scope": "global"}, "global", 1),
     "iga_global_accum": ("iga", {"tau": 10.0, "stats_scope": "global"}, "global", 2),
     "iga_local": ("iga", {"tau": 10.0, "stats_scope": "local"}, "global", 1),
+    # The mask variants of issue #17: the statistics come after the global reduction, whatever their space.
+    "iga_row_global": ("iga", {"tau": 10.0, "stats_scope": "global", "mask_space": "row"}, "global", 1),
+    "iga_subspace_sign_global": (
+        "iga",
+        {"tau": 10.0, "stats_scope": "global", "mask_space": "subspace", "mask_stat": "sign"},
+        "global",
+        1,
+    ),
     "pcgrad": ("pcgrad", {}, "global", 1),
     "cagrad": ("cagrad", {}, "global", 1),
     "andmask": ("andmask", {"tau": 0.6}, "global", 1),

@@ -36,10 +36,13 @@ def _assert_ranks_identical(runs, scenario: str) -> dict:
     return r0
 
 
-@pytest.mark.parametrize("scenario", ["iga_global", "iga_global_accum"])
+@pytest.mark.parametrize(
+    "scenario", ["iga_global", "iga_global_accum", "iga_row_global", "iga_subspace_sign_global"]
+)
 def test_iga_global_on_two_ranks_equals_one_process_on_the_global_batch(optimizer_runs, scenario):
     got = _assert_ranks_identical(optimizer_runs, scenario)
-    want = sc.global_reference("iga_global")  # no accumulation: micro-batch sums are the batch's sums
+    # Without accumulation: micro-batch sums are the batch's sums.
+    want = sc.global_reference("iga_global" if scenario == "iga_global_accum" else scenario)
     _assert_close(got["grads"], want["grads"])
     _assert_close(got["params"], want["params"])
 
