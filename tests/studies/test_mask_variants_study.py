@@ -58,7 +58,7 @@ def test_aggregate_pairs_seeds_and_computes_the_gap_closed():
 def test_table_has_one_row_per_variant_with_signed_differences():
     text = study.render_table(_summary())
     lines = text.splitlines()
-    assert [line.split(" | ")[0] for line in lines[2:]] == ["| erm", "| iga", "| oracle"]
+    assert [line.split(" | ")[0] for line in lines[2:5]] == ["| erm", "| iga", "| oracle"]
     iga = lines[3]
     assert (
         "| +3.0 [" in iga
