@@ -21,6 +21,7 @@ MODULES = [
     "iga.algorithms.registry",
     "iga.algorithms.erm",
     "iga.algorithms.iga",
+    "iga.training.data",
 ]
 
 

@@ -34,7 +34,13 @@ from torch import Tensor, nn
 from iga.algorithms.base import Algorithm, make_base_optimizer
 from iga.algorithms.iga_config import IGAConfig
 from iga.algorithms.lora_map import map_products, project_products
-from iga.algorithms.mask import domain_statistics, grouped_dims, normalised_variance, sign_disagreement
+from iga.algorithms.mask import (
+    direction_mask,
+    domain_statistics,
+    grouped_dims,
+    normalised_variance,
+    sign_disagreement,
+)
 from iga.algorithms.optimizer_wrapper import OptimizerWrapper
 from iga.algorithms.projection import truncated_svd
 from iga.algorithms.registry import register_algorithm
@@ -261,15 +267,11 @@ class IGAOptimizer(OptimizerWrapper):
         u, s, vh = truncated_svd(
             mean, rank, exact_max_numel=cfg.svd_exact_max_numel, generator=self._generator(layer, mean.device)
         )
-        # c_ki = u_iᵀ G_k v_i: each domain's component along direction i (their mean over k is s_i, unless the
-        # statistics come from the logic tokens' G_k).
-        coeffs = torch.einsum("mr,kmn,rn->kr", u, source.to(g.dtype), vh)
-        if cfg.mask_stat == "sign":
-            vhat = sign_disagreement(coeffs)
-        else:
-            coeff_mean, var = domain_statistics(coeffs)
-            vhat = normalised_variance(var, coeff_mean.square(), cfg.variance_norm, cfg.eps)
-        mask = torch.exp(-tau * vhat)
+        # Each domain's component along direction i (their mean over k is s_i, unless the statistics come from
+        # the logic tokens' G_k).
+        mask, vhat = direction_mask(
+            source, u, vh, tau=tau, mask_stat=cfg.mask_stat, variance_norm=cfg.variance_norm, eps=cfg.eps
+        )
         self._stat_sums.append(torch.stack([mask.sum(), (mask < 0.5).sum().to(mask.dtype), vhat.sum()]))
         self._numel += mask.numel()
         total = mean.square().sum().clamp(min=torch.finfo(mean.dtype).tiny)

@@ -119,3 +119,33 @@ def grouped_dims(mask_space: str, ndim: int) -> tuple[int, ...]:
     if ndim == 2:
         return GROUPED_SPACES[mask_space]
     return () if mask_space == "row" else tuple(range(ndim))
+
+
+def direction_mask(
+    domain_grads: Tensor,
+    u: Tensor,
+    vh: Tensor,
+    *,
+    tau: float,
+    mask_stat: str = "variance",
+    variance_norm: str = "relative",
+    eps: float = 1e-12,
+) -> tuple[Tensor, Tensor]:
+    """``(M, V̂)`` per direction for ``mask_space="subspace"``: the statistic of each domain's coefficient
+    ``c_ki = u_iᵀ G_k v_i`` along the directions ``(u_i, v_i)`` (columns of ``u`` (m, r), rows of ``vh`` (r, n)),
+    from (K, m, n) per-domain gradients; ``M = exp(−τ·V̂)`` is (r,).
+
+    Example (direction 0: both domains agree; direction 1: they cancel):
+        >>> import torch
+        >>> g = torch.tensor([[[2.0, 0.0], [0.0, 1.0]], [[2.0, 0.0], [0.0, -1.0]]])
+        >>> mask, vhat = direction_mask(g, torch.eye(2), torch.eye(2), tau=3.0)
+        >>> mask
+        tensor([1.0000, 0.0498])
+    """
+    coeffs = torch.einsum("mr,kmn,rn->kr", u, domain_grads.to(u.dtype), vh)
+    if mask_stat == "sign":
+        vhat = sign_disagreement(coeffs)
+    else:
+        mean, var = domain_statistics(coeffs)
+        vhat = normalised_variance(var, mean.square(), variance_norm, eps)
+    return torch.exp(-tau * vhat), vhat
