@@ -6,6 +6,7 @@ micro base's four training domains, on the same data and seeds as ERM, and compa
     python studies/mask_variants.py run --out runs/mask_variants --seeds 0,1,2,3,4   # resumable
     python studies/mask_variants.py table --out runs/mask_variants                    # the Markdown table
     python studies/mask_variants.py selectivity --out runs/mask_variants              # the masks vs the cue
+    python studies/mask_variants.py figure --out runs/mask_variants                   # mask_variants.png/.svg
 
 Data: the ``micro`` preset with cues on half the training renderings and 20 % teacher noise (``cues_noise`` of
 studies/micro_regime.py, where ERM still follows the cue at convergence), built once with seed 0; the seed of a run
@@ -253,6 +254,39 @@ def select_by_validation(agg: dict[str, Any]) -> str | None:
     return max(scored, key=scored.__getitem__) if scored else None
 
 
+def figure(summary: dict[str, Any], selectivity_payload: dict[str, Any] | None, out: Path) -> Path:
+    """Per run: held-out (``ood_surface``) accuracy against wrong-cue following, one colour per variant, the
+    variant's mean as a large marker; beside it the mask selectivity ratios (when measured)."""
+    from iga.sweeps.plots import pyplot, save_png_and_svg
+
+    plt = pyplot()
+    panels = 2 if selectivity_payload else 1
+    fig, axes = plt.subplots(1, panels, figsize=(6.5 * panels, 4.6), squeeze=False)
+    ax = axes[0][0]
+    order = [v for v in [*VARIANTS, "oracle"] if any(r["variant"] == v for r in summary["runs"].values())]
+    colours = plt.get_cmap("tab10")
+    for i, variant in enumerate(order):
+        runs = [r for r in summary["runs"].values() if r["variant"] == variant]
+        xs = [100 * _read(r, METRICS["wrong cue followed"]) for r in runs]
+        ys = [100 * _read(r, METRICS["ood_surface"]) for r in runs]
+        ax.scatter(xs, ys, s=18, alpha=0.5, color=colours(i % 10))
+        ax.scatter([sum(xs) / len(xs)], [sum(ys) / len(ys)], s=90, color=colours(i % 10), label=variant,
+                   edgecolors="black")  # fmt: skip
+    ax.set_xlabel("wrong cue followed, training domains (%)")
+    ax.set_ylabel("ood_surface accuracy, held-out domains (%)")
+    ax.set_title(f"micro regime, {SETTING}: one small dot per seed")
+    ax.legend(fontsize=7, ncol=2)
+    if selectivity_payload:
+        ax = axes[0][1]
+        names = list(selectivity_payload["variants"])
+        ratios = [selectivity_payload["variants"][n]["ratio"] for n in names]
+        ax.barh(names, ratios, color="tab:gray")
+        ax.axvline(1.0, color="black", linewidth=0.8)
+        ax.set_xlabel("mask on the cue's coordinates / on the logic's (< 1: selective)")
+        ax.set_title("selectivity at the seed-0 ERM model")
+    return save_png_and_svg(fig, out)
+
+
 # ------------------------------------------------------------------------------------------------ selectivity
 def selectivity(args: Any) -> dict[str, Any]:
     """The masks of every variant at one fixed model, weighted by the cue's gradient and by the logic's."""
@@ -403,7 +437,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("command", choices=["run", "table", "selectivity"])
+    parser.add_argument("command", choices=["run", "table", "selectivity", "figure"])
     parser.add_argument("--out", default="runs/mask_variants")
     parser.add_argument(
         "--base", default=None, help="a base folder (default: the shipped default micro base)"
@@ -422,6 +456,15 @@ def main(argv: list[str] | None = None) -> None:
         run(args)
     elif args.command == "table":
         print(render_table(json.loads((Path(args.out) / "mask_variants.json").read_text())))
+    elif args.command == "figure":
+        out = Path(args.out)
+        sel = out / "selectivity.json"
+        path = figure(
+            json.loads((out / "mask_variants.json").read_text()),
+            json.loads(sel.read_text()) if sel.exists() else None,
+            out / "mask_variants.png",
+        )
+        print(path)
     else:
         selectivity(args)
 

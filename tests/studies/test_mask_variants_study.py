@@ -85,3 +85,9 @@ def test_mask_weighted_means_on_coordinates_and_on_subspace_directions():
 def test_unknown_variant_is_refused_with_the_choices(tmp_path):
     with pytest.raises(SystemExit, match="unknown \\['iga_rows'\\]; choose from erm, iga, "):
         study.main(["run", "--out", str(tmp_path), "--variants", "iga_rows", "--base", str(tmp_path)])
+
+
+def test_figure_is_written_as_png_and_svg(tmp_path):
+    selectivity = {"variants": {"iga": {"ratio": 0.8}, "iga_row": {"ratio": 1.1}}}
+    path = study.figure(_summary(), selectivity, tmp_path / "f.png")
+    assert path.exists() and path.with_suffix(".svg").exists() and path.stat().st_size > 10_000
