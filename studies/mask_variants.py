@@ -29,6 +29,7 @@ Outputs: ``OUT/mask_variants.json`` (every run's numbers, configs, versions and 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import sys
@@ -336,7 +337,8 @@ def _load_run_model(run_dir: Path) -> tuple[Any, Any]:
 
 
 def _selectivity_batches(data: Path, tok: Any, sets: int) -> dict[str, dict]:
-    """Batches over the same ``sets`` cued training isomer sets (domain-major, one row per training domain):
+    """Batches over the same ``sets`` noise-free training isomer sets, taken in turn from each skeleton (domain-major,
+    one row per training domain):
     ``cued`` (as trained on: the rendering with a wrong cue, the gold CoT and answer: what the per-domain
     statistics see), ``logic`` (the prompt without its cue, gold CoT and answer) and ``cue`` (the wrong-cue prompt,
     the gold CoT ending in the cue's value instead of the answer)."""
@@ -350,7 +352,15 @@ def _selectivity_batches(data: Path, tok: Any, sets: int) -> dict[str, dict]:
     for r in read_jsonl(data / "train.jsonl"):
         if r["domain"] in domains and r.get("teacher_answer") is None:
             by_set.setdefault(r["instance_id"], {})[r["domain"]] = r
-    complete = [s for s in by_set.values() if len(s) == len(domains)][:sets]
+    by_skeleton: dict[str, list[dict[str, dict]]] = {}
+    for s in by_set.values():
+        if len(s) == len(domains):
+            by_skeleton.setdefault(s[domains[0]]["skeleton"], []).append(s)
+    # Round-robin over the skeletons, so that every skeleton's wording is in the batch.
+    interleaved = [
+        s for group in itertools.zip_longest(*by_skeleton.values()) for s in group if s is not None
+    ]
+    complete = interleaved[:sets]
     if len(complete) < sets:
         raise SystemExit(f"selectivity: only {len(complete)} complete noise-free training sets, asked {sets}")
 
