@@ -131,6 +131,10 @@ def run(args: Any) -> None:
     if unknown:
         raise SystemExit(f"--variants: unknown {unknown}; choose from {', '.join([*VARIANTS, 'oracle'])}")
     seeds = [int(s) for s in args.seeds.split(",")]
+    # Every invocation that added runs (a study extended seed by seed keeps all of them).
+    command = "python studies/mask_variants.py run " + " ".join(sys.argv[2:])
+    commands = summary.get("commands") or ([summary["command"]] if "command" in summary else [])
+    summary["commands"] = commands + ([command] if command not in commands else [])
     # Seed-major: after each seed every variant has a paired run, so a study stopped early is still paired.
     for seed in seeds:
         for variant in variants:
@@ -141,8 +145,8 @@ def run(args: Any) -> None:
                 shortcut=micro_regime.SETTINGS[SETTING],
                 base={"dir": str(base), **json.loads((base / "base.json").read_text())},
                 provenance=provenance(),
-                command="python studies/mask_variants.py run " + " ".join(sys.argv[2:]),
             )
+            summary.pop("command", None)
             atomic_write_json(path, summary)
             r = summary["runs"][name]
             print(
