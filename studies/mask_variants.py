@@ -248,6 +248,22 @@ def render_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def render_selectivity(payload: dict[str, Any]) -> str:
+    """The selectivity table: each variant's mask weighted by the cue's gradient and by the logic's."""
+    lines = [
+        f"Masks at `{payload['model']}` on {payload['sets']} noise-free training isomer sets (every skeleton in "
+        "turn):",
+        "",
+        "| variant | mask weighted by \\|G_cue\\| | mask weighted by \\|G_logic\\| | ratio cue / logic |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for name, row in payload["variants"].items():
+        lines.append(
+            f"| {name} | {row['mask_on_cue']:.4f} | {row['mask_on_logic']:.4f} | {row['ratio']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
 def select_by_validation(agg: dict[str, Any]) -> str | None:
     """The IGA variant with the highest mean cue-free training-domain validation accuracy (the selection rule of
     the shipped default: no held-out domain is looked at)."""
@@ -470,6 +486,9 @@ def main(argv: list[str] | None = None) -> None:
         run(args)
     elif args.command == "table":
         print(render_table(json.loads((Path(args.out) / "mask_variants.json").read_text())))
+        sel = Path(args.out) / "selectivity.json"
+        if sel.exists():
+            print("\n" + render_selectivity(json.loads(sel.read_text())))
     elif args.command == "figure":
         out = Path(args.out)
         sel = out / "selectivity.json"

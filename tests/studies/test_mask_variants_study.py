@@ -91,3 +91,13 @@ def test_figure_is_written_as_png_and_svg(tmp_path):
     selectivity = {"variants": {"iga": {"ratio": 0.8}, "iga_row": {"ratio": 1.1}}}
     path = study.figure(_summary(), selectivity, tmp_path / "f.png")
     assert path.exists() and path.with_suffix(".svg").exists() and path.stat().st_size > 10_000
+
+
+def test_selectivity_table_has_one_row_per_variant():
+    payload = {
+        "model": "runs/x",
+        "sets": 16,
+        "variants": {"iga": {"mask_on_cue": 0.1, "mask_on_logic": 0.08, "ratio": 1.25}},
+    }
+    text = study.render_selectivity(payload)
+    assert "| iga | 0.1000 | 0.0800 | 1.25 |" in text and "16 noise-free" in text
