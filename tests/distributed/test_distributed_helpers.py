@@ -203,7 +203,7 @@ def test_trainer_leaves_ddp_sync_to_the_last_micro_batch_of_methods_that_do_not_
         optimizer=None,
         scheduler=None,
     )
-    run.domain_losses = lambda batch: (None, weights * 1.0)
+    run.domain_losses = lambda batch, num_domains=None: (None, weights * 1.0)
     run.forward_backward({"domain_ids": torch.tensor([0, 1])}, 0, sync=sync)
     assert acc.backward_in_no_sync == [expected]
 
