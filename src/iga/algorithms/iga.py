@@ -213,9 +213,8 @@ class IGAOptimizer(OptimizerWrapper):
             mean_sq = stat_mean.square()
             if cfg.ema_beta > 0:
                 var, mean_sq = self._smoothed(key, var, mean_sq)
-            if (
-                dims
-            ):  # one statistic per row / column / layer: V and Ḡ² averaged over the coordinates sharing it
+            if dims:
+                # One statistic per row / column / layer: V and Ḡ² averaged over the coordinates sharing it.
                 var, mean_sq = var.mean(dims, keepdim=True), mean_sq.mean(dims, keepdim=True)
             # In place from here on (var, mean_sq are this call's own buffers): V̂, then M, then G̃ = M ⊙ Ḡ.
             vhat = normalised_variance(var, mean_sq, cfg.variance_norm, cfg.eps, inplace=True)
