@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -62,8 +61,6 @@ METRICS = {  # name in the table -> how it is read from a run's summary
     "wrong cue followed": ("wrong_cue_follow", "all"),
     "ood_surface": ("accuracy", "ood_surface|all"),
 }
-#: Two-sided 95 % Student t quantiles by degrees of freedom (for the paired intervals over seeds).
-T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
 
 def run_name(variant: str, seed: int) -> str:
@@ -169,13 +166,11 @@ def _pct(x: float | None) -> str:
 
 def paired(diffs: list[float]) -> tuple[float, float, float]:
     """Mean of per-seed differences and its 95 % t interval (half-width 0 for one seed: no interval)."""
-    n = len(diffs)
-    mean = sum(diffs) / n
-    if n < 2:
-        return mean, mean, mean
-    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1))
-    half = T95.get(n - 1, 1.96) * sd / math.sqrt(n)
-    return mean, mean - half, mean + half
+    from iga.sweeps.sweep_results import mean_ci
+
+    stat = mean_ci(diffs)
+    half = stat.ci95 or 0.0
+    return stat.mean, stat.mean - half, stat.mean + half
 
 
 def aggregate(summary: dict[str, Any]) -> dict[str, Any]:
@@ -211,8 +206,9 @@ def aggregate(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def _mean(xs: list[float | None]) -> float | None:
-    xs = [x for x in xs if x is not None]
-    return sum(xs) / len(xs) if xs else None
+    from iga.sweeps.sweep_results import mean_ci
+
+    return mean_ci(xs).mean
 
 
 def render_table(summary: dict[str, Any]) -> str:
@@ -238,6 +234,18 @@ def render_table(summary: dict[str, Any]) -> str:
         cells.append("–" if lcs is None else f"{lcs:.3f} ({perm:.3f})")
         cells.append("–" if row["step_x_erm"] is None else f"{row['step_x_erm']:.2f}")
         lines.append("| " + " | ".join(cells) + " |")
+    runs = list(summary["runs"].values())
+    per_run = {
+        v: _mean([r["wall_seconds"] / 60 for r in runs if r["variant"] == v and "wall_seconds" in r])
+        for v in order
+    }
+    lines += [
+        "",
+        f"Cost: {len(runs)} runs, {sum(r.get('wall_seconds', 0) for r in runs) / 3600:.1f} wall-hours; minutes per "
+        "run with evaluation: "
+        + ", ".join(f"{v} {m:.1f}" for v, m in per_run.items() if m is not None)
+        + ".",
+    ]
     pick = select_by_validation(agg)
     if pick:
         lines += [

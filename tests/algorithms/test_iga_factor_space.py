@@ -11,10 +11,9 @@ import torch
 
 from iga import IGAConfig, IGAOptimizer, create_iga_optimizer
 from iga.algorithms import get_algorithm
-from iga.gradients import DomainGradCapture, per_domain_token_loss
-from iga.gradients.reference import per_domain_grads_kbackward
+from iga.gradients import DomainGradCapture
 from iga.gradients.stacked import flat_mask, flat_statistics
-from iga.gradients.testing import domain_major_batch, select_rows, tiny_lora_llama
+from iga.gradients.testing import domain_losses, domain_major_batch, reference_domain_grads, tiny_lora_llama
 
 K = 3
 TOL = {"rtol": 1e-10, "atol": 1e-13}
@@ -25,8 +24,7 @@ def _model(seed=0, **kwargs):
 
 
 def _losses(model, batch):
-    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-    return per_domain_token_loss(out.logits, batch["labels"], batch["domain_ids"], K)
+    return domain_losses(model, batch, K)
 
 
 def _iga_backward(opt, model, batch):
@@ -47,14 +45,7 @@ def _erm_grads(model, batch):
 
 
 def _reference_domain_grads(model, batch):
-    def loss_k(k):
-        rows = torch.nonzero(batch["domain_ids"] == k).flatten()
-        sub = select_rows(batch, rows)
-        out = model(input_ids=sub["input_ids"], attention_mask=sub["attention_mask"])
-        zeros = torch.zeros(len(rows), dtype=torch.long)
-        return per_domain_token_loss(out.logits, sub["labels"], zeros, 1)[0]
-
-    return per_domain_grads_kbackward(model, loss_k, K, space="factor")
+    return reference_domain_grads(model, batch, K, space="factor")
 
 
 def _brute_force(grads, tau, variance_norm="relative", rescale=False, eps=1e-12, stats=None):

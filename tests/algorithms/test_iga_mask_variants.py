@@ -15,9 +15,7 @@ from hypothesis import strategies as st
 from iga import IGAConfig, create_iga_optimizer
 from iga.algorithms import lora_factor_grads
 from iga.algorithms.mask import grouped_dims, sign_disagreement
-from iga.gradients import per_domain_token_loss
-from iga.gradients.reference import per_domain_grads_kbackward
-from iga.gradients.testing import domain_major_batch, select_rows, tiny_lora_llama
+from iga.gradients.testing import domain_losses, domain_major_batch, reference_domain_grads, tiny_lora_llama
 
 K = 3
 TOL = {"rtol": 1e-10, "atol": 1e-13}
@@ -33,8 +31,7 @@ def _model(seed=0):
 
 
 def _losses(model, batch):
-    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-    return per_domain_token_loss(out.logits, batch["labels"], batch["domain_ids"], K)
+    return domain_losses(model, batch, K)
 
 
 def _iga_backward(opt, model, batch):
@@ -177,15 +174,7 @@ def test_written_gradients_equal_a_brute_force_per_domain_computation(space, sta
     batch = domain_major_batch(num_domains=K, rows_per_domain=[2, 1, 3], ragged=True, seed=4)
     tau = 4.0
 
-    def loss_k(k):
-        rows = torch.nonzero(batch["domain_ids"] == k).flatten()
-        sub = select_rows(batch, rows)
-        out = model(input_ids=sub["input_ids"], attention_mask=sub["attention_mask"])
-        return per_domain_token_loss(out.logits, sub["labels"], torch.zeros(len(rows), dtype=torch.long), 1)[
-            0
-        ]
-
-    ref = per_domain_grads_kbackward(model, loss_k, K, space="full")
+    ref = reference_domain_grads(model, batch, K)
     opt = create_iga_optimizer(
         model, lr=0.0, base="sgd", tau=tau, svd_rank=svd_rank, mask_space=space, mask_stat=stat
     )
@@ -313,15 +302,7 @@ def test_kept_masks_are_the_masks_applied(space, stat):
     model = _model(seed=7)
     batch = domain_major_batch(num_domains=K, ragged=True, seed=7)
 
-    def loss_k(k):
-        rows = torch.nonzero(batch["domain_ids"] == k).flatten()
-        sub = select_rows(batch, rows)
-        out = model(input_ids=sub["input_ids"], attention_mask=sub["attention_mask"])
-        return per_domain_token_loss(out.logits, sub["labels"], torch.zeros(len(rows), dtype=torch.long), 1)[
-            0
-        ]
-
-    ref = per_domain_grads_kbackward(model, loss_k, K, space="full")
+    ref = reference_domain_grads(model, batch, K)
     opt = create_iga_optimizer(model, lr=0.0, base="sgd", tau=4.0, mask_space=space, mask_stat=stat)
     assert opt.last_masks == {}
     opt.keep_masks = True
@@ -357,8 +338,7 @@ def _logic_step(model, doubled, **options):
     opt = create_iga_optimizer(model, lr=0.0, base="sgd", stat_tokens="logic", **options)
     opt.num_domains = K
     with opt.capture.domains(doubled["domain_ids"], num_domains=2 * K):
-        out = model(input_ids=doubled["input_ids"], attention_mask=doubled["attention_mask"])
-        per_domain_token_loss(out.logits, doubled["labels"], doubled["domain_ids"], 2 * K).mean().backward()
+        domain_losses(model, doubled, 2 * K).mean().backward()
     opt.step()
     return opt
 
@@ -384,15 +364,7 @@ def test_logic_statistics_mask_the_full_mean_with_the_logic_tokens_statistics():
     doubled = _doubled(batch, logic)
     model = _model(seed=9)
 
-    def loss_k(k):
-        rows = torch.nonzero(doubled["domain_ids"] == k).flatten()
-        sub = select_rows(doubled, rows)
-        out = model(input_ids=sub["input_ids"], attention_mask=sub["attention_mask"])
-        return per_domain_token_loss(out.logits, sub["labels"], torch.zeros(len(rows), dtype=torch.long), 1)[
-            0
-        ]
-
-    ref = per_domain_grads_kbackward(model, loss_k, 2 * K, space="full")
+    ref = reference_domain_grads(model, doubled, 2 * K)
     opt = _logic_step(model, doubled, tau=4.0, svd_rank=None)
     changed = 0.0
     for layer in opt.capture.layers:

@@ -13,9 +13,8 @@ from torch import nn
 
 from iga import IGAConfig, IGAOptimizer, create_iga_optimizer
 from iga.algorithms import conflict_mask, domain_statistics, lora_factor_grads
-from iga.gradients import DomainGradCapture, per_domain_token_loss
-from iga.gradients.reference import per_domain_grads_kbackward
-from iga.gradients.testing import domain_major_batch, select_rows, tiny_lora_llama
+from iga.gradients import DomainGradCapture
+from iga.gradients.testing import domain_losses, domain_major_batch, reference_domain_grads, tiny_lora_llama
 
 K = 3
 TOL = {"rtol": 1e-10, "atol": 1e-13}
@@ -26,8 +25,7 @@ def _model(seed=0):
 
 
 def _losses(model, batch):
-    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-    return per_domain_token_loss(out.logits, batch["labels"], batch["domain_ids"], K)
+    return domain_losses(model, batch, K)
 
 
 def _iga_backward(opt, model, batch, scale=1.0):
@@ -83,15 +81,7 @@ def test_written_gradients_equal_the_math_on_reference_domain_grads(
     batch = domain_major_batch(num_domains=K, rows_per_domain=[2, 1, 3], ragged=True, seed=2)
     tau = 4.0 if variance_norm != "none" else 2e4
 
-    def loss_k(k):
-        rows = torch.nonzero(batch["domain_ids"] == k).flatten()
-        sub = select_rows(batch, rows)
-        out = model(input_ids=sub["input_ids"], attention_mask=sub["attention_mask"])
-        return per_domain_token_loss(out.logits, sub["labels"], torch.zeros(len(rows), dtype=torch.long), 1)[
-            0
-        ]
-
-    ref = per_domain_grads_kbackward(model, loss_k, K, space="full")
+    ref = reference_domain_grads(model, batch, K)
     opt = create_iga_optimizer(
         model,
         lr=0.0,

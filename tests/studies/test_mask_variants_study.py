@@ -38,7 +38,7 @@ def _summary():
 
 def test_paired_interval_is_the_t_interval_of_the_differences():
     mean, lo, hi = study.paired([0.1, 0.3])
-    half = 12.706 * math.sqrt(0.02) / math.sqrt(2)
+    half = 12.7062047 * math.sqrt(0.02) / math.sqrt(2)  # t(0.975, 1) = 12.7062047
     assert mean == pytest.approx(0.2) and lo == pytest.approx(0.2 - half) and hi == pytest.approx(0.2 + half)
     assert study.paired([0.5]) == (0.5, 0.5, 0.5)
 
@@ -101,3 +101,13 @@ def test_selectivity_table_has_one_row_per_variant():
     }
     text = study.render_selectivity(payload)
     assert "| iga | 0.1000 | 0.0800 | 1.25 |" in text and "16 noise-free" in text
+
+
+def test_table_states_the_cost_from_the_recorded_wall_seconds():
+    summary = _summary()
+    for r in summary["runs"].values():
+        r["wall_seconds"] = 180.0 if r["variant"] == "erm" else 360.0
+    cost = next(line for line in study.render_table(summary).splitlines() if line.startswith("Cost:"))
+    assert (
+        cost == "Cost: 6 runs, 0.5 wall-hours; minutes per run with evaluation: erm 3.0, iga 6.0, oracle 6.0."
+    )

@@ -261,8 +261,8 @@ class IGAOptimizer(OptimizerWrapper):
         mean = g.mean(0)
         if not bool(torch.isfinite(mean.sum())):
             return None
-        rank = self._resolve_rank(layer) if layer.is_lora else cfg.svd_rank
-        rank = min(rank if isinstance(rank, int) else min(mean.shape), *mean.shape)
+        # A LoRA layer's rank or svd_rank; _consume sends a plain Linear here only with an int svd_rank.
+        rank = min(self._resolve_rank(layer), *mean.shape)  # type: ignore[type-var]
         u, s, vh = truncated_svd(
             mean, rank, exact_max_numel=cfg.svd_exact_max_numel, generator=self._generator(layer, mean.device)
         )

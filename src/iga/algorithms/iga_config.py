@@ -87,14 +87,15 @@ class IGAConfig:
             isomer set shares at the same place in its target (numbers, operators, the chain of thought's own
             words; not the domains' slot words; :func:`iga.training.data.aligned_labels`), so that wording tokens
             do not enter ``V``; the update is still the full loss's mean gradient. The trainer appends a relabelled
-            copy of every row (the step costs about twice an ERM step) and needs renderings whose targets have
+            copy of every row (2.6x ERM's step in docs/results.md §8) and needs renderings whose targets have
             one length (the micro regime's word-level tokenizer). With a hand-driven capture: domain ids K..2K−1
-            are the relabelled rows, ``num_domains=2K``, the backward is of the mean of all 2K losses, the optimizer's
-            ``num_domains`` is K, and every trainable parameter must sit in a captured layer.
-        layer_group_size: ``mask_space="coordinate"`` with ``mask_stat="variance"`` only. Layers of the same shape and rank are stacked, up to
-            this many, and their statistics, mask, projection and map run as batched kernels (the same numbers
-            as one layer at a time, to float tolerance; far fewer kernel launches on small layers). 1 = one layer
-            at a time.
+            are the relabelled rows, ``num_domains=2K``, the backward is of the mean of all 2K losses, the
+            optimizer's ``num_domains`` is K, and every trainable parameter must sit in a captured layer.
+        layer_group_size: the default options only (``mask_space="coordinate"``, ``mask_stat="variance"``,
+            ``stat_tokens="all"``; the variants run one layer at a time). Layers of the same shape and rank are
+            stacked, up to this many, and their statistics, mask, projection and map run as batched kernels (the
+            same numbers as one layer at a time, to float tolerance; far fewer kernel launches on small layers).
+            1 = one layer at a time.
         layer_group_max_bytes: bound on the stacks' buffers (see :mod:`iga.gradients.grouping`): the open
             stacks of per-domain blocks ``(K, m, n)`` and the processed ones kept for reuse by the next step (a
             fresh multi-MiB CPU buffer costs page faults) hold at most this many bytes together; a layer whose

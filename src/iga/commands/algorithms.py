@@ -53,7 +53,7 @@ def describe(
             )
         drawn = sweep_hparams(name, benchmark=benchmark, hparams_seed=hparams_seed, trial_seed=trial_seed)
     space = search_space(name)
-    choices = getattr(cls.hparams_cls, "CHOICES", {}) if cls.hparams_cls is not None else {}
+    choices = getattr(cls.hparams_cls, "CHOICES", {})  # the options that take one of a few values
     hparams = []
     for key, default in default_hparams(name).items():
         row: dict[str, Any] = {

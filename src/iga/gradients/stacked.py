@@ -270,15 +270,8 @@ def flat_mask(
     sizes = list(segments)
     if sum(sizes) != mean.numel():
         raise ValueError(f"segments sum to {sum(sizes)}, but the statistics have {mean.numel()} entries")
-    if vhat is not None:
-        pass
-    elif variance_norm == "relative":
-        vhat = var.div_(mean_sq.add_(var).add_(eps))
-    elif variance_norm == "layer":
-        per_segment = torch.stack([part.mean() for part in var.split(sizes)]).add_(eps)
-        vhat = var.div_(_spread(per_segment, sizes))
-    else:
-        vhat = var
+    if vhat is None:
+        vhat = _flat_vhat(var, mean_sq, sizes, variance_norm, eps)
     vhat_sum = vhat.sum()
     mask = vhat.mul_(-tau).exp_()
     sums = torch.stack([mask.sum(), _below_half(mask), vhat_sum])
@@ -290,6 +283,16 @@ def flat_mask(
         ]
         masked.mul_(_spread(torch.stack(ratios), sizes))
     return masked, sums
+
+
+def _flat_vhat(var: Tensor, mean_sq: Tensor, sizes: list[int], variance_norm: str, eps: float) -> Tensor:
+    # V̂ in place in var's storage; "layer" normalises per segment (per LoRA factor).
+    if variance_norm == "relative":
+        return var.div_(mean_sq.add_(var).add_(eps))
+    if variance_norm == "layer":
+        per_segment = torch.stack([part.mean() for part in var.split(sizes)]).add_(eps)
+        return var.div_(_spread(per_segment, sizes))
+    return var
 
 
 def _spread(per_segment: Tensor, sizes: list[int]) -> Tensor:

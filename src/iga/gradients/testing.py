@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from iga.gradients.losses import IGNORE_INDEX
+from iga.gradients.losses import IGNORE_INDEX, per_domain_token_loss
 
 
 def tiny_lora_llama(
@@ -112,6 +112,28 @@ def domain_major_batch(
 def select_rows(batch: dict[str, Tensor], rows: Any) -> dict[str, Tensor]:
     """The sub-batch of the given rows (index tensor, list or slice) of every (B, ...) tensor."""
     return {k: v[rows] for k, v in batch.items()}
+
+
+def domain_losses(model: nn.Module, batch: dict[str, Tensor], num_domains: int) -> Tensor:
+    """The (K,) per-domain token losses of ``model`` on ``batch`` (its ``domain_ids`` in ``0..num_domains-1``)."""
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    return per_domain_token_loss(out.logits, batch["labels"], batch["domain_ids"], num_domains)
+
+
+def reference_domain_grads(
+    model: nn.Module, batch: dict[str, Tensor], num_domains: int, *, space: str = "full"
+) -> dict[str, Tensor]:
+    """Per-domain gradients from ``num_domains`` separate forward + backward passes, each on one domain's rows
+    (:func:`iga.gradients.reference.per_domain_grads_kbackward`): the hook-free reference the tests compare with."""
+    from iga.gradients.reference import per_domain_grads_kbackward
+
+    def loss_k(k: int) -> Tensor:
+        rows = torch.nonzero(batch["domain_ids"] == k).flatten()
+        sub = select_rows(batch, rows)
+        sub["domain_ids"] = torch.zeros(len(rows), dtype=torch.long)
+        return domain_losses(model, sub, 1)[0]
+
+    return per_domain_grads_kbackward(model, loss_k, num_domains, space=space)  # type: ignore[arg-type]
 
 
 def random_logits_batch(
