@@ -10,7 +10,9 @@ gradients as batched kernels (:mod:`iga.gradients.stacked`) and keeps only the f
 layer). Stacks still open when the backward ends are processed at the start of ``step()``. A layer that is not
 stacked (a plain Linear, a block larger than half the byte bound, ``layer_group_size=1``) is processed alone inside
 its hook, as before. ``step()`` writes the factor gradients into ``.grad`` (autograd is still accumulating into A
-and B while the hooks run, so ``.grad`` is never touched there), clips, and steps the base optimizer.
+and B while the hooks run, so ``.grad`` is never touched there), clips, and steps the base optimizer. The
+statistics and masks of every space live in :class:`~iga.algorithms.iga_masker.ConflictMasker`; this module routes
+gradients to it and the masked means onward.
 
 With ``mask_space="factor"`` the capture is ``DomainGradCapture(space="factor")``: ``step()`` masks the per-domain
 gradients of the LoRA factors themselves (all of them laid side by side, one set of elementwise kernels) and writes
@@ -33,28 +35,14 @@ from torch import Tensor, nn
 
 from iga.algorithms.base import Algorithm, make_base_optimizer
 from iga.algorithms.iga_config import IGAConfig
+from iga.algorithms.iga_masker import ConflictMasker
 from iga.algorithms.lora_map import map_products, project_products
-from iga.algorithms.mask import (
-    direction_mask,
-    domain_statistics,
-    grouped_dims,
-    normalised_variance,
-    sign_disagreement,
-)
 from iga.algorithms.optimizer_wrapper import OptimizerWrapper
-from iga.algorithms.projection import truncated_svd
 from iga.algorithms.registry import register_algorithm
 from iga.distributed import all_reduce_mean
 from iga.gradients.capture import CapturedLayer, DomainGradCapture
 from iga.gradients.grouping import LayerStacks
-from iga.gradients.stacked import (
-    flat_mask,
-    flat_statistics,
-    stacked_mask,
-    stacked_project_products,
-    stacked_relative_masked_mean,
-    stacked_statistics,
-)
+from iga.gradients.stacked import stacked_project_products
 
 
 def _capture_space(config: IGAConfig) -> str:
@@ -66,7 +54,8 @@ class IGAOptimizer(OptimizerWrapper):
 
     It is a ``torch.optim.Optimizer`` whose ``param_groups``, ``state`` and ``defaults`` are the base optimizer's
     (:class:`~iga.algorithms.optimizer_wrapper.OptimizerWrapper`), so LR schedulers, the HF Trainer and Accelerate
-    drive it as usual.
+    drive it as usual. The statistics and the mask are its :class:`~iga.algorithms.iga_masker.ConflictMasker`'s;
+    this class routes the captured gradients to it and the masked means onward (projection, LoRA map, ``.grad``).
 
     Parameters that are not LoRA factors of a captured layer (norms, embeddings, LoRA biases) keep their autograd
     gradient, which is already the mean gradient of ``L = (1/K) Σ_k L_k``, i.e. plain ERM. Plain trainable
@@ -107,21 +96,11 @@ class IGAOptimizer(OptimizerWrapper):
                 f"space={space!r})"
             )
         super().__init__(base_optimizer, capture, "IGAOptimizer")
-        self.config = config
+        self.masker = ConflictMasker(config)
         self._space = space
         self._layer_index = {id(layer): i for i, layer in enumerate(capture.layers)}
         self._stackable = [layer for layer in capture.layers if layer.is_lora]
         self._factor_params = capture.factor_parameters() if space == "factor" else []
-        self._ema_steps = 0
-        self._ema: dict[str, tuple[Tensor, Tensor]] = {}
-        self._domain_ema_steps = 0
-        self._domain_ema: dict[str, Tensor] = {}
-        #: Set to True to keep each step's masks in :attr:`last_masks` (diagnostics: one gradient-sized tensor per
-        #: layer; the default statistics then run one layer at a time, not stacked).
-        self.keep_masks = False
-        #: K, the number of training domains: needed under ``stat_tokens="logic"`` (2K domains are captured);
-        #: the registered algorithm sets it.
-        self.num_domains: int | None = None
         #: ``{layer name: M}`` of the last step when :attr:`keep_masks` (per coordinate, row, column and layer
         #: masks expanded to the weight's shape; ``(U_r, M, Vh_r)`` for ``mask_space="subspace"``).
         self.last_masks: dict[str, Any] = {}
@@ -130,16 +109,41 @@ class IGAOptimizer(OptimizerWrapper):
             capture.set_consumer(self._consume, buffer=self._slot)
             capture.set_reducer(self._reduce_domain_sums)
 
+    @property
+    def config(self) -> IGAConfig:
+        """The IGA options; a config assigned between steps takes effect at the next step (same mask space)."""
+        return self.masker.config
+
+    @config.setter
+    def config(self, value: IGAConfig) -> None:
+        self.masker.config = value
+
+    @property
+    def keep_masks(self) -> bool:
+        """Set to True to keep each step's masks in :attr:`last_masks` (diagnostics: one gradient-sized tensor per
+        layer; the default statistics then run one layer at a time, not stacked)."""
+        return self.masker.keep_masks
+
+    @keep_masks.setter
+    def keep_masks(self, value: bool) -> None:
+        self.masker.keep_masks = value
+
+    @property
+    def num_domains(self) -> int | None:
+        """K, the number of training domains: needed under ``stat_tokens="logic"`` (2K domains are captured);
+        the registered algorithm sets it."""
+        return self.masker.num_domains
+
+    @num_domains.setter
+    def num_domains(self, value: int | None) -> None:
+        self.masker.num_domains = value
+
     # ------------------------------------------------------------ per-layer work (inside the backward)
     def _clear_pending(self) -> None:
         self._pending: dict[nn.Parameter, Tensor] = {}
-        self._pending_ema: dict[str, tuple[Tensor, Tensor]] = {}
-        self._pending_domain_ema: dict[str, Tensor] = {}
         self._energy: dict[str, Tensor] = {}
-        self._stat_sums: list[Tensor] = []
-        self._numel = 0
         self._nonfinite: list[str] = []
-        self._masks: dict[str, Any] = {}
+        self.masker.clear()
         # Read at every step, so that a config swapped between steps takes effect; the stacks' buffers are reused
         # from step to step while the bounds stay the same.
         bounds = (self.config.layer_group_size, self.config.layer_group_max_bytes)
@@ -156,82 +160,6 @@ class IGAOptimizer(OptimizerWrapper):
                 f"IGAOptimizer: config.mask_space={self.config.mask_space!r} does not fit this optimizer's "
                 f"DomainGradCapture(space={self._space!r}); build a new optimizer to change the mask space"
             )
-
-    def _averaged_domain_grads(self, key: str, domain_grads: Tensor) -> Tensor:
-        """The bias-corrected EMA of the per-domain gradients (``domain_ema_beta``), staged until ``step()``."""
-        beta = self.config.domain_ema_beta
-        grads = domain_grads.to(torch.promote_types(domain_grads.dtype, torch.float32))
-        old = self._domain_ema.get(key)
-        new = grads * (1 - beta) if old is None else old * beta + grads * (1 - beta)
-        # Staged like the statistics EMA: a skipped step must not enter the running average.
-        self._pending_domain_ema[key] = new
-        return new / (1 - beta ** (self._domain_ema_steps + 1))
-
-    def _smoothed(self, key: str, var: Tensor, mean_sq: Tensor) -> tuple[Tensor, Tensor]:
-        """``(V, Ḡ²)`` replaced by their bias-corrected EMAs (``ema_beta``), the new EMAs staged until ``step()``."""
-        beta = self.config.ema_beta
-        old = self._ema.get(key)
-        new_var = var * (1 - beta) if old is None else old[0] * beta + var * (1 - beta)
-        new_sq = mean_sq * (1 - beta) if old is None else old[1] * beta + mean_sq * (1 - beta)
-        # Staged until step(): a skipped step must not enter the running statistics.
-        self._pending_ema[key] = (new_var, new_sq)
-        correction = 1 - beta ** (self._ema_steps + 1)
-        return new_var / correction, new_sq / correction
-
-    def _split(self, domain_grads: Tensor) -> tuple[Tensor, Tensor]:
-        """``(update, statistics)`` per-domain gradients: the same tensor, or, under ``stat_tokens="logic"``, the
-        first and the last K of the 2K captured domains (the relabelled copy of the rows is domains K..2K−1)."""
-        if self.config.stat_tokens == "all":
-            return domain_grads, domain_grads
-        if self.num_domains is None:
-            raise ValueError(
-                "IGA stat_tokens='logic': set IGAOptimizer.num_domains = K (the number of training domains) so that "
-                "the 2K captured domains can be told apart"
-            )
-        k = self.num_domains
-        if domain_grads.shape[0] != 2 * k:
-            raise ValueError(
-                f"IGA stat_tokens='logic' expects 2K = {2 * k} captured domains (the rows again, with logic-only "
-                f"labels, as domains K..2K-1: see IGAConfig.stat_tokens), got {domain_grads.shape[0]}; this trainer "
-                "may not support stat_tokens='logic' (`iga train` does)"
-            )
-        return domain_grads[:k], domain_grads[k:]
-
-    def _masked_mean(self, key: str, domain_grads: Tensor, tau: float) -> Tensor | None:
-        cfg = self.config
-        update, source = self._split(domain_grads)
-        stat_grads = self._averaged_domain_grads(key, source) if cfg.domain_ema_beta > 0 else source
-        # Statistics (and so the mask) from the averaged G_k under domain_ema_beta, from the logic tokens' G_k under
-        # stat_tokens="logic"; the masked direction is always this step's mean of the training loss.
-        stat_mean, var = domain_statistics(stat_grads)
-        mean = update.to(stat_mean.dtype).mean(0) if stat_grads is not update else stat_mean
-        dims = grouped_dims(cfg.mask_space, mean.dim())
-        if cfg.mask_stat == "sign":
-            vhat = sign_disagreement(stat_grads)
-            vhat = vhat.mean(dims, keepdim=True) if dims else vhat
-        else:
-            mean_sq = stat_mean.square()
-            if cfg.ema_beta > 0:
-                var, mean_sq = self._smoothed(key, var, mean_sq)
-            if dims:
-                # One statistic per row / column / layer: V and Ḡ² averaged over the coordinates sharing it.
-                var, mean_sq = var.mean(dims, keepdim=True), mean_sq.mean(dims, keepdim=True)
-            # In place from here on (var, mean_sq are this call's own buffers): V̂, then M, then G̃ = M ⊙ Ḡ.
-            vhat = normalised_variance(var, mean_sq, cfg.variance_norm, cfg.eps, inplace=True)
-        if vhat.shape != mean.shape:
-            vhat = vhat.expand_as(mean).clone()
-        vhat_sum = vhat.sum()
-        mask = vhat.mul_(-tau).exp_()
-        self._stat_sums.append(torch.stack([mask.sum(), (mask < 0.5).sum().to(mask.dtype), vhat_sum]))
-        self._numel += mask.numel()
-        if self.keep_masks:
-            self._masks[key] = mask.clone()
-        masked = mask.mul_(mean)
-        if cfg.rescale:
-            masked.mul_(mean.norm() / masked.norm().clamp(min=cfg.eps))
-        # One host sync per layer, needed anyway before an SVD (LAPACK fails on NaN); a NaN or inf anywhere
-        # makes the sum non-finite.
-        return masked if bool(torch.isfinite(masked.sum())) else None
 
     def _resolve_rank(self, layer: CapturedLayer) -> int | None:
         rank = self.config.svd_rank
@@ -252,33 +180,6 @@ class IGAOptimizer(OptimizerWrapper):
         # Where the capture writes a stacked layer's sums (no copy); None: a fresh tensor, processed alone.
         return self._stacks.slot(layer, shape, dtype, device)
 
-    def _subspace_masked(self, layer: CapturedLayer, domain_grads: Tensor, tau: float) -> Tensor | None:
-        """``mask_space="subspace"``: the mask on each domain's coefficients along ``Ḡ``'s top-r singular
-        directions; returns ``Σ_i M_i s_i u_i v_iᵀ`` (rank ≤ r)."""
-        cfg = self.config
-        update, source = self._split(domain_grads)
-        g = update.to(torch.promote_types(update.dtype, torch.float32))
-        mean = g.mean(0)
-        if not bool(torch.isfinite(mean.sum())):
-            return None
-        # A LoRA layer's rank or svd_rank; _consume sends a plain Linear here only with an int svd_rank.
-        rank = min(self._resolve_rank(layer), *mean.shape)  # type: ignore[type-var]
-        u, s, vh = truncated_svd(
-            mean, rank, exact_max_numel=cfg.svd_exact_max_numel, generator=self._generator(layer, mean.device)
-        )
-        # Each domain's component along direction i (their mean over k is s_i, unless the statistics come from
-        # the logic tokens' G_k).
-        mask, vhat = direction_mask(
-            source, u, vh, tau=tau, mask_stat=cfg.mask_stat, variance_norm=cfg.variance_norm, eps=cfg.eps
-        )
-        self._stat_sums.append(torch.stack([mask.sum(), (mask < 0.5).sum().to(mask.dtype), vhat.sum()]))
-        self._numel += mask.numel()
-        total = mean.square().sum().clamp(min=torch.finfo(mean.dtype).tiny)
-        self._energy[layer.name] = s.square().sum() / total  # the share of Ḡ the r directions carry
-        if self.keep_masks:
-            self._masks[layer.name] = (u, mask, vh)
-        return (u * (mask * s)) @ vh
-
     @torch.no_grad()
     def _consume(self, layer: CapturedLayer, domain_grads: Tensor) -> None:
         cfg = self.config
@@ -293,12 +194,20 @@ class IGAOptimizer(OptimizerWrapper):
         tau = cfg.tau_at(self._step)
         subspace = cfg.mask_space == "subspace" and (layer.is_lora or isinstance(cfg.svd_rank, int))
         if subspace:
-            masked = self._subspace_masked(layer, domain_grads, tau)
+            # A LoRA layer's rank or svd_rank (a plain Linear comes here only with an int svd_rank).
+            rank = self._resolve_rank(layer)
+            assert rank is not None
+            result = self.masker.subspace_masked(
+                layer.name, domain_grads, rank, tau, generator=self._generator(layer, domain_grads.device)
+            )
+            masked = None
+            if result is not None:
+                masked, self._energy[layer.name] = result
         else:
-            masked = self._masked_mean(layer.name, domain_grads, tau)
+            masked = self.masker.masked_mean(layer.name, domain_grads, tau)
         bias_masked = None
         if layer.bias_domain_grads is not None:
-            bias_masked = self._masked_mean(f"{layer.name}.bias", layer.bias_domain_grads, tau)
+            bias_masked = self.masker.masked_mean(f"{layer.name}.bias", layer.bias_domain_grads, tau)
             if bias_masked is None:
                 masked = None
         if masked is None:
@@ -329,39 +238,13 @@ class IGAOptimizer(OptimizerWrapper):
         self._pending[layer.lora_A] = grad_a.to(layer.lora_A.dtype)
         self._pending[layer.lora_B] = grad_b.to(layer.lora_B.dtype)
 
-    def _stack_masked_mean(self, names: list[str], stack: Tensor, tau: float) -> tuple[Tensor, Tensor]:
-        """``(G̃, metric sums)`` of a stack, as :meth:`_masked_mean` per layer."""
-        cfg = self.config
-        if cfg.variance_norm == "relative" and cfg.ema_beta == 0 and cfg.domain_ema_beta == 0:
-            # The default options: the same numbers in fewer passes over memory.
-            masked, _, sums = stacked_relative_masked_mean(stack, tau=tau, eps=cfg.eps, rescale=cfg.rescale)
-            return masked, sums
-        if cfg.domain_ema_beta > 0:
-            averaged = [self._averaged_domain_grads(n, g) for n, g in zip(names, stack, strict=True)]
-            stat_mean, var = stacked_statistics(torch.stack(averaged))
-            mean = stack.to(stat_mean.dtype).mean(1)
-            mean_sq = stat_mean.square()
-        else:
-            mean, var = stacked_statistics(stack)
-            mean_sq = mean.square()
-        if cfg.ema_beta > 0:
-            smoothed = [self._smoothed(n, v, s) for n, v, s in zip(names, var, mean_sq, strict=True)]
-            var = torch.stack([v for v, _ in smoothed])
-            mean_sq = torch.stack([s for _, s in smoothed])
-        return stacked_mask(
-            mean, var, mean_sq, tau=tau, variance_norm=cfg.variance_norm, eps=cfg.eps, rescale=cfg.rescale
-        )
-
     @torch.no_grad()
     def _process_stack(self, layers: list[CapturedLayer], stack: Tensor) -> None:
         """The per-layer work of :meth:`_consume` for ``len(layers)`` LoRA layers of one shape and rank at once,
         on their ``(L, K, m, n)`` sums: the same numbers, batched kernels (:mod:`iga.gradients.stacked`)."""
         cfg = self.config
-        tau = cfg.tau_at(self._step)
         names = [layer.name for layer in layers]
-        masked, sums = self._stack_masked_mean(names, stack, tau)
-        self._stat_sums.append(sums)
-        self._numel += masked.numel()
+        masked = self.masker.stack_masked_mean(names, stack, cfg.tau_at(self._step))
         # One host sync per stack (LAPACK fails on NaN): a NaN or inf anywhere makes a layer's sum non-finite.
         per_layer = masked.sum(dim=(1, 2))
         if not bool(torch.isfinite(per_layer.sum())):
@@ -402,7 +285,6 @@ class IGAOptimizer(OptimizerWrapper):
     def _mask_factors(self, tau: float) -> None:
         """``mask_space="factor"``: ``M ⊙ Ḡ`` of every captured parameter from its per-domain gradients, all
         parameters of one device laid side by side so that one set of elementwise kernels masks them."""
-        cfg = self.config
         captured = self.capture.factor_grads()
         entries = [(key, p, captured[p]) for key, p in self._factor_params if p in captured]
         by_device: dict[torch.device, list[tuple[str, nn.Parameter, Tensor]]] = {}
@@ -414,72 +296,16 @@ class IGAOptimizer(OptimizerWrapper):
             for _, _, g in group[1:]:
                 dtype = torch.promote_types(dtype, g.dtype)
             flat = torch.cat([g.reshape(k_dom, -1).to(dtype) for _, _, g in group], dim=1)
-            if cfg.stats_scope == "global":
+            if self.config.stats_scope == "global":
                 all_reduce_mean([flat])  # one process on the global batch, before any statistic
             keys = [key for key, _, _ in group]
             sizes = [g[0].numel() for _, _, g in group]
-            masked = self._masked_flat(keys, sizes, flat, tau)
+            masked = self.masker.flat_masked_mean(keys, sizes, flat, tau)
             if masked is None:
                 self._nonfinite.extend(keys)
                 continue
             for (_, param, _), part in zip(group, masked.split(sizes), strict=True):
                 self._pending[param] = part.view(param.shape).to(param.dtype)
-
-    def _masked_flat(self, keys: list[str], sizes: list[int], flat: Tensor, tau: float) -> Tensor | None:
-        cfg = self.config
-        flat, source = self._split(flat)
-        if cfg.domain_ema_beta > 0:
-            old = torch.cat(
-                [
-                    self._domain_ema[key]
-                    if key in self._domain_ema
-                    else source.new_zeros(source.shape[0], size)
-                    for key, size in zip(keys, sizes, strict=True)
-                ],
-                dim=1,
-            )
-            beta = cfg.domain_ema_beta
-            new = old * beta + source * (1 - beta)  # a missing state is 0: the first step's (1 − β)·G_k
-            self._pending_domain_ema.update(zip(keys, new.split(sizes, dim=1), strict=True))
-            stat_flat = new / (1 - beta ** (self._domain_ema_steps + 1))
-        else:
-            stat_flat = source
-        if stat_flat is flat:
-            mean, var = flat_statistics(flat)
-            mean_sq = mean.square()
-        else:
-            stat_mean, var = flat_statistics(stat_flat)
-            mean = flat.sum(0).div_(flat.shape[0])
-            mean_sq = stat_mean.square()
-        if cfg.ema_beta > 0:
-            zeros = [flat.new_zeros(size) for size in sizes]
-            old_var = torch.cat(
-                [self._ema[k][0] if k in self._ema else z for k, z in zip(keys, zeros, strict=True)]
-            )
-            old_sq = torch.cat(
-                [self._ema[k][1] if k in self._ema else z for k, z in zip(keys, zeros, strict=True)]
-            )
-            beta = cfg.ema_beta
-            new_var, new_sq = old_var * beta + var * (1 - beta), old_sq * beta + mean_sq * (1 - beta)
-            self._pending_ema.update(
-                zip(keys, zip(new_var.split(sizes), new_sq.split(sizes), strict=True), strict=True)
-            )
-            correction = 1 - beta ** (self._ema_steps + 1)
-            var, mean_sq = new_var / correction, new_sq / correction
-        masked, sums = flat_mask(
-            mean,
-            var,
-            mean_sq,
-            tau=tau,
-            segments=sizes,
-            variance_norm=cfg.variance_norm,
-            eps=cfg.eps,
-            rescale=cfg.rescale,
-            vhat=sign_disagreement(stat_flat) if cfg.mask_stat == "sign" else None,
-        )
-        self._stat_sums.append(sums)
-        self._numel += masked.numel()
-        return masked if bool(torch.isfinite(masked.sum())) else None
 
     # ------------------------------------------------------------ step
     def _nonfinite_warning(self) -> str:
@@ -512,9 +338,7 @@ class IGAOptimizer(OptimizerWrapper):
                     "(sync=True on the last micro-batch of an accumulation step)"
                 )
         except BaseException:
-            self._clear_pending()
-            if self._space == "factor":
-                self.capture.reset()
+            self._drop_captured()
             raise
         try:
             if self._all_skip(bool(self._nonfinite)):
@@ -523,22 +347,15 @@ class IGAOptimizer(OptimizerWrapper):
             if self.config.stat_tokens == "logic":
                 self._check_all_captured()
             self._write_grads(self._pending)
-            self._ema.update(self._pending_ema)
-            if self._pending_ema:
-                self._ema_steps += 1
-            self._domain_ema.update(self._pending_domain_ema)
-            if self._pending_domain_ema:
-                self._domain_ema_steps += 1
+            self.masker.commit()
             metrics = self._metrics(tau)
             metrics["grad_norm"] = self._clip(self.config.max_grad_norm)
             self.base_optimizer.step()
             self.last_metrics = metrics
-            self.last_masks = self._masks
+            self.last_masks = self.masker.masks
         finally:
             self._step += 1
-            self._clear_pending()
-            if self._space == "factor":
-                self.capture.reset()
+            self._drop_captured()
 
     def _check_all_captured(self) -> None:
         # The backward was of the mean of both losses (training and logic tokens): only the parameters IGA writes
@@ -554,15 +371,7 @@ class IGAOptimizer(OptimizerWrapper):
             )
 
     def _metrics(self, tau: float) -> dict[str, float]:
-        sums = torch.stack(self._stat_sums).sum(0).tolist() if self._stat_sums else [0.0, 0.0, 0.0]
-        numel = max(self._numel, 1)
-        metrics = {
-            "mask_mean": sums[0] / numel,
-            "mask_below_half": sums[1] / numel,
-            "vhat_mean": sums[2] / numel,
-            "tau": tau,
-            "skipped_steps": float(self._skipped),
-        }
+        metrics = {**self.masker.metrics(), "tau": tau, "skipped_steps": float(self._skipped)}
         if self._energy:
             names = list(self._energy)
             values = torch.stack([self._energy[n].float() for n in names]).tolist()
@@ -592,10 +401,7 @@ class IGAOptimizer(OptimizerWrapper):
         return {
             "step": self._step,
             "skipped_steps": self._skipped,
-            "ema_steps": self._ema_steps,
-            "ema": {k: {"var": v.clone(), "mean_sq": s.clone()} for k, (v, s) in self._ema.items()},
-            "domain_ema_steps": self._domain_ema_steps,
-            "domain_ema": {k: v.clone() for k, v in self._domain_ema.items()},
+            **self.masker.state_dict(),
             "config": asdict(self.config),
         }
 
@@ -606,28 +412,9 @@ class IGAOptimizer(OptimizerWrapper):
             )
 
     def _load_wrapper_state(self, state: dict[str, Any]) -> None:
-        iga = state
-        devices = self._state_devices()
+        self._step, self._skipped = int(state["step"]), int(state["skipped_steps"])
         what = "captured parameter" if self._space == "factor" else "captured layer"
-        self._step, self._skipped, self._ema_steps = (
-            int(iga["step"]),
-            int(iga["skipped_steps"]),
-            int(iga["ema_steps"]),
-        )
-        self._ema = {}
-        for key, value in iga["ema"].items():
-            device = devices.get(key)
-            if device is None:
-                raise ValueError(f"state_dict has EMA statistics for {key!r}, which is not a {what}")
-            self._ema[key] = (value["var"].to(device), value["mean_sq"].to(device))
-        # Absent in checkpoints written before domain_ema_beta existed: no running average yet.
-        self._domain_ema_steps = int(iga.get("domain_ema_steps", 0))
-        self._domain_ema = {}
-        for key, value in iga.get("domain_ema", {}).items():
-            device = devices.get(key)
-            if device is None:
-                raise ValueError(f"state_dict has domain EMA gradients for {key!r}, which is not a {what}")
-            self._domain_ema[key] = value.to(device)
+        self.masker.load_state_dict(state, self._state_devices(), what)
         self._clear_pending()
 
 
