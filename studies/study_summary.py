@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from iga.sweeps.collect import aggregate, main_groups
+from iga.sweeps.collect_aggregate import aggregate, main_groups
 from iga.sweeps.sweep_cost import sweep_cost
 from iga.sweeps.sweep_results import load_finished, select_models, selection_line
 

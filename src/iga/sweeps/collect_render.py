@@ -170,7 +170,7 @@ def render_latex(tables: Sequence[ResultTable], header: Sequence[str], title: st
     return "\n".join(out) + "\n"
 
 
-#: One CSV row per group × family × metric (see :func:`iga.sweeps.collect.csv_rows`).
+#: One CSV row per group × family × metric (see :func:`iga.sweeps.collect_aggregate.csv_rows`).
 CSV_COLUMNS = ("group", "family", "metric", "mean", "ci95", "n")
 
 
