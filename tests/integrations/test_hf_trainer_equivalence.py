@@ -204,3 +204,28 @@ def test_resume_from_a_trainer_checkpoint_is_exact(iso_data, micro_base, tmp_pat
     a, b = _lora(full.model), _lora(resumed.model)
     for name in a:
         torch.testing.assert_close(b[name], a[name], rtol=0, atol=0, msg=name)
+
+
+def test_trainer_writes_the_run_folders_result_json(ours, tmp_path):
+    """IGATrainer records its run like `iga train`: result.json (RunFolder's name and layout) in output_dir, with
+    the options in force, the data, the steps and provenance."""
+    import json
+
+    from iga.runs.folder import RunFolder
+
+    cfg, _ = ours
+    trainer = _hf_trainer(cfg, tmp_path)
+    trainer.train()
+    result = json.loads(RunFolder(tmp_path).result.read_text())
+    assert result["algorithm"] == "iga"
+    assert result["iga_config"]["tau"] == TAU and result["iga_config"]["max_grad_norm"] == CLIP
+    assert (
+        result["data"]["rows"] == len(trainer.train_dataset)
+        and result["data"]["domains"] == trainer.domain_names
+    )
+    assert result["data"]["isomer_sets"] * len(trainer.domain_names) == result["data"]["rows"]
+    assert result["train"]["steps"] == cfg.steps == 3
+    assert result["train"]["last_log"]["step"] == 3 and "loss/law" in result["train"]["last_log"]
+    assert result["train"]["train_runtime"] > 0
+    assert result["trainer"]["class"] == "IGATrainer" and result["trainer"]["args"]["max_steps"] == cfg.steps
+    assert {"git", "versions", "hardware"} <= set(result["provenance"])

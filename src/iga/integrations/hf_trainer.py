@@ -35,10 +35,11 @@ and under DDP Accelerate's ``split_batches`` / ``dispatch_batches`` (they cut or
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import warnings
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import Any
 
 import torch
@@ -209,6 +210,7 @@ class IGATrainerMixin:
         )
         self.num_domains = self.isomer_sampler.num_domains
         self.domain_names = _domain_names(trainer.train_dataset, self.num_domains)
+        trainer.add_callback(RunRecordCallback(self))
         self._domain_loss_sum: Tensor | None = None
         self._domain_loss_count = 0
         if trainer.optimizer is not None:
@@ -443,6 +445,47 @@ class SamplerEpochCallback(TrainerCallback):
 
     def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.sampler.set_epoch(state.global_step // self.steps_per_epoch)
+
+
+class RunRecordCallback(TrainerCallback):
+    """Write ``result.json`` into ``output_dir`` when training ends, as ``iga train`` does for its run folder.
+
+    The file is :class:`~iga.runs.folder.RunFolder`'s (same name, atomic, merged section by section, provenance
+    refreshed): ``algorithm``, ``iga_config`` (the options in force, ``max_grad_norm`` included), ``data`` (rows,
+    isomer sets, domains, the dataset's fingerprint when it has one), ``trainer`` (the ``TrainingArguments``) and
+    ``train`` (steps, epochs, the last logged numbers, the Trainer's runtime figures). Only the main process
+    writes.
+    """
+
+    def __init__(self, trainer: IGATrainerMixin) -> None:
+        self.trainer = trainer
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if not state.is_world_process_zero:
+            return
+        from iga.runs.folder import RunFolder
+
+        trainer: Any = self.trainer
+        dataset = trainer.train_dataset
+        logged = [entry for entry in state.log_history if "loss" in entry]
+        runtime = next((entry for entry in reversed(state.log_history) if "train_runtime" in entry), {})
+        RunFolder(args.output_dir).update_result(
+            algorithm="iga",
+            iga_config=asdict(trainer.iga_config),
+            data={
+                "rows": len(dataset),
+                "isomer_sets": len(set(dataset["instance_id"])),
+                "domains": trainer.domain_names,
+                "fingerprint": getattr(dataset, "_fingerprint", None),
+            },
+            trainer={"class": type(trainer).__name__, "args": json.loads(args.to_json_string())},
+            train={
+                "steps": state.global_step,
+                "epochs": state.epoch,
+                "last_log": logged[-1] if logged else {},
+                **{k: v for k, v in runtime.items() if k.startswith("train_")},
+            },
+        )
 
 
 def _domain_names(dataset: Any, num_domains: int) -> list[str]:
