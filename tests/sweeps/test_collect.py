@@ -492,6 +492,8 @@ def test_shortcut_reliance_table_is_paired_per_run_and_absent_without_val_nocue(
         result["eval"]["summary"].update(
             val_nocue_accuracy=nocue, cue_follow=follow, cue_follow_nocue=follow_hidden
         )
+        if group == "erm":  # only ERM evaluated val_wrongcue: IGA's cell is "–"
+            result["eval"]["summary"]["wrongcue_follow"] = follow / 2
         (job / "result.json").write_text(json.dumps(result))
     out = collect(tmp_path / "cues", formats=())
     erm, iga = (
@@ -500,7 +502,8 @@ def test_shortcut_reliance_table_is_paired_per_run_and_absent_without_val_nocue(
     )
     # ERM: gains 30 and 50 points → mean 40 (two seeds: t(0.975, 1)·sd/√2 = 12.706·14.142/1.414 = 127.1)
     assert erm[:4] == ["2", "60.0 ± 127.1†", "20.0 ± 0.0†", "40.0 ± 127.1†"]
-    assert erm[4].startswith("70.0") and erm[5].startswith("30.0")
+    assert erm[4].startswith("70.0") and erm[5].startswith("30.0") and erm[6].startswith("35.0")
+    assert iga[6] == "–" and out.summary["erm"]["wrongcue_follow"]["mean"] == pytest.approx(0.35)
     assert iga[3].startswith("0.0") and out.summary["iga"]["cue_gain"]["mean"] == pytest.approx(0.0)
     assert out.summary["erm"]["cue_follow"]["mean"] == pytest.approx(0.7)
 

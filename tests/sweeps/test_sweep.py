@@ -283,3 +283,21 @@ def test_pretrain_overrides_give_their_own_base_and_bad_fields_fail_at_load_time
         _spec(student="tiny", pretrain={"stpes": 7})
     with pytest.raises(ValueError, match="pretrain: only for built-in students"):
         sweep_base_dir(_spec(student="smollm2-135m", pretrain={"steps": 7}), build=False)
+
+
+def test_micro_base_spec_trains_every_job_from_the_micro_skill_base():
+    from iga.models.micro_base import MicroBaseConfig, micro_base_path
+    from iga.sweeps.sweep import sweep_base_dir
+
+    spec = _spec(micro_base={}, data={"preset": "micro"})
+    assert spec.student == MicroBaseConfig().student == "tiny"  # the jobs' student is the base's
+    assert sweep_base_dir(spec, build=False) == str(micro_base_path(MicroBaseConfig()))
+    other = _spec(micro_base={"steps": 7}, data={"preset": "micro"})
+    assert sweep_base_dir(other, build=False) == str(micro_base_path(MicroBaseConfig(steps=7)))
+    assert sweep_base_dir(other, build=False) != sweep_base_dir(spec, build=False)
+    with pytest.raises(Exception, match="micro_base: unknown field 'stpes'; allowed: batch_size"):
+        _spec(micro_base={"stpes": 7})
+    with pytest.raises(Exception, match="micro_base: give either micro_base or pretrain, not both"):
+        _spec(micro_base={}, pretrain={"steps": 7})
+    with pytest.raises(Exception, match="student: 'small' is not the micro base's student 'tiny'"):
+        _spec(micro_base={}, student="small")

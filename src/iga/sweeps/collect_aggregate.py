@@ -79,6 +79,7 @@ def _group_stats(group: str, runs: list[JobRecord]) -> GroupStats:
             "cue_gain": mean_ci(cue_gain(r) for r in runs),
             "cue_follow": mean_ci(r.metric("eval", "summary", "cue_follow") for r in runs),
             "cue_follow_nocue": mean_ci(r.metric("eval", "summary", "cue_follow_nocue") for r in runs),
+            "wrongcue_follow": mean_ci(r.metric("eval", "summary", "wrongcue_follow") for r in runs),
             "id_accuracy": mean_ci(r.metric("eval", "summary", "id_accuracy") for r in runs),
             "ood_accuracy": mean_ci(r.metric("eval", "summary", "ood_accuracy") for r in runs),
             "gap": mean_ci(r.metric("eval", "summary", "gap") for r in runs),

@@ -84,6 +84,7 @@ SHORTCUT_COLUMNS = (
     "Cue gain (pts)",
     "Wrong cue followed %",
     "Same problems, cue hidden %",
+    "Every problem a wrong cue: followed %",
 )
 
 
@@ -103,13 +104,16 @@ def _shortcut_table(agg: Aggregate, groups: Sequence[str]) -> ResultTable:
                 dagger.cell(g, cols[4], o["cue_gain"]),
                 dagger.cell(g, cols[5], o["cue_follow"]),
                 dagger.cell(g, cols[6], o["cue_follow_nocue"]),
+                dagger.cell(g, cols[7], o["wrongcue_follow"]),
             ]
         )
     notes = [
         "Paired on the same validation problems (training domains): cue gain = val accuracy with the cues − without "
         "them; wrong cue followed = share of answers equal to the value of a wrong cue, with the cue shown and with "
         "it hidden (the second is what the model answers anyway). A model that ignores cues has gain ≈ 0 and equal "
-        "follow rates. Needs jobs that evaluated the val_nocue split."
+        "follow rates. Needs jobs that evaluated the val_nocue split. Every problem a wrong cue: the val_wrongcue "
+        "split (every training-domain val problem shown a cue whose value is wrong), share answering the cue's "
+        "value; – without that split."
     ]
     return ResultTable("Shortcut reliance", list(cols), body, dagger.line(), notes)
 

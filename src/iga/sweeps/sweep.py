@@ -68,6 +68,9 @@ class SweepSpec(_Strict):
     # Built-in students only: PretrainConfig fields that replace the student's preset (steps, batch_size, seq_len,
     # lr, vocab_size, split_digits); a different base, cached under its own key like every base.
     pretrain: dict[str, Any] = Field(default_factory=dict)
+    # The micro regime's word-level skill base (`iga pretrain --regime micro`) with these MicroBaseConfig changes;
+    # {} is the default base (shipped with the package, so nothing is trained). The jobs' student is the base's.
+    micro_base: dict[str, Any] | None = None
     train: dict[str, Any] = Field(default_factory=dict)  # TrainConfig fields shared by every job
     eval_per_skeleton: int | None = Field(5, ge=1)
     eval_splits: list[str] = Field(default_factory=lambda: ["val", "id_test", "ood_surface", "ood_depth"])
@@ -97,6 +100,8 @@ class SweepSpec(_Strict):
         from iga.runs.evaluate import check_eval_splits
 
         check_eval_splits(self.eval_splits)
+        if self.micro_base is not None:
+            self._check_micro_base()
         if self.pretrain:
             from dataclasses import fields
 
@@ -107,6 +112,27 @@ class SweepSpec(_Strict):
             if unknown:
                 raise ValueError(f"pretrain: unknown field {unknown[0]!r}; allowed: {', '.join(allowed)}")
         return self
+
+    def _check_micro_base(self) -> None:
+        from dataclasses import fields
+
+        from iga.models.micro_base import MicroBaseConfig
+
+        assert self.micro_base is not None
+        clash = [name for name in ("base_dir", "pretrain") if getattr(self, name)]
+        if clash:
+            raise ValueError(f"micro_base: give either micro_base or {clash[0]}, not both")
+        allowed = sorted(f.name for f in fields(MicroBaseConfig))
+        unknown = sorted(set(self.micro_base) - set(allowed))
+        if unknown:
+            raise ValueError(f"micro_base: unknown field {unknown[0]!r}; allowed: {', '.join(allowed)}")
+        student = MicroBaseConfig(**self.micro_base).student
+        if "student" not in self.model_fields_set:
+            self.student = student
+        elif self.student != student:
+            raise ValueError(
+                f"student: {self.student!r} is not the micro base's student {student!r} (leave student out)"
+            )
 
 
 def load_spec(path: str | os.PathLike) -> SweepSpec:
@@ -281,7 +307,8 @@ def prepare_sweep(spec: SweepSpec, sweep_dir: str | os.PathLike, *, base_dir: st
 
 
 def sweep_base_dir(spec: SweepSpec, *, build: bool) -> str:
-    """The base folder every job of ``spec`` trains from: ``spec.base_dir``, else the cached base of a built-in
+    """The base folder every job of ``spec`` trains from: ``spec.base_dir``, else the micro regime's skill base
+    (``spec.micro_base``; the shipped copy or trained now when ``build``), else the cached base of a built-in
     student (pretrained now when ``build``), else a local checkpoint or a real-model preset's cache (converted now
     when ``build``). Without ``build`` nothing is created, and the path — hence every job id — is the same."""
     from iga.models.gguf import REAL_STUDENTS, cached_student_dir
@@ -291,6 +318,11 @@ def sweep_base_dir(spec: SweepSpec, *, build: bool) -> str:
 
     if spec.base_dir:
         return spec.base_dir
+    if spec.micro_base is not None:
+        from iga.models.micro_base import MicroBaseConfig, ensure_micro_base, micro_base_path
+
+        micro = MicroBaseConfig(**spec.micro_base)
+        return str(ensure_micro_base(micro)[0] if build else micro_base_path(micro))
     if spec.student in STUDENTS:
         import dataclasses
 
