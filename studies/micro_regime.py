@@ -8,6 +8,7 @@ Commands (each resumable: a finished run is read back, not retrained; ``--fresh`
     python studies/micro_regime.py base [--base DIR]               # the base's own skill accuracy (symbolic, ...)
     python studies/micro_regime.py train-base --set steps=2000 --name NAME  # a base variant, probed as it trains
     python studies/micro_regime.py base-table --out docs/results/micro_base  # the probed bases, one row each
+    python studies/micro_regime.py shift --run RUN_DIR --out docs/results/micro_regime  # templates or words?
 
 Every run uses the cached micro base (``iga pretrain --regime micro``), the ``micro`` preset (50 evaluation sets
 per skeleton: 200 answers per skeleton and split) and LoRA on all linear layers; ``--steps``/``--lr``/``--rank``
@@ -465,10 +466,109 @@ def base_table(folder: Path) -> str:
     return "\n".join(lines)
 
 
+#: (training domain, held-out domain) pairs of the ``shift`` measurement: each held-out domain beside one training one.
+SHIFT_PAIRS = tuple(zip(TRAIN_DOMAINS, HELDOUT_DOMAINS, strict=True))
+SHIFT_CONDITIONS = (
+    "train",
+    "train templates + held-out words",
+    "held-out templates + train words",
+    "held-out",
+)
+
+
+def hybrid_domain(templates: Any, words: Any) -> Any:
+    """``templates``' sentences with ``words``' word pools and lexicon (the pool names are shared by every shipped
+    domain): the held-out shift cut into its two halves."""
+    from dataclasses import replace
+
+    sections = {
+        sk: replace(section, words=words.sections[sk].words) if sk in words.sections else section
+        for sk, section in templates.sections.items()
+    }
+    return replace(
+        templates,
+        name=f"{templates.name}+{words.name}-words",
+        lexicon={**templates.lexicon, **words.lexicon},
+        sections=sections,
+    )
+
+
+def shift(args: Any) -> None:
+    """Which half of the held-out shift ERM fails on: the held-out templates or the held-out words. A trained run's
+    model answers the same fresh problems (``--n`` per skeleton) in four renderings per (training, held-out) pair:
+    the training domain, its templates with the held-out domain's words, the held-out templates with the training
+    words, and the held-out domain. Writes ``OUT/shift.json`` and prints the table (mean over the four pairs)."""
+    import torch
+
+    from iga.isomers.domains import load_domains
+    from iga.models.micro_base import MicroBaseConfig, MicroRows
+    from iga.runs.evaluate import load_run
+
+    torch.set_flush_denormal(True)
+    if not args.run:
+        raise SystemExit("shift: give --run DIR (a finished run folder with an adapter)")
+    _, model, tok = load_run(args.run)
+    loaded = load_domains()
+    rows = MicroRows(MicroBaseConfig(), tok, loaded)
+    acc: dict[str, dict[str, dict[str, float]]] = {}
+    for train_name, held_name in SHIFT_PAIRS:
+        train, held = loaded[train_name], loaded[held_name]
+        renderings = dict(
+            zip(
+                SHIFT_CONDITIONS,
+                (train, hybrid_domain(train, held), hybrid_domain(held, train), held),
+                strict=True,
+            )
+        )
+        pair = f"{train_name}/{held_name}"
+        acc[pair] = {
+            cond: skill_accuracy(model, tok, skill_records(rows, dom, args.n))
+            for cond, dom in renderings.items()
+        }
+        print(pair, {c: _short(a) for c, a in acc[pair].items()}, flush=True)
+    skeletons = sorted(next(iter(acc.values()))["train"])
+    mean = {
+        cond: {sk: sum(acc[p][cond][sk] for p in acc) / len(acc) for sk in skeletons}
+        for cond in SHIFT_CONDITIONS
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "command": "python studies/micro_regime.py " + " ".join(sys.argv[1:]),
+        "run": str(args.run),
+        "n_per_skeleton": args.n,
+        "pairs": acc,
+        "mean": mean,
+        "note": "fresh problems (stream 999, as the base probes), greedy, strict answers; no cues",
+    }
+    from iga.utils.io import atomic_write_json
+    from iga.utils.provenance import provenance
+
+    atomic_write_json(out / "shift.json", {**payload, "provenance": provenance()})
+    print(shift_table(payload))
+
+
+def shift_table(payload: dict[str, Any]) -> str:
+    mean = payload["mean"]
+    skeletons = sorted(next(iter(mean.values())))
+    n = payload["n_per_skeleton"] * len(payload["pairs"])
+    lines = [
+        f"Accuracy (%) of `{payload['run']}` on the same fresh problems in four renderings, mean over the pairs "
+        f"{', '.join(payload['pairs'])} (n = {n} per cell).",
+        "",
+        "| rendering | " + " | ".join(s[:3] for s in skeletons) + " |",
+        "|---|" + "---:|" * len(skeletons),
+    ]
+    for cond, row in mean.items():
+        lines.append(f"| {cond} | " + " | ".join(f"{100 * row[s]:.1f}" for s in skeletons) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
-        "command", choices=["learnability", "shortcut", "table", "base", "train-base", "base-table"]
+        "command",
+        choices=["learnability", "shortcut", "table", "base", "train-base", "base-table", "shift"],
     )
     parser.add_argument(
         "--base", default=None, help="a base folder (default: the cached default base, trained if missing)"
@@ -490,11 +590,14 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--only", default="", help="comma-separated run names, e.g. erm:clean")
     parser.add_argument("--fresh", action="store_true", help="retrain runs that already finished")
+    parser.add_argument("--run", default=None, help="shift: the run folder whose model answers")
     args = parser.parse_args(argv)
     if args.command == "base-table":
         print(base_table(Path(args.out)))
     elif args.command == "train-base":
         train_base_probed(args)
+    elif args.command == "shift":
+        shift(args)
     elif args.command == "base":
         base_skill(args.base, args.domains.split(","), args.n, args.seed)
     elif args.command == "table":
