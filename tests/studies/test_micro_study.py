@@ -62,3 +62,26 @@ def test_train_base_probes_and_base_table_renders_its_row(tmp_path):
 def test_an_unknown_base_field_is_named_with_the_allowed_ones():
     with pytest.raises(SystemExit, match=r"lr_peak.*expected KEY=VALUE with KEY one of student, steps"):
         study._parse_override("lr_peak=1")
+
+
+def test_hybrid_domain_keeps_one_domains_sentences_and_takes_the_others_words():
+    from iga.isomers.domains import load_domains
+    from iga.isomers.render import render
+    from iga.isomers.rng import HashRng
+    from iga.isomers.skeletons import get_skeleton
+
+    loaded = load_domains()
+    math, finance = loaded["math"], loaded["finance"]
+    mixed = study.hybrid_domain(math, finance)
+    assert study.hybrid_domain(math, math).sections == math.sections  # its own words: the domain itself
+    for sk_id, section in mixed.sections.items():
+        assert section.questions == math.sections[sk_id].questions  # the sentences stay
+        assert section.words == finance.sections[sk_id].words  # the words move
+    sk = get_skeleton("M03_order")
+    params, difficulty = sk.sample(HashRng(1, "t"), sk.regimes["train"])
+    inst = sk.instance_from(params, {"regime": "train", **difficulty})
+    text = render(inst, mixed, HashRng(2, "r")).question
+    finance_things = set(finance.sections["M03_order"].words["things"])
+    math_things = set(math.sections["M03_order"].words["things"])
+    used = set(text.replace(".", " ").replace(",", " ").replace("?", " ").split())
+    assert used & finance_things and not (used & (math_things - finance_things))
