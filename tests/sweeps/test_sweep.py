@@ -301,3 +301,31 @@ def test_micro_base_spec_trains_every_job_from_the_micro_skill_base():
         _spec(micro_base={}, pretrain={"steps": 7})
     with pytest.raises(Exception, match="student: 'small' is not the micro base's student 'tiny'"):
         _spec(micro_base={}, student="small")
+
+
+def test_search_training_draws_the_lr_of_every_algorithm_alike_and_keeps_it_at_draw_zero(tmp_path):
+    spec = _spec(
+        algorithms=["erm", "iga"], seeds=[0, 1], hparams_draws=2, oracle=False, search_training=["lr"]
+    )
+    jobs = plan_jobs(spec, tmp_path, base_dir="B")
+    from iga.config import TrainConfig
+
+    lr = {
+        (j.group, j.seed, j.hparams_seed): j.config.get("lr", TrainConfig.model_fields["lr"].default)
+        for j in jobs
+    }
+    for seed in (0, 1):
+        assert lr[("erm", seed, 0)] == lr[("iga", seed, 0)] == TrainConfig.model_fields["lr"].default
+        for draw in (1, 2):
+            assert lr[("erm", seed, draw)] == lr[("iga", seed, draw)]  # one draw, every algorithm
+            assert 1e-3 <= lr[("erm", seed, draw)] <= 1e-2
+    assert len({lr[("erm", s, d)] for s in (0, 1) for d in (1, 2)}) == 4  # seeded per (draw, trial seed)
+    assert all(
+        j.hparams.get("lr") == j.config["lr"] for j in jobs if j.hparams_seed
+    )  # recorded with the hparams
+    plain = plan_jobs(
+        _spec(algorithms=["erm", "iga"], seeds=[0, 1], hparams_draws=2, oracle=False), tmp_path, base_dir="B"
+    )
+    assert [j.job_id for j in plain if j.hparams_seed == 0] == [j.job_id for j in jobs if j.hparams_seed == 0]
+    with pytest.raises(Exception, match="search_training: unknown 'batch'; allowed: lr"):
+        _spec(search_training=["batch"])

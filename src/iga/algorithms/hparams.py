@@ -95,6 +95,39 @@ SEARCH_SPACES: dict[str, dict[str, SearchRange]] = {
 }
 
 
+#: Training hyper-parameters a sweep may search too (``SweepSpec.search_training``), DomainBed's ``lr`` for every
+#: algorithm: a draw gives the same value to every algorithm of the same ``(hparams_seed, trial_seed)``, so ERM's
+#: draws differ from its default only here. Ours: a decade around the LoRA default lr 3·10⁻³.
+TRAINING_SEARCH_SPACES: dict[str, SearchRange] = {
+    "lr": log_uniform_values(1e-3, 1e-2),
+}
+
+
+def training_hparams(
+    names: list[str] | tuple[str, ...], *, benchmark: str, hparams_seed: int, trial_seed: int
+) -> dict[str, Any]:
+    """Seeded draws of the training hyper-parameters ``names`` (``{}`` for ``hparams_seed == 0``: the config's).
+
+    Example:
+        >>> training_hparams(["lr"], benchmark="b", hparams_seed=0, trial_seed=0)
+        {}
+        >>> lr = training_hparams(["lr"], benchmark="b", hparams_seed=1, trial_seed=0)["lr"]
+        >>> 1e-3 <= lr <= 1e-2
+        True
+    """
+    unknown = sorted(set(names) - set(TRAINING_SEARCH_SPACES))
+    if unknown:
+        raise ValueError(
+            f"search_training: unknown {unknown[0]!r}; allowed: {', '.join(sorted(TRAINING_SEARCH_SPACES))}"
+        )
+    if hparams_seed == 0:
+        return {}
+    return {
+        name: TRAINING_SEARCH_SPACES[name].sample(_rng("training", benchmark, hparams_seed, trial_seed, name))
+        for name in names
+    }
+
+
 def _check_name(algorithm: str) -> type:
     from iga.algorithms.registry import get_algorithm
 

@@ -78,6 +78,9 @@ class SweepSpec(_Strict):
     algorithm_options: dict[str, dict[str, Any]] = Field(default_factory=dict)  # fixed options per algorithm
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
     hparams_draws: int = Field(0, ge=0)  # 0: defaults only; n: defaults + n seeded random draws
+    # Training hyper-parameters drawn too in every random draw (iga.algorithms.hparams.TRAINING_SEARCH_SPACES: lr);
+    # [] keeps the train section's values in every draw.
+    search_training: list[str] = Field(default_factory=list)
     oracle: bool = True  # add ERM trained on every domain (the ceiling of the ERM→oracle gap)
     groups: list[SweepGroup] = Field(default_factory=list)
 
@@ -102,6 +105,10 @@ class SweepSpec(_Strict):
         check_eval_splits(self.eval_splits)
         if self.micro_base is not None:
             self._check_micro_base()
+        if self.search_training:
+            from iga.algorithms.hparams import training_hparams
+
+            training_hparams(self.search_training, benchmark=self.name, hparams_seed=0, trial_seed=0)
         if self.pretrain:
             from dataclasses import fields
 
@@ -227,14 +234,17 @@ def _make_job(
     seed: int,
     hparams_seed: int,
 ) -> Job:
-    from iga.algorithms.hparams import search_space, sweep_hparams
+    from iga.algorithms.hparams import search_space, sweep_hparams, training_hparams
 
     # hparams_seed 0 runs the defaults; any other seed draws the searched hyper-parameters (DomainBed's rule).
     drawn = sweep_hparams(group.algorithm, benchmark=spec.name, hparams_seed=hparams_seed, trial_seed=seed)
     searched = set(search_space(group.algorithm)) if hparams_seed else set()
     options = {k: v for k, v in drawn.items() if k in searched} | group.options
     shared = {"data_dir": "", "out_dir": "", "student": spec.student, "base_dir": base_dir, "seed": seed}
-    cfg = deep_merge({**shared, **spec.train}, overrides)
+    drawn_training = training_hparams(
+        spec.search_training, benchmark=spec.name, hparams_seed=hparams_seed, trial_seed=seed
+    )
+    cfg = deep_merge({**shared, **spec.train, **drawn_training}, overrides)
     cfg.update(algorithm=group.algorithm, algorithm_options=options)
     identity = {  # everything that defines the job, but not where it lives
         "group": group.name,
@@ -255,7 +265,7 @@ def _make_job(
         algorithm=group.algorithm,
         seed=seed,
         hparams_seed=hparams_seed,
-        hparams={**drawn, **group.options},
+        hparams={**drawn, **group.options, **drawn_training},
         ablation=group.ablation.model_dump() if group.ablation else None,
         data_key=data_key,
         data_config=suite,
