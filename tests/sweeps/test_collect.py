@@ -475,8 +475,20 @@ def test_selection_on_the_cue_free_validation_split(tmp_path):
     assert "val split without shortcut cues" in out.markdown
     assert row_of(out.markdown, "iga")[1].startswith("40.0")
     assert out.summary["iga"]["val_nocue_accuracy"]["mean"] == pytest.approx(0.4)
-    with pytest.raises(ValueError, match="select: unknown 'test'; allowed: val, val_nocue"):
-        collect(tmp_path, formats=(), select="test")
+    with pytest.raises(ValueError, match="select: unknown 'ood'; allowed: val, val_nocue, test"):
+        collect(tmp_path, formats=(), select="ood")
+
+
+def test_test_domain_selection_is_the_oracle_rule_and_says_so(tmp_path):
+    # Draw 0 wins on val, draw 1 on the held-out accuracy: --select test keeps draw 1 and labels the table oracle.
+    write_job(tmp_path, "a", "iga", 0, hparams_seed=0, val=0.9, ood=0.1)
+    write_job(tmp_path, "b", "iga", 0, hparams_seed=1, val=0.5, ood=0.3)
+    out = collect(tmp_path, formats=(), select="test")
+    assert [r.job_id for r in out.selected] == ["b"]
+    assert (
+        "test-domain validation (ORACLE" in out.markdown and "Selected on: OOD acc % (oracle)" in out.markdown
+    )
+    assert row_of(out.markdown, "iga")[1].startswith("30.0")
 
 
 def test_shortcut_reliance_table_is_paired_per_run_and_absent_without_val_nocue(tmp_path):

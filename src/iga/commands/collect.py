@@ -34,8 +34,9 @@ def collect_cmd(
     select: str = typer.Option(
         "val",
         "--select",
-        help="Model-selection split: val (in-domain validation, with the training domains' shortcut cues) or "
-        "val_nocue (the same instances without cues; jobs must have evaluated it).",
+        help="Model-selection split: val (in-domain validation, with the training domains' shortcut cues), "
+        "val_nocue (the same instances without cues; jobs must have evaluated it) or test (the oracle: "
+        "held-out accuracy picks the draw; labelled as such).",
     ),
 ) -> None:
     """Mean ± 95% CI over seeds per group and benchmark family, model selection by in-domain validation."""

@@ -40,6 +40,8 @@ def _overall_columns(agg: Aggregate) -> list[str]:
     cols = list(OVERALL_COLUMNS)
     if agg.val_metric == "val_nocue_accuracy":
         cols[2] = "Val no-cue acc %"
+    elif agg.val_metric == "ood_accuracy":
+        cols[2] = "Selected on: OOD acc % (oracle)"
     return cols
 
 
