@@ -13,6 +13,7 @@ from iga.gradients.stacked import (
     stacked_mask,
     stacked_project_products,
     stacked_relative_masked_mean,
+    stacked_sign_masked_mean,
     stacked_statistics,
     stacked_truncated_svd,
 )
@@ -92,6 +93,32 @@ def test_fast_relative_path_identities():
     masked, _, sums = stacked_relative_masked_mean(opposed, tau=2.0)
     assert float(masked.abs().max()) == 0.0
     torch.testing.assert_close(sums[0] / opposed[:, 0].numel(), torch.tensor(torch.e**-2.0).double())
+
+
+@pytest.mark.parametrize("rescale", [False, True])
+@pytest.mark.parametrize("k_dom", [2, 3, 4])
+def test_stacked_sign_path_equals_the_per_layer_sign_mask(rescale, k_dom):
+    from iga.algorithms.mask import sign_disagreement
+
+    stack = _stack(k_dom=k_dom, seed=6)
+    stack[0, :, 0, 0] = 0.0  # every domain exactly 0: V̂ = 1 there, as sign_disagreement says
+    masked, mean, sums = stacked_sign_masked_mean(stack, tau=3.0, eps=1e-12, rescale=rescale)
+    total = torch.zeros(3, dtype=torch.float64)
+    for layer in range(stack.shape[0]):
+        vhat = sign_disagreement(stack[layer])
+        mask = torch.exp(-3.0 * vhat)
+        want = mask * stack[layer].mean(0)
+        if rescale:
+            want = want * stack[layer].mean(0).norm() / want.norm()
+        torch.testing.assert_close(masked[layer], want, **TOL)
+        total += torch.stack([mask.sum(), (mask < 0.5).sum().to(mask.dtype), vhat.sum()])
+    torch.testing.assert_close(sums, total, **TOL)
+    assert 0 < sums[1] < masked.numel()  # some coordinates disagree in sign, not all
+    same = stack[:, :1].expand(-1, k_dom, -1, -1).contiguous()
+    masked, mean, _ = stacked_sign_masked_mean(same, tau=3.0)  # identical domains: M = 1 but where G = 0
+    torch.testing.assert_close(masked, same[:, 0], **TOL)
+    masked, mean, _ = stacked_sign_masked_mean(stack, tau=0.0)  # tau = 0 is the plain mean exactly
+    assert torch.equal(masked, mean)
 
 
 @pytest.mark.parametrize(("m", "n", "exact_max"), [(12, 9, 4096), (12, 9, 0), (40, 30, 0), (9, 12, 0)])

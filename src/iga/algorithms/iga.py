@@ -185,7 +185,7 @@ class IGAOptimizer(OptimizerWrapper):
         cfg = self.config
         stackable = (
             cfg.mask_space == "coordinate"
-            and cfg.mask_stat == "variance"
+            and (cfg.mask_stat == "variance" or cfg.domain_ema_beta == 0)
             and cfg.stat_tokens == "all"
             and not self.keep_masks
         )

@@ -30,6 +30,7 @@ from iga.gradients.stacked import (
     flat_statistics,
     stacked_mask,
     stacked_relative_masked_mean,
+    stacked_sign_masked_mean,
     stacked_statistics,
 )
 
@@ -205,9 +206,11 @@ class ConflictMasker:
 
     def stack_masked_mean(self, names: list[str], stack: Tensor, tau: float) -> Tensor:
         """``G̃`` of an ``(L, K, m, n)`` stack of same-shape layers, as :meth:`masked_mean` per layer (coordinate
-        space, variance statistic, all tokens) in batched kernels."""
+        space, all tokens; the sign statistic without ``domain_ema_beta``) in batched kernels."""
         cfg = self.config
-        if cfg.variance_norm == "relative" and cfg.ema_beta == 0 and cfg.domain_ema_beta == 0:
+        if cfg.mask_stat == "sign":  # no EMA of V (stackable() says when this is called)
+            masked, _, sums = stacked_sign_masked_mean(stack, tau=tau, eps=cfg.eps, rescale=cfg.rescale)
+        elif cfg.variance_norm == "relative" and cfg.ema_beta == 0 and cfg.domain_ema_beta == 0:
             # The default options: the same numbers in fewer passes over memory.
             masked, _, sums = stacked_relative_masked_mean(stack, tau=tau, eps=cfg.eps, rescale=cfg.rescale)
         else:

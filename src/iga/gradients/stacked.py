@@ -9,7 +9,8 @@ batched call for the whole stack. Each function computes, per layer, exactly wha
 * :func:`stacked_statistics` — ``Ḡ`` and the population variance ``V`` over the K domains (two passes), as
   :func:`iga.algorithms.mask.domain_statistics`;
 * :func:`stacked_mask` — ``V̂``, ``M = exp(−τ·V̂)`` and ``G̃ = M ⊙ Ḡ`` in place, as ``IGAOptimizer``'s per-layer
-  path (``variance_norm="layer"`` and ``rescale`` are per layer);
+  path (``variance_norm="layer"`` and ``rescale`` are per layer); :func:`stacked_sign_masked_mean` the same with
+  the sign statistic (``mask_stat="sign"``);
 * :func:`stacked_truncated_svd` — the exact or randomized rank-r SVD of
   :func:`iga.algorithms.projection.truncated_svd`; the randomized range finder draws each layer's test matrix from
   that layer's own generator, so a layer gets the same projection alone or in a stack;
@@ -100,6 +101,32 @@ def stacked_relative_masked_mean(
         sq_dev.addcmul_(centred, centred)
     denom = torch.addcmul(sq_dev, mean, mean, value=k_dom, out=centred).add_(k_dom * eps)
     vhat = sq_dev.div_(denom)
+    vhat_sum = vhat.sum()
+    mask = vhat.mul_(-tau).exp_()
+    sums = torch.stack([mask.sum(), _below_half(mask), vhat_sum])
+    masked = mask.mul_(mean)
+    if rescale:
+        _rescale(masked, mean, eps)
+    return masked, mean, sums
+
+
+def stacked_sign_masked_mean(
+    stack: Tensor, *, tau: float, eps: float = 1e-12, rescale: bool = False
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``(G̃, Ḡ, sums)`` for an ``(L, K, m, n)`` stack under ``mask_stat="sign"`` (no EMA): ``V̂ = 1 − |mean_k
+    sign(G_k)|`` (:func:`iga.algorithms.mask.sign_disagreement`), ``M = exp(−τ·V̂)``, ``G̃ = M ⊙ Ḡ``; ``sums`` as
+    in :func:`stacked_mask`. The sign sum is exact in any float type (K small integers), so ``V̂`` equals the
+    per-layer path's bit for bit."""
+    if stack.dim() != 4 or stack.shape[1] < 2:
+        raise ValueError(f"stack must be (L, K, m, n) with K >= 2 domains, got shape {tuple(stack.shape)}")
+    g = stack.to(torch.promote_types(stack.dtype, torch.float32))
+    k_dom = g.shape[1]
+    mean = _domain_sum(g).div_(k_dom)
+    signs = torch.sign(g[:, 0])
+    scratch = torch.empty_like(signs)
+    for k in range(1, k_dom):
+        signs.add_(torch.sign(g[:, k], out=scratch))
+    vhat = signs.div_(k_dom).abs_().neg_().add_(1)
     vhat_sum = vhat.sum()
     mask = vhat.mul_(-tau).exp_()
     sums = torch.stack([mask.sum(), _below_half(mask), vhat_sum])
