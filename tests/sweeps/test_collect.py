@@ -524,3 +524,42 @@ def _three_erm(root):
     for seed in range(3):
         write_job(root, f"p{seed}", "erm", seed, val=0.5)
     return root
+
+
+def _lodo_jobs(root, draw_scores, domains=("math", "law")):
+    """Main jobs of one (group, seed) per draw plus their leave-one-out jobs with the given left-out val scores."""
+    for hs, (val, ood, held) in enumerate(draw_scores):
+        job = write_job(root, f"m{hs}", "iga", 0, hparams_seed=hs, val=val, ood=ood)
+        result = json.loads((job / "result.json").read_text())
+        result["config"]["train_domains"] = list(domains)
+        (job / "result.json").write_text(json.dumps(result))
+        for d, score in zip(domains, held, strict=True):
+            if score is None:
+                continue  # that leave-one-out job never ran
+            lodo = write_job(root, f"l{hs}{d}", "iga", 0, hparams_seed=hs, val=0.99, ood=0.99)
+            entry = json.loads((lodo / "job.json").read_text())
+            (lodo / "job.json").write_text(json.dumps({**entry, "left_out": d}))
+            result = json.loads((lodo / "result.json").read_text())
+            result["eval"]["summary"]["by_domain"] = {d: {"val": score}}
+            (lodo / "result.json").write_text(json.dumps(result))
+
+
+def test_leave_one_domain_out_selection_averages_the_left_out_domains_and_never_reports_those_jobs(tmp_path):
+    # Draw 0 wins on val; draw 1 on the left-out domains (mean 0.6 vs 0.35); draw 2 would win but misses one.
+    _lodo_jobs(tmp_path, [(0.9, 0.1, (0.3, 0.4)), (0.5, 0.3, (0.5, 0.7)), (0.4, 0.2, (0.9, None))])
+    assert [r.job_id for r in collect(tmp_path, formats=()).selected] == [
+        "m0"
+    ]  # the leave-one-out jobs: never
+    out = collect(tmp_path, formats=(), select="lodo")
+    assert [r.job_id for r in out.selected] == ["m1"]
+    assert "leave-one-training-domain-out" in out.markdown and row_of(out.markdown, "iga")[1].startswith(
+        "50.0"
+    )
+    assert out.summary["iga"]["n_seeds"] == 1
+
+
+def test_leave_one_domain_out_without_its_jobs_keeps_the_defaults_and_says_so(tmp_path):
+    _lodo_jobs(tmp_path, [(0.9, 0.1, (None, None)), (0.5, 0.3, (None, None))])
+    out = collect(tmp_path, formats=(), select="lodo")
+    assert [r.job_id for r in out.selected] == ["m0"]
+    assert "no lodo_val_accuracy in any of its 2 hparams draws" in out.markdown

@@ -329,3 +329,22 @@ def test_search_training_draws_the_lr_of_every_algorithm_alike_and_keeps_it_at_d
     assert [j.job_id for j in plain if j.hparams_seed == 0] == [j.job_id for j in jobs if j.hparams_seed == 0]
     with pytest.raises(Exception, match="search_training: unknown 'batch'; allowed: lr"):
         _spec(search_training=["batch"])
+
+
+def test_lodo_plans_one_job_per_left_out_training_domain_for_groups_with_draws_only(tmp_path):
+    spec = _spec(algorithms=["erm", "iga"], seeds=[0], hparams_draws=1, oracle=True, lodo=True)
+    jobs = plan_jobs(spec, tmp_path, base_dir="B")
+    plain = plan_jobs(spec.model_copy(update={"lodo": False}), tmp_path, base_dir="B")
+    main = [j for j in jobs if j.left_out is None]
+    assert [j.job_id for j in main] == [j.job_id for j in plain]  # the other jobs keep their ids
+    assert jobs[: len(main)] == main  # leave-one-out jobs run last
+    lodo = [j for j in jobs if j.left_out is not None]
+    train = ["math", "medicine", "law", "science"]
+    # erm and iga × 2 draws × 4 training domains; the oracle has none
+    assert len(lodo) == 2 * 2 * 4 and {j.group for j in lodo} == {"erm", "iga"}
+    for j in lodo:
+        assert j.config["train_domains"] == [d for d in train if d != j.left_out]
+        assert j.eval_splits == ["val"]
+    assert len({j.job_id for j in jobs}) == len(jobs)
+    no_draws = plan_jobs(spec.model_copy(update={"hparams_draws": 0}), tmp_path, base_dir="B")
+    assert all(j.left_out is None for j in no_draws)

@@ -35,8 +35,9 @@ def collect_cmd(
         "val",
         "--select",
         help="Model-selection split: val (in-domain validation, with the training domains' shortcut cues), "
-        "val_nocue (the same instances without cues; jobs must have evaluated it) or test (the oracle: "
-        "held-out accuracy picks the draw; labelled as such).",
+        "val_nocue (the same instances without cues; jobs must have evaluated it), lodo (leave one training "
+        "domain out; a sweep with lodo: true) or test (the oracle: held-out accuracy picks the draw; labelled "
+        "as such).",
     ),
 ) -> None:
     """Mean ± 95% CI over seeds per group and benchmark family, model selection by in-domain validation."""

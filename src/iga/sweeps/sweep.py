@@ -81,6 +81,10 @@ class SweepSpec(_Strict):
     # Training hyper-parameters drawn too in every random draw (iga.algorithms.hparams.TRAINING_SEARCH_SPACES: lr);
     # [] keeps the train section's values in every draw.
     search_training: list[str] = Field(default_factory=list)
+    # Leave-one-training-domain-out model selection (DomainBed's second rule): for every group with hparams draws
+    # (the oracle excepted), one more job per (seed, draw, training domain d), trained on the training domains but
+    # d and scored on d's val split; `iga collect --select lodo` reads them. K more jobs per draw.
+    lodo: bool = False
     oracle: bool = True  # add ERM trained on every domain (the ceiling of the ERM→oracle gap)
     groups: list[SweepGroup] = Field(default_factory=list)
 
@@ -164,6 +168,8 @@ class Job:
     eval_per_skeleton: int | None
     eval_splits: list[str]
     config: dict[str, Any]
+    #: A leave-one-domain-out job (``SweepSpec.lodo``): the training domain it leaves out; None for every other job.
+    left_out: str | None = None
 
     @property
     def folder(self) -> Path:
@@ -214,13 +220,32 @@ def plan_jobs(spec: SweepSpec, sweep_dir: str | os.PathLike, *, base_dir: str) -
             roles = _domains_by_role(suite)
             overrides["train_domains"] = roles.get("train", []) + roles.get("heldout", [])
         draws = spec.hparams_draws if group.hparams_draws is None else group.hparams_draws
+        lodo_domains = _lodo_domains(spec, group, suite, overrides, draws)
         for seed in group.seeds if group.seeds is not None else spec.seeds:
             for hparams_seed in range(draws + 1):
                 job = _make_job(
                     spec, group, Path(sweep_dir), base_dir, data_key, suite, overrides, seed, hparams_seed
                 )
-                jobs.append(((index >= n_main, seed, index, hparams_seed), job))
+                jobs.append(((int(index >= n_main), seed, index, hparams_seed, ""), job))
+                for left_out in lodo_domains:  # after every main and extra job: they only select
+                    kept = [d for d in lodo_domains if d != left_out]
+                    lodo = _make_job(
+                        spec, group, Path(sweep_dir), base_dir, data_key, suite,
+                        {**overrides, "train_domains": kept}, seed, hparams_seed, left_out=left_out,
+                    )  # fmt: skip
+                    jobs.append(((2, seed, index, hparams_seed, left_out), lodo))
     return [job for _, job in sorted(jobs, key=lambda pair: pair[0])]
+
+
+def _lodo_domains(
+    spec: SweepSpec, group: SweepGroup, suite: dict[str, Any], overrides: dict[str, Any], draws: int
+) -> list[str]:
+    """The training domains a group's leave-one-out jobs leave out in turn ([] without ``spec.lodo``, without
+    draws to choose from, for the oracle, or with fewer than 2 training domains)."""
+    if not spec.lodo or draws == 0 or group.data.get("oracle"):
+        return []
+    domains = list(overrides.get("train_domains") or _domains_by_role(suite).get("train", []))
+    return domains if len(domains) >= 2 else []
 
 
 def _make_job(
@@ -233,6 +258,8 @@ def _make_job(
     overrides: dict[str, Any],
     seed: int,
     hparams_seed: int,
+    *,
+    left_out: str | None = None,
 ) -> Job:
     from iga.algorithms.hparams import search_space, sweep_hparams, training_hparams
 
@@ -254,6 +281,10 @@ def _make_job(
         "eval_per_skeleton": spec.eval_per_skeleton,
         "eval_splits": spec.eval_splits,
     }
+    eval_splits = list(spec.eval_splits)
+    if left_out is not None:  # only then in the identity: every other job keeps its id
+        eval_splits = ["val"]  # the val split renders every training domain, the left-out one included
+        identity.update(left_out=left_out, eval_splits=eval_splits)
     job_id = stable_hash(identity, 12)
     cfg.update(data_dir=str(sweep_dir / "data" / data_key), out_dir=str(sweep_dir / "jobs" / job_id))
     build_config(
@@ -270,8 +301,9 @@ def _make_job(
         data_key=data_key,
         data_config=suite,
         eval_per_skeleton=spec.eval_per_skeleton,
-        eval_splits=list(spec.eval_splits),
+        eval_splits=eval_splits,
         config=cfg,
+        left_out=left_out,
     )
 
 

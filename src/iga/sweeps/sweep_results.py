@@ -68,6 +68,8 @@ class JobRecord:
     ablation: dict[str, Any] | None = None
     finished: bool = False
     result: dict[str, Any] | None = None
+    #: A leave-one-domain-out job's left-out training domain (it only serves ``select="lodo"``); None otherwise.
+    left_out: str | None = None
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -143,6 +145,7 @@ def _read_job(job_dir: Path) -> JobRecord:
         algorithm=entry.get("algorithm"),
         hparams=hparams,
         ablation=ablation,
+        left_out=entry.get("left_out"),
     )
     if (job_dir / DONE_NAME).exists():
         if not record.result_path.exists():
@@ -228,11 +231,23 @@ def load_finished(sweep_dir: str | os.PathLike) -> tuple[list[JobRecord], list[J
 
 #: ``select`` choices of :func:`select_models` -> the ``eval.summary`` metric they maximise.
 #: ``"test"`` is DomainBed's test-domain validation, the oracle rule: it selects on the held-out accuracy it reports.
-SELECTION_METRICS = {"val": "val_accuracy", "val_nocue": "val_nocue_accuracy", "test": "ood_accuracy"}
+#: ``"lodo"`` (leave-one-training-domain-out) reads the ``val`` accuracy of the left-out domain of the
+#: ``SweepSpec.lodo`` jobs.
+SELECTION_METRICS = {
+    "val": "val_accuracy",
+    "val_nocue": "val_nocue_accuracy",
+    "test": "ood_accuracy",
+    "lodo": "lodo_val_accuracy",
+}
 
 
 def selection_line(select: str = "val") -> str:
     """The table-header line naming the model-selection rule."""
+    if select == "lodo":
+        return (
+            "model selection: leave-one-training-domain-out validation (per draw, the mean val accuracy on each "
+            "training domain of a run trained on the others)"
+        )
     if select == "test":
         return (
             "model selection: test-domain validation (ORACLE: the held-out ood_surface accuracy itself picks the "
@@ -242,13 +257,27 @@ def selection_line(select: str = "val") -> str:
     return f"model selection: in-domain validation accuracy ({where}, training domains)"
 
 
+def _lodo_score(record: JobRecord, held: list[JobRecord]) -> float | None:
+    """Mean val accuracy on the left-out domain over a draw's leave-one-out jobs; None unless every training
+    domain of ``record`` was left out once (and scored)."""
+    domains = ((record.result or {}).get("config") or {}).get("train_domains") or []
+    by_domain = {r.left_out: r.metric("eval", "summary", "by_domain", str(r.left_out), "val") for r in held}
+    values = [by_domain.get(d) for d in domains]
+    if not values or any(v is None or not math.isfinite(v) for v in values):
+        return None
+    return sum(values) / len(values)  # type: ignore[arg-type]
+
+
 def select_models(records: Iterable[JobRecord], *, select: str = "val") -> tuple[list[JobRecord], list[str]]:
     """Per (group, seed), the finished hparams draw with the highest ``eval.summary.val_accuracy``.
 
     ``select="val_nocue"`` maximises ``val_nocue_accuracy`` instead (the same instances with their shortcut cues
     removed; jobs must have evaluated the ``val_nocue`` split): ``val`` keeps the training domains' cues, which
     the test splits never show, so selecting on it rewards cue reading. ``select="test"`` maximises
-    ``ood_accuracy``: DomainBed's oracle rule, labelled as such wherever it is reported.
+    ``ood_accuracy``: DomainBed's oracle rule, labelled as such wherever it is reported. ``select="lodo"``
+    maximises the mean, over the training domains d, of the ``val`` accuracy on d of the draw's leave-one-out job
+    without d (``SweepSpec.lodo``); a draw missing one of them is not a candidate. Leave-one-out jobs are never
+    returned: they only select.
 
     Ties go to the lowest ``hparams_seed``; when no draw reports a (finite) validation accuracy, hparams_seed 0
     (else the lowest) is kept and a note says so. Returns the kept records (sorted by group, seed) and the notes.
@@ -257,14 +286,20 @@ def select_models(records: Iterable[JobRecord], *, select: str = "val") -> tuple
         raise ValueError(f"select: unknown {select!r}; allowed: {', '.join(SELECTION_METRICS)}")
     metric = SELECTION_METRICS[select]
     by_key: dict[tuple[str, int], list[JobRecord]] = {}
+    left_out: dict[tuple[str, int, int], list[JobRecord]] = {}
     for r in records:
-        if r.finished:
+        if r.finished and r.left_out is None:
             by_key.setdefault((r.group, r.seed), []).append(r)
+        elif r.finished:
+            left_out.setdefault((r.group, r.seed, r.hparams_seed), []).append(r)
     kept: list[JobRecord] = []
     notes: list[str] = []
     for (group, seed), draws in sorted(by_key.items()):
         draws = sorted(draws, key=lambda r: r.hparams_seed)
-        scored = [(r.metric("eval", "summary", metric), r) for r in draws]
+        if select == "lodo":
+            scored = [(_lodo_score(r, left_out.get((group, seed, r.hparams_seed), [])), r) for r in draws]
+        else:
+            scored = [(r.metric("eval", "summary", metric), r) for r in draws]
         with_val = [(v, r) for v, r in scored if v is not None and math.isfinite(v)]
         if with_val:
             # max() keeps the first of equal keys, and draws are sorted by hparams_seed: ties → lowest seed.
