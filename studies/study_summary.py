@@ -31,7 +31,7 @@ from typing import Any
 
 from iga.sweeps.collect_aggregate import aggregate, main_groups
 from iga.sweeps.sweep_cost import sweep_cost
-from iga.sweeps.sweep_results import load_finished, select_models, selection_line
+from iga.sweeps.sweep_results import load_finished, read_json_object, select_models, selection_line
 
 #: Per algorithm, in this order; each a {mean, ci95, n} cell over seeds (fractions, LCS as is).
 FIELDS = (
@@ -42,7 +42,26 @@ FIELDS = (
     "val_accuracy",
     "val_nocue_accuracy",
     "cue_gain",
+    "wrongcue_follow",
 )
+
+
+def _regime(root: Path) -> dict[str, Any]:
+    """The suite preset, the shortcut setting and the student's base, from the sweep's ``sweep.json``."""
+    path = root / "sweep.json"
+    if not path.is_file():
+        return {}
+    spec = read_json_object(path).get("spec") or {}
+    data = spec.get("data") or {}
+    return {
+        "preset": data.get("preset"),
+        "shortcut": data.get("shortcut"),
+        "student": spec.get("student"),
+        "base": "micro skill base"
+        if spec.get("micro_base") is not None
+        else spec.get("base_dir") or "pretrained",
+        "steps": (spec.get("train") or {}).get("steps"),
+    }
 
 
 def study_summary(
@@ -70,6 +89,8 @@ def study_summary(
     cost = sweep_cost(finished)["total"]
     return {
         "sweep": str(root),
+        "regime": _regime(root),
+        "selection_rule": select,
         "model_selection": selection_line(select),
         "jobs": {"finished": len(finished), "unfinished": len(records) - len(finished)},
         "job_hours_recorded": round(cost["job_minutes"] / 60.0, 3),
@@ -91,7 +112,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--out", required=True, help="the JSON file to write (e.g. docs/results/summary.json)"
     )
-    parser.add_argument("--select", default="val", help="model-selection split: val (default) or val_nocue")
+    parser.add_argument(
+        "--select",
+        default="val",
+        help="model-selection rule: val (default), val_nocue, lodo or test (oracle)",
+    )
     args = parser.parse_args(argv)
     summary = study_summary(args.sweep_dir, select=args.select, out=args.out)
     atomic_write_json(Path(args.out), summary)

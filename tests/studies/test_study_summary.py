@@ -66,3 +66,15 @@ def test_cli_writes_the_file_and_names_its_command(tmp_path: Path, capsys) -> No
 
 def test_docstring_examples() -> None:
     assert doctest.testmod(study_summary_module).failed == 0
+
+
+def test_summary_names_the_regime_and_the_selection_rule(tmp_path: Path) -> None:
+    _sweep(tmp_path)
+    assert study_summary(tmp_path)["regime"] == {}  # no sweep.json: nothing to name
+    spec = {"data": {"preset": "micro", "shortcut": {"share": 0.5, "noise": 0.2}}, "student": "tiny",
+            "micro_base": {}, "train": {"steps": 600}}  # fmt: skip
+    (tmp_path / "sweep.json").write_text(json.dumps({"name": "m", "spec": spec, "jobs": []}))
+    summary = study_summary(tmp_path, select="test")
+    assert summary["regime"] == {"preset": "micro", "shortcut": {"share": 0.5, "noise": 0.2}, "student": "tiny",
+                                 "base": "micro skill base", "steps": 600}  # fmt: skip
+    assert summary["selection_rule"] == "test" and "ORACLE" in summary["model_selection"]
