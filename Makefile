@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 
-.PHONY: demo test lint format install clean study shortcut-study shipped-base micro-study
+.PHONY: demo test lint format install clean study long-study shortcut-study shipped-base micro-study
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,7 +48,25 @@ shortcut-study: $(STAMP)
 	$(BIN)/python studies/claims.py runs/shortcut --out docs/results/shortcut/claims.md
 	$(BIN)/python studies/study_summary.py runs/shortcut --out docs/results/summary.json
 
+# The study of record (issue #18): the micro regime, every method × 5 seeds, cues + teacher noise and cues alone,
+# IGA's ablations; ~15 CPU-hours on 2 cores by the step costs (configs/sweeps/micro_study*.yaml; a pilot
+# measures it), resumable: re-run to continue.
+# Tables under three model-selection rules: cue-free validation (the headline), validation with cues, and the
+# oracle (test-domain validation, labelled as such).
 study: $(STAMP)
+	$(BIN)/iga sweep configs/sweeps/micro_study.yaml --out runs/micro_study --workers 1
+	$(BIN)/iga sweep configs/sweeps/micro_study_cues.yaml --out runs/micro_study_cues --workers 1
+	for name in micro_study micro_study_cues; do \
+	  for rule in val_nocue val test; do \
+	    $(BIN)/iga collect runs/$$name --out docs/results/$$name/select_$$rule --select $$rule || exit 1; \
+	  done; \
+	  $(BIN)/iga plot runs/$$name --out docs/results/$$name/plots || exit 1; \
+	  $(BIN)/python studies/claims.py runs/$$name --select val_nocue --out docs/results/$$name/claims.md || exit 1; \
+	done
+	$(BIN)/python studies/study_summary.py runs/micro_study --select val_nocue --out docs/results/summary.json
+
+# The earlier study on the `small` student (students that did not learn: docs/results.md §1-5).
+long-study: $(STAMP)
 	$(BIN)/iga sweep configs/sweeps/long.yaml --out runs/long --workers $(WORKERS)
 	$(BIN)/iga collect runs/long --out docs/results/long
 	$(BIN)/iga plot runs/long --out docs/results/long/plots
