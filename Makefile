@@ -49,14 +49,16 @@ shortcut-study: $(STAMP)
 	$(BIN)/python studies/study_summary.py runs/shortcut --out docs/results/summary.json
 
 # The study of record (issue #18): the micro regime, every method × 5 seeds, cues + teacher noise and cues alone,
-# IGA's ablations; ~15 CPU-hours on 2 cores by the step costs (configs/sweeps/micro_study*.yaml; a pilot
-# measures it), resumable: re-run to continue.
-# Tables under three model-selection rules: cue-free validation (the headline), validation with cues, and the
-# oracle (test-domain validation, labelled as such).
+# IGA's ablations, and a random search for ERM and IGA with every model-selection rule; ~25 CPU-hours on 2 cores
+# by the step costs (configs/sweeps/micro_study*.yaml; a pilot measures it), resumable: re-run to continue.
+# Tables under the rules: cue-free validation (the headline), validation with cues, leave-one-training-domain-out
+# (the search) and the oracle (test-domain validation, labelled as such).
 study: $(STAMP)
 	$(BIN)/iga sweep configs/sweeps/micro_study.yaml --out runs/micro_study --workers 1
 	$(BIN)/iga sweep configs/sweeps/micro_study_cues.yaml --out runs/micro_study_cues --workers 1
-	for name in micro_study micro_study_cues; do \
+	$(BIN)/iga sweep configs/sweeps/micro_study_search.yaml --out runs/micro_study_search --workers 1
+	$(BIN)/iga collect runs/micro_study_search --out docs/results/micro_study_search/select_lodo --select lodo
+	for name in micro_study micro_study_cues micro_study_search; do \
 	  for rule in val_nocue val test; do \
 	    $(BIN)/iga collect runs/$$name --out docs/results/$$name/select_$$rule --select $$rule || exit 1; \
 	  done; \

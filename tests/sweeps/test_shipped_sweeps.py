@@ -28,6 +28,7 @@ PINNED_JOB_IDS = {
     "long.yaml": (55, "9247f1b9982264f6"),
     "micro_study.yaml": (125, "0c6a6f17ddc10e3d"),
     "micro_study_cues.yaml": (65, "f610b64416f3b46a"),
+    "micro_study_search.yaml": (150, "475816978387311b"),
     "pilots/shortcut_400.yaml": (5, "350ab373db69dfd9"),
     "pilots/shortcut_pilot.yaml": (2, "cb69ba89be5ea15b"),
     "shortcut.yaml": (66, "ae8b49a46d61917f"),
