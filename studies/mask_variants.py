@@ -42,17 +42,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import micro_regime
 
 TAU = 10.0
-#: name -> (algorithm, options). Every IGA variant changes one option of the default (coordinate, variance).
+#: The design of record this study varies: coordinate space, variance statistic, all tokens (IGAConfig's default
+#: when the study ran; the default is now the sign statistic, which this study chose).
+BASE = {"tau": TAU, "mask_space": "coordinate", "mask_stat": "variance"}
+#: name -> (algorithm, options). Every IGA variant changes one option of BASE.
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "erm": ("erm", {}),
-    "iga": ("iga", {"tau": TAU}),
-    "iga_factor": ("iga", {"tau": TAU, "mask_space": "factor"}),
-    "iga_row": ("iga", {"tau": TAU, "mask_space": "row"}),
-    "iga_column": ("iga", {"tau": TAU, "mask_space": "column"}),
-    "iga_layer": ("iga", {"tau": TAU, "mask_space": "layer"}),
-    "iga_subspace": ("iga", {"tau": TAU, "mask_space": "subspace"}),
-    "iga_sign": ("iga", {"tau": TAU, "mask_stat": "sign"}),
-    "iga_logic": ("iga", {"tau": TAU, "stat_tokens": "logic"}),
+    "iga": ("iga", BASE),
+    "iga_factor": ("iga", {**BASE, "mask_space": "factor"}),
+    "iga_row": ("iga", {**BASE, "mask_space": "row"}),
+    "iga_column": ("iga", {**BASE, "mask_space": "column"}),
+    "iga_layer": ("iga", {**BASE, "mask_space": "layer"}),
+    "iga_subspace": ("iga", {**BASE, "mask_space": "subspace"}),
+    "iga_sign": ("iga", {**BASE, "mask_stat": "sign"}),
+    "iga_logic": ("iga", {**BASE, "stat_tokens": "logic"}),
 }
 SETTING = "cues_noise"
 SPLITS = ("val_nocue", "val_wrongcue", "ood_surface")

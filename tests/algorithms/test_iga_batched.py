@@ -46,14 +46,22 @@ def _run(steps=2, micro_batches=1, **options):
     return trace, opt
 
 
+VARIANCE = {"mask_stat": "variance"}
 OPTIONS = {
-    "defaults": {},
+    "defaults": {},  # the sign statistic
+    "sign_rescale": {"rescale": True, "svd_rank": 2},
+    "variance": VARIANCE,
     "randomized_svd": {"svd_exact_max_numel": 0},
-    "layer_norm_rescale": {"variance_norm": "layer", "rescale": True, "svd_rank": 2},
-    "none_norm_no_projection": {"variance_norm": "none", "tau": 1e4, "svd_rank": None},
-    "relative_rescale_lora_pro": {"rescale": True, "lora_map": "lora_pro", "svd_exact_max_numel": 0},
-    "ema": {"ema_beta": 0.9, "svd_exact_max_numel": 0},
-    "domain_ema": {"domain_ema_beta": 0.5, "tau_warmup_steps": 1},
+    "layer_norm_rescale": {**VARIANCE, "variance_norm": "layer", "rescale": True, "svd_rank": 2},
+    "none_norm_no_projection": {**VARIANCE, "variance_norm": "none", "tau": 1e4, "svd_rank": None},
+    "relative_rescale_lora_pro": {
+        **VARIANCE,
+        "rescale": True,
+        "lora_map": "lora_pro",
+        "svd_exact_max_numel": 0,
+    },
+    "ema": {**VARIANCE, "ema_beta": 0.9, "svd_exact_max_numel": 0},
+    "domain_ema": {**VARIANCE, "domain_ema_beta": 0.5, "tau_warmup_steps": 1},
     "rank_above_min": {"svd_rank": 64},
 }
 

@@ -152,6 +152,7 @@ def test_written_gradients_equal_a_brute_force_per_domain_computation(variance_n
         variance_norm=variance_norm,
         rescale=rescale,
         mask_space="factor",
+        mask_stat="variance",  # the brute force below is the variance mask
     )
     _iga_backward(opt, model, batch)
     opt.step()
@@ -173,7 +174,9 @@ def test_emas_over_two_steps_equal_a_brute_force_computation(which):
     model = _model(seed=5)
     batches = [domain_major_batch(num_domains=K, ragged=True, seed=50 + i) for i in range(2)]
     refs = [_reference_domain_grads(model, b) for b in batches]  # lr = 0: the model does not move
-    opt = create_iga_optimizer(model, lr=0.0, base="sgd", tau=tau, mask_space="factor", **{which: beta})
+    opt = create_iga_optimizer(
+        model, lr=0.0, base="sgd", tau=tau, mask_space="factor", mask_stat="variance", **{which: beta}
+    )
     for batch in batches:
         opt.zero_grad()
         _iga_backward(opt, model, batch)
@@ -199,6 +202,7 @@ def test_state_dict_round_trip_gives_identical_next_steps():
     kwargs = {
         "lr": 1e-2,
         "mask_space": "factor",
+        "mask_stat": "variance",  # ema_beta smooths V
         "ema_beta": 0.9,
         "domain_ema_beta": 0.5,
         "max_grad_norm": 1.0,
@@ -226,7 +230,7 @@ def test_state_dict_round_trip_gives_identical_next_steps():
     run(opt2, resumed, batches[2:])
     for n, p in _trainable(resumed).items():
         assert torch.equal(p, final[n]), n
-    coordinate = create_iga_optimizer(_model(seed=6), lr=1e-2, ema_beta=0.9)
+    coordinate = create_iga_optimizer(_model(seed=6), lr=1e-2, ema_beta=0.9, mask_stat="variance")
     with pytest.raises(ValueError, match="not a captured layer"):
         coordinate.load_state_dict(opt_state)
 

@@ -210,7 +210,7 @@ def test_grouped_mask_differs_from_the_coordinate_mask():
 
 def test_a_resumed_run_with_variants_and_emas_takes_identical_steps():
     for kwargs in (
-        {"mask_space": "row", "ema_beta": 0.9},
+        {"mask_space": "row", "mask_stat": "variance", "ema_beta": 0.9},
         {"mask_stat": "sign", "domain_ema_beta": 0.5},
         {
             "mask_space": "subspace",
@@ -280,7 +280,10 @@ def test_grouped_dims():
             {"mask_space": "subspace", "svd_rank": None},
             r"svd_rank must be 'lora' or a positive int with mask_space='subspace'",
         ),
-        ({"mask_space": "subspace", "ema_beta": 0.5}, r"ema_beta must be 0 with mask_space='subspace'"),
+        (
+            {"mask_space": "subspace", "mask_stat": "variance", "ema_beta": 0.5},
+            r"ema_beta must be 0 with mask_space='subspace'",
+        ),
         (
             {"mask_space": "subspace", "domain_ema_beta": 0.5},
             r"domain_ema_beta must be 0 with mask_space='subspace'",
@@ -365,7 +368,7 @@ def test_logic_statistics_mask_the_full_mean_with_the_logic_tokens_statistics():
     model = _model(seed=9)
 
     ref = reference_domain_grads(model, doubled, 2 * K)
-    opt = _logic_step(model, doubled, tau=4.0, svd_rank=None)
+    opt = _logic_step(model, doubled, tau=4.0, svd_rank=None, mask_stat="variance")
     changed = 0.0
     for layer in opt.capture.layers:
         grads = ref[layer.name]

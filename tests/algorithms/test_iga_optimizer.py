@@ -92,6 +92,7 @@ def test_written_gradients_equal_the_math_on_reference_domain_grads(
         variance_norm=variance_norm,
         rescale=rescale,
         damping=1e-8,
+        mask_stat="variance",  # the reference below is the variance mask
     )
     _iga_backward(opt, model, batch)
     opt.step()
@@ -153,6 +154,7 @@ def _run(opt, model, batches):
 def test_state_dict_round_trip_gives_identical_next_steps():
     kwargs = {
         "lr": 1e-2,
+        "mask_stat": "variance",  # ema_beta smooths V
         "ema_beta": 0.9,
         "domain_ema_beta": 0.5,
         "tau_warmup_steps": 3,
@@ -192,7 +194,7 @@ def test_domain_ema_masks_this_steps_mean_with_statistics_of_the_averaged_domain
     EMA (β G1 (1−β) + G2 (1−β)) / (1 − β²) of the per-domain gradients, and multiplies the second step's mean."""
     beta, tau, k_dom = 0.7, 3.0, 2
     net = nn.Linear(3, 2, bias=False).double()
-    opt = create_iga_optimizer(net, lr=0.0, base="sgd", tau=tau, domain_ema_beta=beta)
+    opt = create_iga_optimizer(net, lr=0.0, base="sgd", tau=tau, domain_ema_beta=beta, mask_stat="variance")
     gen = torch.Generator().manual_seed(0)
     domains = torch.tensor([0, 0, 1, 1])
     per_step = []

@@ -192,7 +192,7 @@ def test_resume_from_a_trainer_checkpoint_is_exact(iso_data, micro_base, tmp_pat
         args = _args(TrainingArguments, out, cfg, lr_scheduler_type="cosine", warmup_steps=1, save_strategy="steps",
                      save_steps=4)  # fmt: skip
         return IGATrainer(model=model, args=args, train_dataset=_dataset(cfg, tok), processing_class=tok,
-                          iga_config=IGAConfig(tau=TAU, ema_beta=0.5))  # fmt: skip
+                          iga_config=IGAConfig(tau=TAU, mask_stat="variance", ema_beta=0.5))  # fmt: skip
 
     full = trainer(tmp_path / "full")
     full.train()

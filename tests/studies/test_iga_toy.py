@@ -59,8 +59,9 @@ def test_with_noisy_per_domain_batches_the_mask_needs_statistics_averaged_over_s
     (and costs invariant weight), while an EMA of V and Ḡ² over steps (``ema_beta``) suppresses the cue again and
     keeps the invariant feature; over rows per domain and 5 seeds: docs/results/noise_floor/."""
     erm_invariant, erm_cue = train_on_isomer_batches(None, rows_per_domain=4)
-    step_invariant, step_cue = train_on_isomer_batches({"tau": 10.0}, rows_per_domain=4)
-    ema_invariant, ema_cue = train_on_isomer_batches({"tau": 10.0, "ema_beta": 0.9}, rows_per_domain=4)
+    variance = {"tau": 10.0, "mask_stat": "variance"}  # the noise floor of V
+    step_invariant, step_cue = train_on_isomer_batches(variance, rows_per_domain=4)
+    ema_invariant, ema_cue = train_on_isomer_batches({**variance, "ema_beta": 0.9}, rows_per_domain=4)
     assert erm_cue > 1.0
     assert step_cue > 0.8 * erm_cue  # the noise floor: per-step statistics do not find the cue
     assert step_invariant < 0.8 * erm_invariant  # ... and the near-uniform small mask slows everything

@@ -25,15 +25,15 @@ def test_shipped_sweep_specs_plan(path, tmp_path):
 #: by spaces, planned with base_dir "BASE". A job's id names its folder, so a refactor that moved one would make a
 #: re-run retrain every finished job; editing a spec changes its line here on purpose.
 PINNED_JOB_IDS = {
-    "long.yaml": (55, "9247f1b9982264f6"),
-    "micro_study.yaml": (125, "0c6a6f17ddc10e3d"),
-    "micro_study_cues.yaml": (65, "f610b64416f3b46a"),
-    "micro_study_search.yaml": (150, "475816978387311b"),
-    "pilots/shortcut_400.yaml": (5, "350ab373db69dfd9"),
+    "long.yaml": (55, "a200b41ba45915c3"),
+    "micro_study.yaml": (125, "1f28640adb6aacca"),
+    "micro_study_cues.yaml": (65, "6a05f5ef297fb129"),
+    "micro_study_search.yaml": (150, "cb3a654d9546452b"),
+    "pilots/shortcut_400.yaml": (5, "bac2efa04b50562e"),
     "pilots/shortcut_pilot.yaml": (2, "cb69ba89be5ea15b"),
-    "shortcut.yaml": (66, "ae8b49a46d61917f"),
-    "smollm2_slice.yaml": (6, "f7c222889751119e"),
-    "study.yaml": (55, "31d1eb763d6d3731"),
+    "shortcut.yaml": (66, "2f9586937d71ab90"),
+    "smollm2_slice.yaml": (6, "0aa3958e56112860"),
+    "study.yaml": (55, "d6ab9c5883b527f1"),
 }
 
 

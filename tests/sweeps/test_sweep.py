@@ -348,3 +348,27 @@ def test_lodo_plans_one_job_per_left_out_training_domain_for_groups_with_draws_o
     assert len({j.job_id for j in jobs}) == len(jobs)
     no_draws = plan_jobs(spec.model_copy(update={"hparams_draws": 0}), tmp_path, base_dir="B")
     assert all(j.left_out is None for j in no_draws)
+
+
+def test_option_defaults_pin_an_algorithms_options_under_every_groups_own():
+    from iga.sweeps.sweep import SweepGroup
+
+    groups = [SweepGroup(name="iga:var", algorithm="iga", options={"mask_stat": "variance", "ema_beta": 0.9})]
+    spec = _spec(algorithms=["erm", "iga"], seeds=[0], oracle=False, option_defaults={"iga": {"mask_stat": "sign"}},
+                 algorithm_options={"iga": {"tau": 3.0}}, groups=groups)  # fmt: skip
+    jobs = {j.group: j for j in plan_jobs(spec, "/tmp/s", base_dir="B")}
+    assert jobs["iga"].config["algorithm_options"] == {"mask_stat": "sign", "tau": 3.0}
+    assert jobs["iga"].hparams["mask_stat"] == "sign" and jobs["iga"].hparams["tau"] == 3.0
+    assert jobs["iga:var"].config["algorithm_options"] == {
+        "mask_stat": "variance",
+        "ema_beta": 0.9,
+    }  # its own wins
+    assert jobs["erm"].config["algorithm_options"] == {}
+    with pytest.raises(Exception, match="option_defaults: unknown algorithm 'igaa'"):
+        _spec(option_defaults={"igaa": {"tau": 1.0}})
+    # The algorithm's own validation runs at planning time: ema_beta smooths V, which the sign statistic lacks.
+    bad = _spec(algorithms=["iga"], seeds=[0], oracle=False, algorithm_options={"iga": {"ema_beta": 0.9}})
+    with pytest.raises(
+        ValueError, match=r"sweep group 'iga': IGAConfig\.ema_beta must be 0 with mask_stat='sign'"
+    ):
+        plan_jobs(bad, "/tmp/s", base_dir="B")

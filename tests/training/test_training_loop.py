@@ -74,7 +74,7 @@ def test_resume_after_a_kill_ends_with_identical_weights(
 ):
     import iga.training.loop as loop
 
-    opts = {"tau": 5.0, "ema_beta": 0.5} if algorithm == "iga" else {}
+    opts = {"tau": 5.0, "mask_stat": "variance", "ema_beta": 0.5} if algorithm == "iga" else {}
     full = train(
         _cfg(dataset, micro_base, tmp_path / "full", algorithm=algorithm, algorithm_options=opts),
         progress=False,

@@ -474,7 +474,7 @@ class RunRecordCallback(TrainerCallback):
             iga_config=asdict(trainer.iga_config),
             data={
                 "rows": len(dataset),
-                "isomer_sets": len(set(dataset["instance_id"])),
+                "isomer_sets": len(set(_column(dataset, "instance_id"))),
                 "domains": trainer.domain_names,
                 "fingerprint": getattr(dataset, "_fingerprint", None),
             },
@@ -486,6 +486,13 @@ class RunRecordCallback(TrainerCallback):
                 **{k: v for k, v in runtime.items() if k.startswith("train_")},
             },
         )
+
+
+def _column(dataset: Any, name: str) -> list[Any]:
+    # A datasets.Dataset gives a column by name; a plain list of rows (as torch's DataLoader takes) does not.
+    if getattr(dataset, "column_names", None) is not None:
+        return list(dataset[name])
+    return [row[name] for row in dataset]
 
 
 def _domain_names(dataset: Any, num_domains: int) -> list[str]:

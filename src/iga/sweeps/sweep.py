@@ -76,6 +76,9 @@ class SweepSpec(_Strict):
     eval_splits: list[str] = Field(default_factory=lambda: ["val", "id_test", "ood_surface", "ood_depth"])
     algorithms: list[str] = Field(default_factory=lambda: ["erm", "iga"])
     algorithm_options: dict[str, dict[str, Any]] = Field(default_factory=dict)  # fixed options per algorithm
+    # Options of an algorithm in every group that runs it (main comparison, draws and extra groups), under the
+    # group's own options: e.g. {iga: {mask_stat: variance}} pins a statistic whatever IGAConfig's default is.
+    option_defaults: dict[str, dict[str, Any]] = Field(default_factory=dict)
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
     hparams_draws: int = Field(0, ge=0)  # 0: defaults only; n: defaults + n seeded random draws
     # Training hyper-parameters drawn too in every random draw (iga.algorithms.hparams.TRAINING_SEARCH_SPACES: lr);
@@ -98,6 +101,11 @@ class SweepSpec(_Strict):
         ]:
             if name not in known:
                 raise ValueError(f"{where}: unknown algorithm {name!r}; allowed: {', '.join(sorted(known))}")
+        for name in self.option_defaults:
+            if name not in known:
+                raise ValueError(
+                    f"option_defaults: unknown algorithm {name!r}; allowed: {', '.join(sorted(known))}"
+                )
         names = [g.name for g in self.groups] + list(self.algorithms) + (["oracle"] if self.oracle else [])
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -248,6 +256,17 @@ def _lodo_domains(
     return domains if len(domains) >= 2 else []
 
 
+def _check_options(group: SweepGroup, options: dict[str, Any]) -> None:
+    """The algorithm's own validation of its options (e.g. IGA's ``ema_beta`` needs ``mask_stat="variance"``),
+    at planning time rather than when the job starts."""
+    from iga.algorithms.registry import get_algorithm
+
+    try:
+        get_algorithm(group.algorithm)(num_domains=2, **options)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"sweep group {group.name!r}: {e}") from None
+
+
 def _make_job(
     spec: SweepSpec,
     group: SweepGroup,
@@ -266,7 +285,8 @@ def _make_job(
     # hparams_seed 0 runs the defaults; any other seed draws the searched hyper-parameters (DomainBed's rule).
     drawn = sweep_hparams(group.algorithm, benchmark=spec.name, hparams_seed=hparams_seed, trial_seed=seed)
     searched = set(search_space(group.algorithm)) if hparams_seed else set()
-    options = {k: v for k, v in drawn.items() if k in searched} | group.options
+    pinned = spec.option_defaults.get(group.algorithm, {})
+    options = pinned | {k: v for k, v in drawn.items() if k in searched} | group.options
     shared = {"data_dir": "", "out_dir": "", "student": spec.student, "base_dir": base_dir, "seed": seed}
     drawn_training = training_hparams(
         spec.search_training, benchmark=spec.name, hparams_seed=hparams_seed, trial_seed=seed
@@ -290,13 +310,14 @@ def _make_job(
     build_config(
         TrainConfig, cfg, source=f"sweep group {group.name!r}"
     )  # fail at planning time, not mid-sweep
+    _check_options(group, options)
     return Job(
         job_id=job_id,
         group=group.name,
         algorithm=group.algorithm,
         seed=seed,
         hparams_seed=hparams_seed,
-        hparams={**drawn, **group.options, **drawn_training},
+        hparams={**drawn, **pinned, **group.options, **drawn_training},
         ablation=group.ablation.model_dump() if group.ablation else None,
         data_key=data_key,
         data_config=suite,
