@@ -256,7 +256,27 @@ def render_table(summary: dict[str, Any]) -> str:
             f"Training-domain validation (cue-free `val_nocue`, mean over seeds) picks **{pick}** among the IGA "
             "variants.",
         ]
+        against = _paired_against(summary, pick, "iga")
+        if against:
+            lines[-1] += f" Paired against `iga` (the variance statistic) on the same seeds: {against}."
     return "\n".join(lines)
+
+
+def _paired_against(summary: dict[str, Any], variant: str, other: str) -> str:
+    """``variant − other`` per metric, paired on their shared seeds, as "name +m [lo, hi]" phrases."""
+    if variant == other:
+        return ""
+    runs: dict[str, dict[int, dict]] = {}
+    for r in summary["runs"].values():
+        runs.setdefault(r["variant"], {})[r["seed"]] = r
+    shared = sorted(set(runs.get(variant, {})) & set(runs.get(other, {})))
+    if not shared:
+        return ""
+    phrases = []
+    for metric, where in METRICS.items():
+        mean, lo, hi = paired([_read(runs[variant][s], where) - _read(runs[other][s], where) for s in shared])
+        phrases.append(f"{metric} {100 * mean:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}] points")
+    return ", ".join(phrases) + f" ({len(shared)} seeds)"
 
 
 def render_selectivity(payload: dict[str, Any]) -> str:

@@ -111,3 +111,15 @@ def test_table_states_the_cost_from_the_recorded_wall_seconds():
     assert (
         cost == "Cost: 6 runs, 0.5 wall-hours; minutes per run with evaluation: erm 3.0, iga 6.0, oracle 6.0."
     )
+
+
+def test_the_validation_pick_is_paired_against_the_variance_statistic():
+    summary = _summary()
+    extra = [_run("iga_sign", 0, 0.95, 0.05, 0.45), _run("iga_sign", 1, 0.90, 0.10, 0.62)]
+    summary["runs"].update({study.run_name(r["variant"], r["seed"]): r for r in extra})
+    pick = next(line for line in study.render_table(summary).splitlines() if "picks" in line)
+    assert "picks **iga_sign**" in pick
+    # cue-free: +0.03 and +0.06 → +4.5; ood: −0.05 and +0.02 → −1.5 (two seeds: t(0.975, 1) intervals)
+    assert "Paired against `iga` (the variance statistic) on the same seeds: cue-free ID +4.5 [" in pick
+    assert "ood_surface -1.5 [" in pick and pick.endswith("points (2 seeds).")
+    assert study._paired_against(summary, "iga", "iga") == ""

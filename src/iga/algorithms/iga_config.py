@@ -90,7 +90,7 @@ class IGAConfig:
             isomer set shares at the same place in its target (numbers, operators, the chain of thought's own
             words; not the domains' slot words; :func:`iga.training.data.aligned_labels`), so that wording tokens
             do not enter ``V``; the update is still the full loss's mean gradient. The trainer appends a relabelled
-            copy of every row (2.6x ERM's step in docs/results.md §8) and needs renderings whose targets have
+            copy of every row (2.5x ERM's step in docs/results.md §8) and needs renderings whose targets have
             one length (the micro regime's word-level tokenizer). With a hand-driven capture: domain ids K..2K−1
             are the relabelled rows, ``num_domains=2K``, the backward is of the mean of all 2K losses, the
             optimizer's ``num_domains`` is K, and every trainable parameter must sit in a captured layer.
