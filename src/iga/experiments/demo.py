@@ -303,7 +303,8 @@ def render_report(
         f"r={cfg.lora_r} on all linear layers; {cfg.steps} steps of {cfg.sets_per_batch} isomer sets per domain; "
         f"lr {cfg.lr}; same seed and rows per step for every method"
         + (" (the oracle: half the sets, on 8 domains)." if cfg.oracle else "."),
-        f"- Algorithm options: `{json.dumps(cfg.algorithm_options)}`.",
+        f"- Algorithm options: `{json.dumps(cfg.algorithm_options)}`"
+        + (f"; IGA's mask: {_iga_mask(results['iga'])}." if "iga" in results else "."),
         f"- Evaluation: {cfg.eval_per_skeleton} isomer sets per skeleton per split, each rendered in all 8 "
         "domains; greedy decoding; strict answer extraction. ID = id_test on the train domains, OOD-surface = "
         "ood_surface on the held-out domains (finance, sports, cooking, fictional); LCS over id_test + "
@@ -345,6 +346,14 @@ def demo_config(**overrides: Any) -> DemoConfig:
     if unknown:
         raise ValueError(f"unknown demo option(s) {unknown}; allowed: {sorted(fields_)}")
     return DemoConfig(**overrides)
+
+
+def _iga_mask(result: dict) -> str:
+    """IGA's mask space and statistic as the run recorded them (``train.algorithm_hparams``)."""
+    hparams = (result.get("train") or {}).get("algorithm_hparams") or {}
+    if "mask_stat" not in hparams:
+        return "not recorded"
+    return f"mask_space={hparams.get('mask_space')}, mask_stat={hparams['mask_stat']} (docs/method.md §3.1)"
 
 
 def micro_demo_config(**overrides: Any) -> DemoConfig:
