@@ -9,7 +9,9 @@ micro base's four training domains, on the same data and seeds as ERM, and compa
     python studies/mask_variants.py figure --out runs/mask_variants                   # mask_variants.png/.svg
 
 Data: the ``micro`` preset with cues on half the training renderings and 20 % teacher noise (``cues_noise`` of
-studies/micro_regime.py, where ERM still follows the cue at convergence), built once with seed 0; the seed of a run
+studies/micro_regime.py, where ERM still follows the cue at convergence; ``--setting cues`` for cues with clean
+labels, into another ``--out``: ``python studies/mask_variants.py run --setting cues --out runs/mask_variants_cues``),
+built once with seed 0; the seed of a run
 fixes its LoRA initialisation and batch order. Metrics per run (200 answers per skeleton and split):
 cue-free accuracy on the training domains (``val_nocue``), wrong-cue following (``val_wrongcue``: every
 training-domain problem shown a wrong cue; the share answering the cue's value), ``ood_surface`` accuracy on the
@@ -57,7 +59,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "iga_sign": ("iga", {**BASE, "mask_stat": "sign"}),
     "iga_logic": ("iga", {**BASE, "stat_tokens": "logic"}),
 }
-SETTING = "cues_noise"
+#: The data setting of studies/micro_regime.py (``--setting``): cues on half the renderings + 20 % teacher noise.
+DEFAULT_SETTING = "cues_noise"
 SPLITS = ("val_nocue", "val_wrongcue", "ood_surface")
 METRICS = {  # name in the table -> how it is read from a run's summary
     "cue-free ID": ("accuracy", "val_nocue|all"),
@@ -74,7 +77,7 @@ def train_one(out: Path, variant: str, seed: int, base: Path, args: Any) -> dict
     """One run (read back when finished): its metrics, step time and LCS."""
     oracle = variant == "oracle"
     algorithm, options = ("erm", {}) if oracle else VARIANTS[variant]
-    data = micro_regime.build_data(out, SETTING, oracle=oracle, seed=0)
+    data = micro_regime.build_data(out, args.setting, oracle=oracle, seed=0)
     domains = micro_regime.TRAIN_DOMAINS + (micro_regime.HELDOUT_DOMAINS if oracle else [])
     run_args = SimpleNamespace(
         steps=args.steps, sets=args.sets, lr=args.lr, rank=args.rank, seed=seed, fresh=args.fresh
@@ -126,6 +129,10 @@ def run(args: Any) -> None:
     base = Path(args.base) if args.base else ensure_micro_base(MicroBaseConfig())[0]
     path = out / "mask_variants.json"
     summary = json.loads(path.read_text()) if path.exists() else {"runs": {}}
+    if summary.get("setting", args.setting) != args.setting:
+        raise SystemExit(
+            f"--setting {args.setting}: {path} holds runs of setting {summary['setting']!r}; use another --out"
+        )
     variants = args.variants.split(",")
     unknown = [v for v in variants if v not in VARIANTS and v != "oracle"]
     if unknown:
@@ -141,8 +148,8 @@ def run(args: Any) -> None:
             name = run_name(variant, seed)
             summary["runs"][name] = train_one(out, variant, seed, base, args)
             summary.update(
-                setting=SETTING,
-                shortcut=micro_regime.SETTINGS[SETTING],
+                setting=args.setting,
+                shortcut=micro_regime.SETTINGS[args.setting],
                 base={"dir": str(base), **json.loads((base / "base.json").read_text())},
                 provenance=provenance(),
             )
@@ -326,7 +333,7 @@ def figure(summary: dict[str, Any], selectivity_payload: dict[str, Any] | None, 
                    edgecolors="black")  # fmt: skip
     ax.set_xlabel("wrong cue followed, training domains (%)")
     ax.set_ylabel("ood_surface accuracy, held-out domains (%)")
-    ax.set_title(f"micro regime, {SETTING}: one small dot per seed")
+    ax.set_title(f"micro regime, {summary.get('setting', DEFAULT_SETTING)}: one small dot per seed")
     ax.legend(fontsize=7, ncol=2)
     if selectivity_payload:
         ax = axes[0][1]
@@ -356,7 +363,7 @@ def selectivity(args: Any) -> dict[str, Any]:
             f"selectivity needs the seed-0 ERM run: {run_dir}/adapter is missing (run `run` first)"
         )
     model, tok = _load_run_model(run_dir)
-    data = micro_regime.build_data(out, SETTING, oracle=False, seed=0)
+    data = micro_regime.build_data(out, args.setting, oracle=False, seed=0)
     batches = _selectivity_batches(data, tok, args.sets)
     results: dict[str, Any] = {}
     for variant, (algorithm, options) in VARIANTS.items():
@@ -512,6 +519,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--fresh", action="store_true", help="retrain runs that already finished")
+    parser.add_argument(
+        "--setting",
+        default=DEFAULT_SETTING,
+        choices=sorted(micro_regime.SETTINGS),
+        help="the data setting (studies/micro_regime.py SETTINGS); one per --out folder",
+    )
     args = parser.parse_args(argv)
     if args.command == "run":
         run(args)

@@ -123,3 +123,15 @@ def test_the_validation_pick_is_paired_against_the_variance_statistic():
     assert "Paired against `iga` (the variance statistic) on the same seeds: cue-free ID +4.5 [" in pick
     assert "ood_surface -1.5 [" in pick and pick.endswith("points (2 seeds).")
     assert study._paired_against(summary, "iga", "iga") == ""
+
+
+def test_a_folder_holds_one_data_setting(tmp_path):
+    (tmp_path / "mask_variants.json").write_text('{"runs": {}, "setting": "cues_noise"}')
+    with pytest.raises(
+        SystemExit, match=r"--setting cues: .* holds runs of setting 'cues_noise'; use another --out"
+    ):
+        study.main(
+            ["run", "--out", str(tmp_path), "--setting", "cues", "--variants", "erm", "--base", str(tmp_path)]
+        )
+    with pytest.raises(SystemExit):  # argparse: not a setting of studies/micro_regime.py
+        study.main(["run", "--out", str(tmp_path), "--setting", "hints"])
