@@ -372,3 +372,23 @@ def test_option_defaults_pin_an_algorithms_options_under_every_groups_own():
         ValueError, match=r"sweep group 'iga': IGAConfig\.ema_beta must be 0 with mask_stat='sign'"
     ):
         plan_jobs(bad, "/tmp/s", base_dir="B")
+
+
+def test_a_finished_job_whose_defaults_changed_since_stops_the_sweep(tmp_path):
+    spec = _spec(algorithms=["iga"], seeds=[0], oracle=False)
+    (job,) = prepare_sweep(spec, tmp_path, base_dir="B")
+    (job.folder / "done").write_text("")
+    assert prepare_sweep(spec, tmp_path, base_dir="B")[0].job_id == job.job_id  # unchanged: resumes
+    entry = json.loads((job.folder / "job.json").read_text())
+    recorded = {**entry["hparams"], "mask_stat": "variance"}  # as if it ran under the old default
+    del recorded["tau"]  # a field the record lacks is not compared (an option added since)
+    (job.folder / "job.json").write_text(json.dumps({**entry, "hparams": recorded}))
+    with pytest.raises(ValueError, match=r"1 finished job\(s\) ran other hyper-parameters .* mask_stat: 'variance' "
+                                         r"then, 'sign' now\. Pin the option"):  # fmt: skip
+        prepare_sweep(spec, tmp_path, base_dir="B")
+    pinned = _spec(
+        algorithms=["iga"], seeds=[0], oracle=False, option_defaults={"iga": {"mask_stat": "variance"}}
+    )
+    assert (
+        prepare_sweep(pinned, tmp_path, base_dir="B")[0].job_id != job.job_id
+    )  # pinned: a new job, no clash

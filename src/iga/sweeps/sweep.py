@@ -349,6 +349,7 @@ def prepare_sweep(spec: SweepSpec, sweep_dir: str | os.PathLike, *, base_dir: st
     if base_dir is None:
         base_dir = sweep_base_dir(spec, build=True)
     jobs = plan_jobs(spec, sweep_dir, base_dir=base_dir)
+    _check_finished_hparams(jobs)
     for job in {j.data_key: j for j in jobs}.values():
         target = sweep_dir / "data" / job.data_key
         if not (target / "manifest.json").exists():
@@ -367,6 +368,32 @@ def prepare_sweep(spec: SweepSpec, sweep_dir: str | os.PathLike, *, base_dir: st
         },
     )
     return jobs
+
+
+def _check_finished_hparams(jobs: list[Job]) -> None:
+    """Refuse to continue a sweep whose finished jobs ran other hyper-parameters than the spec now resolves to.
+
+    A job id hashes the options a spec states, not the defaults behind the rest, so a changed default (IGA's
+    ``mask_stat`` became ``"sign"``) would otherwise mix runs of two methods under one group. Only the hyper-
+    parameters both records have are compared: an option added since keeps old sweeps resumable.
+    """
+    stale = []
+    for job in jobs:
+        path = job.folder / JOB_NAME
+        if job_state(job) != "done" or not path.exists():
+            continue
+        recorded = json.loads(path.read_text()).get("hparams") or {}
+        planned = json.loads(json.dumps(job.hparams))  # the JSON form job.json stores
+        changed = sorted(k for k in recorded.keys() & planned.keys() if recorded[k] != planned[k])
+        if changed:
+            diffs = ", ".join(f"{k}: {recorded[k]!r} then, {planned[k]!r} now" for k in changed)
+            stale.append(f"{job.job_id} ({job.group}, seed {job.seed}): {diffs}")
+    if stale:
+        raise ValueError(
+            f"{len(stale)} finished job(s) ran other hyper-parameters than this spec gives now (a default "
+            f"changed?): {'; '.join(stale[:3])}{' …' if len(stale) > 3 else ''}. Pin the option in the spec "
+            "(option_defaults or the group's options) to continue with what ran, or use a new --out"
+        )
 
 
 def sweep_base_dir(spec: SweepSpec, *, build: bool) -> str:
