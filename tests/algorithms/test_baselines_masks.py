@@ -100,3 +100,14 @@ def test_sand_mask_property_matches_reference_and_lies_in_unit_interval(grads, t
     torch.testing.assert_close(mask, torch.tensor(_sand_reference(grads, tau, k), dtype=torch.float64))
     # AND-mask is SAND-mask's limit: where SAND is positive, AND at the same τ keeps the coordinate.
     assert bool((and_mask(g, tau)[mask > 0] == 1).all())
+
+
+def test_sand_mask_at_its_defaults_is_and_mask_for_four_domains():
+    """K = 4: the agreement is 0, ½ or 1; SAND's tanh is 0 at ½ = τ and saturates at 1 for small gradients."""
+    from iga.algorithms.andmask import and_mask
+
+    gen = torch.Generator().manual_seed(0)
+    grads = 1e-3 * torch.randn(4, 64, 32, generator=gen, dtype=torch.float64)  # LoRA-sized: σ² ≪ k·½
+    sand, anded = sand_mask(grads, 0.5, 10.0), and_mask(grads, 1.0)
+    assert torch.equal(sand, anded) and 0 < float(anded.mean()) < 1  # the same 0/1 mask, not all or nothing
+    assert not torch.equal(sand_mask(grads, 0.3, 10.0), anded)  # τ off ½ keeps the half-agreeing coordinates
