@@ -183,13 +183,18 @@ def paired(diffs: list[float]) -> tuple[float, float, float]:
     return stat.mean, stat.mean - half, stat.mean + half
 
 
+def _by_variant(summary: dict[str, Any]) -> dict[str, dict[int, dict]]:
+    """``{variant: {seed: run}}`` of a study summary."""
+    out: dict[str, dict[int, dict]] = {}
+    for r in summary["runs"].values():
+        out.setdefault(r["variant"], {})[r["seed"]] = r
+    return out
+
+
 def aggregate(summary: dict[str, Any]) -> dict[str, Any]:
     """Per variant: mean of each metric over its seeds, the paired difference to ERM on the seeds both have, the
     share of the ERM-to-oracle ood_surface gap closed, LCS, step time x ERM."""
-    runs = summary["runs"]
-    by_variant: dict[str, dict[int, dict]] = {}
-    for r in runs.values():
-        by_variant.setdefault(r["variant"], {})[r["seed"]] = r
+    by_variant = _by_variant(summary)
     erm = by_variant.get("erm", {})
     oracle = by_variant.get("oracle", {})
     oracle_ood = _mean([_read(r, METRICS["ood_surface"]) for r in oracle.values()])
@@ -273,9 +278,7 @@ def _paired_against(summary: dict[str, Any], variant: str, other: str) -> str:
     """``variant − other`` per metric, paired on their shared seeds, as "name +m [lo, hi]" phrases."""
     if variant == other:
         return ""
-    runs: dict[str, dict[int, dict]] = {}
-    for r in summary["runs"].values():
-        runs.setdefault(r["variant"], {})[r["seed"]] = r
+    runs = _by_variant(summary)
     shared = sorted(set(runs.get(variant, {})) & set(runs.get(other, {})))
     if not shared:
         return ""

@@ -133,7 +133,7 @@ def test_collator_refuses_padding_free_and_missing_domain():
         DomainBatchCollator()
 
 
-@pytest.mark.parametrize("name", ["batching", "datasets", "trl"])
+@pytest.mark.parametrize("name", ["batching", "callbacks", "datasets", "trl"])
 def test_docstring_examples(name):
     import doctest
     import importlib

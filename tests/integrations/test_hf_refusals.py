@@ -94,7 +94,7 @@ def test_parallelism_config_is_refused(tmp_path):
 def test_under_ddp_the_epoch_is_a_multiple_of_accumulation_times_ranks(
     tmp_path, monkeypatch, student, dataset
 ):
-    from iga.integrations.hf_trainer import SamplerEpochCallback
+    from iga.integrations.callbacks import SamplerEpochCallback
 
     _two_ranks(monkeypatch)
     model, tok = student
@@ -126,7 +126,7 @@ def test_sampler_epoch_follows_the_optimizer_steps_on_a_resume(student, dataset)
     from types import SimpleNamespace
 
     from iga.integrations import IsomerSetBatchSampler
-    from iga.integrations.hf_trainer import SamplerEpochCallback
+    from iga.integrations.callbacks import SamplerEpochCallback
 
     sampler = IsomerSetBatchSampler.from_dataset(dataset, rows_per_batch=4, batches_multiple_of=4)
     callback = SamplerEpochCallback(sampler, steps_per_epoch=2)

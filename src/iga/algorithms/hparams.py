@@ -103,6 +103,15 @@ TRAINING_SEARCH_SPACES: dict[str, SearchRange] = {
 }
 
 
+def check_training_search(names: list[str] | tuple[str, ...]) -> None:
+    """Refuse a training hyper-parameter that :data:`TRAINING_SEARCH_SPACES` has no range for."""
+    unknown = sorted(set(names) - set(TRAINING_SEARCH_SPACES))
+    if unknown:
+        raise ValueError(
+            f"search_training: unknown {unknown[0]!r}; allowed: {', '.join(sorted(TRAINING_SEARCH_SPACES))}"
+        )
+
+
 def training_hparams(
     names: list[str] | tuple[str, ...], *, benchmark: str, hparams_seed: int, trial_seed: int
 ) -> dict[str, Any]:
@@ -115,11 +124,7 @@ def training_hparams(
         >>> 1e-3 <= lr <= 1e-2
         True
     """
-    unknown = sorted(set(names) - set(TRAINING_SEARCH_SPACES))
-    if unknown:
-        raise ValueError(
-            f"search_training: unknown {unknown[0]!r}; allowed: {', '.join(sorted(TRAINING_SEARCH_SPACES))}"
-        )
+    check_training_search(names)
     if hparams_seed == 0:
         return {}
     return {

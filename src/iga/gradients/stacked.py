@@ -49,9 +49,7 @@ def stacked_statistics(stack: Tensor) -> tuple[Tensor, Tensor]:
     The same two passes as :func:`~iga.algorithms.mask.domain_statistics` (mean, then the centred squares added
     one domain at a time), so the numbers are those of the per-layer path.
     """
-    if stack.dim() != 4 or stack.shape[1] < 2:
-        raise ValueError(f"stack must be (L, K, m, n) with K >= 2 domains, got shape {tuple(stack.shape)}")
-    g = stack.to(torch.promote_types(stack.dtype, torch.float32))
+    g = _checked_stack(stack)
     k_dom = g.shape[1]
     mean = _domain_sum(g).div_(k_dom)
     var = torch.zeros_like(mean)
@@ -89,9 +87,7 @@ def stacked_relative_masked_mean(
     agree to rounding. ``Ḡ`` is returned for the caller's ``rescale``-free checks; ``sums`` as in
     :func:`stacked_mask`.
     """
-    if stack.dim() != 4 or stack.shape[1] < 2:
-        raise ValueError(f"stack must be (L, K, m, n) with K >= 2 domains, got shape {tuple(stack.shape)}")
-    g = stack.to(torch.promote_types(stack.dtype, torch.float32))
+    g = _checked_stack(stack)
     k_dom = g.shape[1]
     mean = _domain_sum(g).div_(k_dom)
     centred = torch.sub(g[:, 0], mean)
@@ -100,13 +96,7 @@ def stacked_relative_masked_mean(
         torch.sub(g[:, k], mean, out=centred)
         sq_dev.addcmul_(centred, centred)
     denom = torch.addcmul(sq_dev, mean, mean, value=k_dom, out=centred).add_(k_dom * eps)
-    vhat = sq_dev.div_(denom)
-    vhat_sum = vhat.sum()
-    mask = vhat.mul_(-tau).exp_()
-    sums = torch.stack([mask.sum(), _below_half(mask), vhat_sum])
-    masked = mask.mul_(mean)
-    if rescale:
-        _rescale(masked, mean, eps)
+    masked, sums = _masked_from_vhat(sq_dev.div_(denom), mean, tau=tau, eps=eps, rescale=rescale)
     return masked, mean, sums
 
 
@@ -117,9 +107,7 @@ def stacked_sign_masked_mean(
     sign(G_k)|`` (:func:`iga.algorithms.mask.sign_disagreement`), ``M = exp(−τ·V̂)``, ``G̃ = M ⊙ Ḡ``; ``sums`` as
     in :func:`stacked_mask`. The sign sum is exact in any float type (K small integers), so ``V̂`` equals the
     per-layer path's bit for bit."""
-    if stack.dim() != 4 or stack.shape[1] < 2:
-        raise ValueError(f"stack must be (L, K, m, n) with K >= 2 domains, got shape {tuple(stack.shape)}")
-    g = stack.to(torch.promote_types(stack.dtype, torch.float32))
+    g = _checked_stack(stack)
     k_dom = g.shape[1]
     mean = _domain_sum(g).div_(k_dom)
     signs = torch.sign(g[:, 0])
@@ -127,13 +115,29 @@ def stacked_sign_masked_mean(
     for k in range(1, k_dom):
         signs.add_(torch.sign(g[:, k], out=scratch))
     vhat = signs.div_(k_dom).abs_().neg_().add_(1)
+    masked, sums = _masked_from_vhat(vhat, mean, tau=tau, eps=eps, rescale=rescale)
+    return masked, mean, sums
+
+
+def _checked_stack(stack: Tensor) -> Tensor:
+    """An ``(L, K, m, n)`` stack with K ≥ 2 domains, in at least fp32."""
+    if stack.dim() != 4 or stack.shape[1] < 2:
+        raise ValueError(f"stack must be (L, K, m, n) with K >= 2 domains, got shape {tuple(stack.shape)}")
+    return stack.to(torch.promote_types(stack.dtype, torch.float32))
+
+
+def _masked_from_vhat(
+    vhat: Tensor, mean: Tensor, *, tau: float, eps: float, rescale: bool
+) -> tuple[Tensor, Tensor]:
+    """``(G̃, sums)`` from ``V̂`` in place: ``M = exp(−τ·V̂)``, ``G̃ = M ⊙ Ḡ`` (per-layer ``rescale``), and the
+    3-vector (Σ M, #{M < 1/2}, Σ V̂) for the optimizer's metrics."""
     vhat_sum = vhat.sum()
     mask = vhat.mul_(-tau).exp_()
     sums = torch.stack([mask.sum(), _below_half(mask), vhat_sum])
     masked = mask.mul_(mean)
     if rescale:
         _rescale(masked, mean, eps)
-    return masked, mean, sums
+    return masked, sums
 
 
 def _rescale(masked: Tensor, mean: Tensor, eps: float) -> None:

@@ -35,17 +35,16 @@ and under DDP Accelerate's ``split_batches`` / ``dispatch_batches`` (they cut or
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import warnings
-from dataclasses import asdict, replace
+from dataclasses import replace
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from transformers import DataCollatorWithFlattening, Trainer, TrainerCallback, TrainingArguments
+from transformers import DataCollatorWithFlattening, Trainer, TrainingArguments
 
 from iga.algorithms.iga import IGAOptimizer
 from iga.algorithms.iga_config import IGAConfig
@@ -53,6 +52,7 @@ from iga.distributed import all_reduce_mean, check_distributed_type
 from iga.gradients import DomainGradCapture, per_domain_token_loss
 from iga.gradients.losses import IGNORE_INDEX
 from iga.integrations.batching import DomainBatchCollator, IsomerSetBatchSampler
+from iga.integrations.callbacks import RunRecordCallback, SamplerEpochCallback
 
 logger = logging.getLogger(__name__)
 
@@ -210,7 +210,7 @@ class IGATrainerMixin:
         )
         self.num_domains = self.isomer_sampler.num_domains
         self.domain_names = _domain_names(trainer.train_dataset, self.num_domains)
-        trainer.add_callback(RunRecordCallback(self))
+        trainer.add_callback(RunRecordCallback(self, isomer_sets=self.isomer_sampler.num_sets))
         self._domain_loss_sum: Tensor | None = None
         self._domain_loss_count = 0
         if trainer.optimizer is not None:
@@ -419,80 +419,6 @@ class IGATrainer(IGATrainerMixin, Trainer):
             ignore_index=IGNORE_INDEX,
         )
         return loss, outputs
-
-
-class SamplerEpochCallback(TrainerCallback):
-    """Set the isomer sampler's epoch at each epoch start, from the optimizer steps taken.
-
-    Why: the Trainer's ``set_epoch`` reaches the sampler through ``DataLoaderShard`` or ``BatchSamplerShard``, but a
-    run resumed inside an epoch under DDP wraps it in ``SkipBatchSampler(BatchSamplerShard(sampler))``, which
-    neither forwards ``set_epoch``; the resumed epoch would replay epoch 0's sets. ``steps_per_epoch`` is exact
-    because the sampler's length is a multiple of ``GA·W``.
-
-    Example:
-        >>> from types import SimpleNamespace
-        >>> from iga.integrations.batching import IsomerSetBatchSampler
-        >>> s = IsomerSetBatchSampler(["a", "a", "b", "b"], [0, 1, 0, 1], rows_per_batch=2)
-        >>> SamplerEpochCallback(s, steps_per_epoch=2).on_epoch_begin(None, SimpleNamespace(global_step=5), None)
-        >>> s.epoch
-        2
-    """
-
-    def __init__(self, sampler: IsomerSetBatchSampler, steps_per_epoch: int) -> None:
-        if steps_per_epoch < 1:
-            raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
-        self.sampler, self.steps_per_epoch = sampler, steps_per_epoch
-
-    def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self.sampler.set_epoch(state.global_step // self.steps_per_epoch)
-
-
-class RunRecordCallback(TrainerCallback):
-    """Write ``result.json`` into ``output_dir`` when training ends, as ``iga train`` does for its run folder.
-
-    The file is :class:`~iga.runs.folder.RunFolder`'s (same name, atomic, merged section by section, provenance
-    refreshed): ``algorithm``, ``iga_config`` (the options in force, ``max_grad_norm`` included), ``data`` (rows,
-    isomer sets, domains, the dataset's fingerprint when it has one), ``trainer`` (the ``TrainingArguments``) and
-    ``train`` (steps, epochs, the last logged numbers, the Trainer's runtime figures). Only the main process
-    writes.
-    """
-
-    def __init__(self, trainer: IGATrainerMixin) -> None:
-        self.trainer = trainer
-
-    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if not state.is_world_process_zero:
-            return
-        from iga.runs.folder import RunFolder
-
-        trainer: Any = self.trainer
-        dataset = trainer.train_dataset
-        logged = [entry for entry in state.log_history if "loss" in entry]
-        runtime = next((entry for entry in reversed(state.log_history) if "train_runtime" in entry), {})
-        RunFolder(args.output_dir).update_result(
-            algorithm="iga",
-            iga_config=asdict(trainer.iga_config),
-            data={
-                "rows": len(dataset),
-                "isomer_sets": len(set(_column(dataset, "instance_id"))),
-                "domains": trainer.domain_names,
-                "fingerprint": getattr(dataset, "_fingerprint", None),
-            },
-            trainer={"class": type(trainer).__name__, "args": json.loads(args.to_json_string())},
-            train={
-                "steps": state.global_step,
-                "epochs": state.epoch,
-                "last_log": logged[-1] if logged else {},
-                **{k: v for k, v in runtime.items() if k.startswith("train_")},
-            },
-        )
-
-
-def _column(dataset: Any, name: str) -> list[Any]:
-    # A datasets.Dataset gives a column by name; a plain list of rows (as torch's DataLoader takes) does not.
-    if getattr(dataset, "column_names", None) is not None:
-        return list(dataset[name])
-    return [row[name] for row in dataset]
 
 
 def _domain_names(dataset: Any, num_domains: int) -> list[str]:

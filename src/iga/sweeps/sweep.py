@@ -118,9 +118,9 @@ class SweepSpec(_Strict):
         if self.micro_base is not None:
             self._check_micro_base()
         if self.search_training:
-            from iga.algorithms.hparams import training_hparams
+            from iga.algorithms.hparams import check_training_search
 
-            training_hparams(self.search_training, benchmark=self.name, hparams_seed=0, trial_seed=0)
+            check_training_search(self.search_training)
         if self.pretrain:
             from dataclasses import fields
 
