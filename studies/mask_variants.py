@@ -7,6 +7,7 @@ micro base's four training domains, on the same data and seeds as ERM, and compa
     python studies/mask_variants.py table --out runs/mask_variants                    # the Markdown table
     python studies/mask_variants.py selectivity --out runs/mask_variants              # the masks vs the cue
     python studies/mask_variants.py figure --out runs/mask_variants                   # mask_variants.png/.svg
+    python studies/mask_variants.py merge --out runs/all --from runs/a,runs/b         # runs made side by side
 
 Data: the ``micro`` preset with cues on half the training renderings and 20 % teacher noise (``cues_noise`` of
 studies/micro_regime.py, where ERM still follows the cue at convergence; ``--setting cues`` for cues with clean
@@ -146,6 +147,11 @@ def run(args: Any) -> None:
     for seed in seeds:
         for variant in variants:
             name = run_name(variant, seed)
+            if name in summary["runs"] and not args.fresh:
+                # Recorded already (this folder, or a summary copied back from docs/results/: the run folders
+                # need not survive for a study to continue across machines).
+                print(f"{name}: recorded, skipped", flush=True)
+                continue
             summary["runs"][name] = train_one(out, variant, seed, base, args)
             summary.update(
                 setting=args.setting,
@@ -163,6 +169,33 @@ def run(args: Any) -> None:
                 flush=True,
             )
     print(render_table(summary))
+
+
+def merge(out: Path, sources: list[Path]) -> dict[str, Any]:
+    """Merge the summaries of several ``--out`` folders (e.g. two processes run side by side on other seeds) into
+    ``out/mask_variants.json``. The folders must hold one setting and one base; a run recorded twice must agree."""
+    from iga.utils.io import atomic_write_json
+
+    target = out / "mask_variants.json"
+    merged = json.loads(target.read_text()) if target.exists() else {"runs": {}}
+    for source in sources:
+        path = source / "mask_variants.json"
+        if not path.exists():
+            raise SystemExit(f"merge: {path} does not exist")
+        other = json.loads(path.read_text())
+        for key in ("setting", "base"):
+            if key in merged and merged[key] != other.get(key):
+                raise SystemExit(f"merge: {path} has another {key} than {target}: {other.get(key)!r}")
+        for name, run in other["runs"].items():
+            if name in merged["runs"] and merged["runs"][name]["last_log"] != run["last_log"]:
+                raise SystemExit(f"merge: run {name} in {path} differs from the one already in {target}")
+            merged["runs"][name] = run
+        merged["commands"] = list(dict.fromkeys([*merged.get("commands", []), *other.get("commands", [])]))
+        for key in ("setting", "shortcut", "base", "provenance"):
+            merged[key] = other[key]
+    merged["runs"] = dict(sorted(merged["runs"].items()))
+    atomic_write_json(target, merged)
+    return merged
 
 
 def _read(run: dict[str, Any], where: tuple[str, str]) -> float | None:
@@ -508,7 +541,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("command", choices=["run", "table", "selectivity", "figure"])
+    parser.add_argument("command", choices=["run", "table", "selectivity", "figure", "merge"])
     parser.add_argument("--out", default="runs/mask_variants")
     parser.add_argument(
         "--base", default=None, help="a base folder (default: the shipped default micro base)"
@@ -523,6 +556,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--fresh", action="store_true", help="retrain runs that already finished")
     parser.add_argument(
+        "--from", dest="sources", default="", help="merge: comma-separated --out folders to merge"
+    )
+    parser.add_argument(
         "--setting",
         default=DEFAULT_SETTING,
         choices=sorted(micro_regime.SETTINGS),
@@ -536,6 +572,9 @@ def main(argv: list[str] | None = None) -> None:
         sel = Path(args.out) / "selectivity.json"
         if sel.exists():
             print("\n" + render_selectivity(json.loads(sel.read_text())))
+    elif args.command == "merge":
+        merged = merge(Path(args.out), [Path(p) for p in args.sources.split(",") if p])
+        print(f"{len(merged['runs'])} runs in {Path(args.out) / 'mask_variants.json'}")
     elif args.command == "figure":
         out = Path(args.out)
         sel = out / "selectivity.json"

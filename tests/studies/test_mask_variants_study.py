@@ -135,3 +135,41 @@ def test_a_folder_holds_one_data_setting(tmp_path):
         )
     with pytest.raises(SystemExit):  # argparse: not a setting of studies/micro_regime.py
         study.main(["run", "--out", str(tmp_path), "--setting", "hints"])
+
+
+def test_recorded_runs_are_skipped_so_a_copied_summary_continues_the_study(tmp_path, monkeypatch, capsys):
+    import json
+
+    summary = {"runs": {"erm-s0": {"variant": "erm"}}, "setting": "cues"}
+    (tmp_path / "mask_variants.json").write_text(json.dumps(summary))
+    trained = []
+    monkeypatch.setattr(
+        study, "train_one", lambda out, v, seed, base, args: trained.append((v, seed)) or {"train_seconds": 1}
+    )
+    monkeypatch.setattr(study, "render_table", lambda summary: "")
+    (tmp_path / "base.json").write_text("{}")
+    study.main(["run", "--out", str(tmp_path), "--setting", "cues", "--variants", "erm", "--seeds", "0,1",
+                "--base", str(tmp_path)])  # fmt: skip
+    assert trained == [("erm", 1)] and "erm-s0: recorded, skipped" in capsys.readouterr().out
+
+
+def test_merge_joins_folders_of_one_setting_and_refuses_a_conflict(tmp_path):
+    import json
+
+    def folder(name, runs, setting="cues"):
+        path = tmp_path / name
+        path.mkdir()
+        summary = {"runs": runs, "setting": setting, "shortcut": {}, "base": {"dir": "b"}, "provenance": {}}
+        (path / "mask_variants.json").write_text(json.dumps({**summary, "commands": [f"run {name}"]}))
+        return path
+
+    a = folder("a", {"erm-s0": {"last_log": {"loss": 1.0}}})
+    b = folder("b", {"erm-s1": {"last_log": {"loss": 2.0}}, "erm-s0": {"last_log": {"loss": 1.0}}})
+    merged = study.merge(tmp_path / "all", [a, b])
+    assert list(merged["runs"]) == ["erm-s0", "erm-s1"] and merged["commands"] == ["run a", "run b"]
+    clash = folder("c", {"erm-s1": {"last_log": {"loss": 3.0}}})
+    with pytest.raises(SystemExit, match=r"run erm-s1 in .*c/mask_variants\.json differs"):
+        study.merge(tmp_path / "all", [clash])
+    other = folder("d", {}, setting="cues_noise")
+    with pytest.raises(SystemExit, match="has another setting"):
+        study.merge(tmp_path / "all", [other])

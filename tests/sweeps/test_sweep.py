@@ -196,11 +196,37 @@ def test_cli_runs_a_sweep_with_the_local_launcher_then_skips_it(tmp_path, micro_
     dry = runner.invoke(app, ["sweep", str(spec_path), "--out", str(out), "--dry-run"])
     assert dry.exit_code == 0, dry.output
     assert "2 jobs, 2 to run" in dry.output and not out.exists()
-    res = runner.invoke(app, ["sweep", str(spec_path), "--out", str(out), "--workers", "2", "--threads", "1"])
+    records = tmp_path / "records"
+    args = [
+        "sweep",
+        str(spec_path),
+        "--out",
+        str(out),
+        "--workers",
+        "2",
+        "--threads",
+        "1",
+        "--records",
+        str(records),
+    ]
+    res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     assert sorted(p.name for p in out.glob("jobs/*/done")) == ["done", "done"]
     again = runner.invoke(app, ["sweep", str(spec_path), "--out", str(out), "--dry-run"])
     assert "2 jobs, 0 to run" in again.output and again.output.count("done") >= 2
+    # The records hold each finished job's small files only, and carry the sweep to a fresh working folder.
+    for job in out.glob("jobs/*"):
+        kept = sorted(p.name for p in (records / "jobs" / job.name).iterdir())
+        assert kept == ["config.json", "done", "job.json", "log.jsonl", "result.json"]
+        assert (records / "jobs" / job.name / "result.json").read_bytes() == (
+            job / "result.json"
+        ).read_bytes()
+    moved = tmp_path / "elsewhere"
+    res = runner.invoke(app, ["sweep", str(spec_path), "--out", str(moved), "--records", str(records)])
+    assert res.exit_code == 0, res.output
+    assert "2 finished job(s) copied back" in res.output and "2 already done, 0 to run" in res.output
+    collected = runner.invoke(app, ["collect", str(records), "--out", str(tmp_path / "tables")])
+    assert collected.exit_code == 0, collected.output
 
 
 def test_launcher_commands_and_options(tmp_path):

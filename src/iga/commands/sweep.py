@@ -27,6 +27,12 @@ def sweep_cmd(
     cluster: str | None = typer.Option(None, "--cluster", help="submitit: slurm (default) | local | debug."),
     only: list[str] | None = typer.Option(None, "--only", help="Run only these groups (repeatable)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the jobs and their state; run nothing."),
+    records: Path | None = typer.Option(
+        None,
+        "--records",
+        help="Keep finished jobs' small files here too (copied back before planning, saved as each job ends), "
+        "so that a sweep continues on another machine; iga collect reads this folder as a sweep.",
+    ),
 ) -> None:
     """Run every job of SPEC that is not finished yet (finished ones are skipped, interrupted ones resume)."""
     from rich.console import Console
@@ -48,6 +54,12 @@ def sweep_cmd(
     }.get(launcher, {})
     runner = make_launcher(launcher, **options)
     console = Console()
+    if records is not None and records.exists() and not dry_run:
+        from iga.sweeps.records import restore_records
+
+        restored = restore_records(records, out)
+        if restored:
+            console.print(f"{restored} finished job(s) copied back from {records}")
     if dry_run:
         jobs = plan_jobs(spec, out, base_dir=sweep_base_dir(spec, build=False))
     else:
@@ -73,7 +85,16 @@ def sweep_cmd(
         f"{spec.name}: {len(jobs)} jobs, {len(jobs) - len(todo)} already done, {len(todo)} to run "
         f"({runner.describe()})"
     )
-    outcome = runner.launch(todo, say=console.print)
+    save_after = None
+    if records is not None:
+        from iga.sweeps.records import save_job_record, save_records
+
+        save_records(out, records)  # sweep.json, and jobs finished before --records was given
+
+        def save_after(job, code):
+            save_job_record(job.folder, records)  # a failed job has no done marker: nothing is saved
+
+    outcome = runner.launch(todo, say=console.print, after_job=save_after)
     failed = [k for k, v in outcome.items() if isinstance(v, int) and v != 0]
     if failed:
         console.print(f"[red]{len(failed)} job(s) failed[/]; re-run the same command to retry them")

@@ -38,7 +38,15 @@ class Launcher(ABC):
     def describe(self) -> str: ...
 
     @abstractmethod
-    def launch(self, jobs: Sequence[Job], *, say: Callable[[str], None] = print) -> dict[str, Any]: ...
+    def launch(
+        self,
+        jobs: Sequence[Job],
+        *,
+        say: Callable[[str], None] = print,
+        after_job: Callable[[Job, int], None] | None = None,
+    ) -> dict[str, Any]:
+        """Run ``jobs``; ``after_job(job, exit_code)`` is called as each one ends, where the launcher waits for
+        its jobs (local, accelerate; not submitit, whose jobs end after ``launch`` returns)."""
 
 
 def _run_logged(cmd: list[str], job: Job, env: dict[str, str]) -> int:
@@ -66,7 +74,13 @@ class LocalLauncher(Launcher):
         # Oversubscribed OpenMP threads slow CPU training by orders of magnitude (docs/performance.md).
         return {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
 
-    def launch(self, jobs: Sequence[Job], *, say: Callable[[str], None] = print) -> dict[str, int]:
+    def launch(
+        self,
+        jobs: Sequence[Job],
+        *,
+        say: Callable[[str], None] = print,
+        after_job: Callable[[Job, int], None] | None = None,
+    ) -> dict[str, int]:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         env, codes = self.env(), {}
@@ -81,6 +95,8 @@ class LocalLauncher(Launcher):
                     say(
                         f"job {job.job_id} ({job.group}, seed {job.seed}) failed: see {job.folder}/stderr.log"
                     )
+                if after_job is not None:
+                    after_job(job, code)
                 bar.advance(task)
         return codes
 
@@ -102,13 +118,21 @@ class AccelerateLauncher(Launcher):
             cmd += ["--num_processes", str(self.num_processes)]
         return [*cmd, "-m", "iga", "sweep-job", str(job.folder)]
 
-    def launch(self, jobs: Sequence[Job], *, say: Callable[[str], None] = print) -> dict[str, int]:
+    def launch(
+        self,
+        jobs: Sequence[Job],
+        *,
+        say: Callable[[str], None] = print,
+        after_job: Callable[[Job, int], None] | None = None,
+    ) -> dict[str, int]:
         codes = {}
         for i, job in enumerate(jobs, 1):
             say(f"[{i}/{len(jobs)}] {job.group} seed {job.seed} → {job.folder}")
             codes[job.job_id] = code = _run_logged(self.command(job), job, dict(os.environ))
             if code != 0:
                 say(f"job {job.job_id} failed: see {job.folder}/stderr.log")
+            if after_job is not None:
+                after_job(job, code)
         return codes
 
 
@@ -143,7 +167,13 @@ class SubmititLauncher(Launcher):
         params = self.parameters()
         return [{"job_id": j.job_id, "command": job_command(j), "parameters": params} for j in jobs]
 
-    def launch(self, jobs: Sequence[Job], *, say: Callable[[str], None] = print) -> dict[str, str]:
+    def launch(
+        self,
+        jobs: Sequence[Job],
+        *,
+        say: Callable[[str], None] = print,
+        after_job: Callable[[Job, int], None] | None = None,  # not called: jobs end after launch returns
+    ) -> dict[str, str]:
         try:
             import submitit
         except ImportError:

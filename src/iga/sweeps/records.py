@@ -1,0 +1,101 @@
+"""A sweep's finished jobs kept apart from its working folder, so that a long study outlives the machine it ran on.
+
+A study of many CPU-hours runs across sessions whose working folders (checkpoints, data, completions) are lost;
+what the tables need of a finished job is small. ``iga sweep SPEC --out DIR --records RECORDS`` copies back every
+job ``RECORDS`` holds that ``DIR`` has not finished, before planning (so those jobs count as done and are skipped),
+and copies each job into ``RECORDS`` as it finishes. ``RECORDS`` is itself a sweep folder that ``iga collect`` and
+``iga plot`` read::
+
+    RECORDS/sweep.json
+    RECORDS/jobs/<job_id>/{job.json, config.json, result.json, log.jsonl, done}
+
+Checkpoints, adapters, completions and TensorBoard events stay behind (``completions.jsonl`` alone is ~100x the
+rest). The ``done`` marker is copied last, so an interrupted copy is never read as a finished job.
+
+Example:
+    >>> import json, tempfile
+    >>> from pathlib import Path
+    >>> sweep, records = Path(tempfile.mkdtemp()), Path(tempfile.mkdtemp()) / "records"
+    >>> job = sweep / "jobs" / "abc123"
+    >>> job.mkdir(parents=True)
+    >>> for name in ("job.json", "result.json", "done", "checkpoint.pt"):
+    ...     _ = (job / name).write_text("{}")
+    >>> save_records(sweep, records)
+    1
+    >>> sorted(p.name for p in (records / "jobs" / "abc123").iterdir())
+    ['done', 'job.json', 'result.json']
+    >>> restore_records(records, Path(tempfile.mkdtemp()))
+    1
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from iga.runs.folder import CONFIG_NAME, RESULT_NAME
+from iga.sweeps.sweep import DONE_NAME, JOB_NAME
+from iga.training.outputs import LOG_NAME
+from iga.utils.io import atomic_write_bytes
+
+#: What a finished job keeps, in copy order: the ``done`` marker last.
+RECORD_FILES = (JOB_NAME, CONFIG_NAME, RESULT_NAME, LOG_NAME, DONE_NAME)
+
+
+def _copy_job(source: Path, target: Path) -> bool:
+    """Copy ``source``'s record files into ``target`` unless ``target`` already holds the same; True if copied."""
+    if not (source / RESULT_NAME).exists():
+        raise ValueError(f"{source}: marked done but has no {RESULT_NAME}")
+    if all(
+        (target / name).exists() and (target / name).read_bytes() == (source / name).read_bytes()
+        for name in RECORD_FILES
+        if (source / name).exists()
+    ):
+        return False
+    target.mkdir(parents=True, exist_ok=True)
+    (target / DONE_NAME).unlink(missing_ok=True)  # not finished until every file is in
+    for name in RECORD_FILES:
+        if (source / name).exists():
+            atomic_write_bytes(target / name, (source / name).read_bytes())
+    return True
+
+
+def _finished(sweep_dir: Path) -> list[Path]:
+    jobs = sweep_dir / "jobs"
+    return sorted(p for p in jobs.iterdir() if (p / DONE_NAME).exists()) if jobs.is_dir() else []
+
+
+def save_records(sweep_dir: str | os.PathLike, records_dir: str | os.PathLike) -> int:
+    """Copy every finished job of ``sweep_dir`` (and its ``sweep.json``) into ``records_dir``; the number copied."""
+    sweep_dir, records_dir = Path(sweep_dir), Path(records_dir)
+    copied = sum(_copy_job(job, records_dir / "jobs" / job.name) for job in _finished(sweep_dir))
+    if (sweep_dir / "sweep.json").exists():
+        records_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(sweep_dir / "sweep.json", records_dir / "sweep.json")
+    return copied
+
+
+def save_job_record(job_dir: str | os.PathLike, records_dir: str | os.PathLike) -> bool:
+    """Copy one finished job folder into ``records_dir/jobs/``; False when it is not finished or already there."""
+    job_dir = Path(job_dir)
+    if not (job_dir / DONE_NAME).exists():
+        return False
+    return _copy_job(job_dir, Path(records_dir) / "jobs" / job_dir.name)
+
+
+def restore_records(records_dir: str | os.PathLike, sweep_dir: str | os.PathLike) -> int:
+    """Copy into ``sweep_dir`` every job ``records_dir`` holds that ``sweep_dir`` has not finished; the number.
+
+    An unfinished attempt's folder is replaced (its checkpoint would resume a job that is already done).
+    """
+    records_dir, sweep_dir = Path(records_dir), Path(sweep_dir)
+    restored = 0
+    for job in _finished(records_dir):
+        target = sweep_dir / "jobs" / job.name
+        if (target / DONE_NAME).exists():
+            continue
+        shutil.rmtree(target, ignore_errors=True)
+        _copy_job(job, target)
+        restored += 1
+    return restored
