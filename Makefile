@@ -53,10 +53,14 @@ shortcut-study: $(STAMP)
 # by the step costs (configs/sweeps/micro_study*.yaml; a pilot measures it), resumable: re-run to continue.
 # Tables under the rules: cue-free validation (the headline), validation with cues, leave-one-training-domain-out
 # (the search) and the oracle (test-domain validation, labelled as such).
+# Finished jobs are kept in docs/results/NAME/records (committed): a fresh clone continues where the last machine
+# stopped. One worker with both cores: on the micro student two single-thread workers side by side made ~0.65 s
+# per ERM step each, one two-thread worker 0.27 s (2-core VM; docs/performance.md), so parallel jobs lose here.
 study: $(STAMP)
-	$(BIN)/iga sweep configs/sweeps/micro_study.yaml --out runs/micro_study --workers 1
-	$(BIN)/iga sweep configs/sweeps/micro_study_cues.yaml --out runs/micro_study_cues --workers 1
-	$(BIN)/iga sweep configs/sweeps/micro_study_search.yaml --out runs/micro_study_search --workers 1
+	for name in micro_study micro_study_cues micro_study_search; do \
+	  $(BIN)/iga sweep configs/sweeps/$$name.yaml --out runs/$$name --workers 1 \
+	    --records docs/results/$$name/records || exit 1; \
+	done
 	$(BIN)/iga collect runs/micro_study_search --out docs/results/micro_study_search/select_lodo --select lodo
 	for name in micro_study micro_study_cues micro_study_search; do \
 	  for rule in val_nocue val test; do \
