@@ -9,8 +9,8 @@ and copies each job into ``RECORDS`` as it finishes. ``RECORDS`` is itself a swe
     RECORDS/sweep.json
     RECORDS/jobs/<job_id>/{job.json, config.json, result.json, log.jsonl, done}
 
-Checkpoints, adapters, completions and TensorBoard events stay behind (``completions.jsonl`` alone is ~100x the
-rest). The ``done`` marker is copied last, so an interrupted copy is never read as a finished job.
+Checkpoints, adapters, completions and TensorBoard events stay behind (a micro-regime job keeps ~25 KB of its
+3.5 MB). The ``done`` marker is copied last, so an interrupted copy is never read as a finished job.
 
 Example:
     >>> import json, tempfile
