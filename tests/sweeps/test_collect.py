@@ -232,6 +232,25 @@ def test_oracle_gap_share_is_a_dash_when_the_gap_is_tiny_or_a_group_is_missing(t
     assert "– because the sweep has no group named 'oracle'." in out.markdown
 
 
+def test_groups_whose_runs_evaluated_identically_are_named_under_the_overall_table(tmp_path):
+    # andmask and sandmask agree on both seeds; cagrad agrees on seed 0 only; erm ran one seed of the same numbers.
+    for group, prefix in (("andmask", "a"), ("sandmask", "s")):
+        write_job(tmp_path, f"{prefix}0", group, 0, ood=0.3, step_time=0.5)
+        write_job(tmp_path, f"{prefix}1", group, 1, ood=0.4, step_time=0.6)  # step times never compared
+    write_job(tmp_path, "c0", "cagrad", 0, ood=0.3)
+    write_job(tmp_path, "c1", "cagrad", 1, ood=0.41)
+    write_job(tmp_path, "e0", "erm", 0, ood=0.3)
+    write_job(tmp_path, "x0", "iga:tau=1", 0, ood=0.3, ablation={"name": "tau", "value": 1})
+    write_job(tmp_path, "x1", "iga:tau=1", 1, ood=0.4, ablation={"name": "tau", "value": 1})
+    out = collect(tmp_path, formats=("md",))
+    note = "andmask and sandmask: the same evaluation on each of their 2 seeds (every split, every metric)"
+    overall = out.markdown.split("## Overall")[1].split("\n## ")[0]
+    assert note in overall
+    assert out.markdown.count("the same evaluation") == 1  # not cagrad, not erm, not the ablation group
+    ablation = out.markdown.split("## Ablation: tau")[1].split("\n## ")[0]
+    assert "the same evaluation" not in ablation
+
+
 def test_step_time_is_a_dash_without_an_erm_group(tmp_path):
     write_job(tmp_path, "i0", "iga", 0, step_time=0.9)
     out = collect(tmp_path, formats=())

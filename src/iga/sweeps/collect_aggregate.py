@@ -5,8 +5,9 @@ order, and the machine-readable forms (CSV rows, ``summary.json``). Nothing here
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from iga.sweeps.sweep_results import (
@@ -64,6 +65,8 @@ class Aggregate:
     oracle_note: str
     #: The validation metric shown in the tables' "Val" column: the one model selection used.
     val_metric: str = "val_accuracy"
+    #: Sets of main-comparison groups whose runs evaluated identically, each with its note (:func:`identical_groups`).
+    identical_notes: dict[tuple[str, ...], str] = field(default_factory=dict)
 
 
 def _group_stats(group: str, runs: list[JobRecord]) -> GroupStats:
@@ -120,6 +123,47 @@ def _oracle_share(groups: Mapping[str, GroupStats]) -> tuple[float | None, float
     return erm, denominator, ""
 
 
+def _evaluation(run: JobRecord) -> tuple[str, str]:
+    """What a run's evaluation gave, as comparable text: the whole summary and the canonical LCS."""
+    return json.dumps(run.summary, sort_keys=True), json.dumps(run.lcs.get("canonical"))
+
+
+def identical_groups(groups: Mapping[str, GroupStats]) -> dict[tuple[str, ...], str]:
+    """The sets of main-comparison groups whose runs gave the same evaluation on every seed.
+
+    Two methods can coincide at some options (SAND-mask is AND-mask when its smoothing makes no difference), and
+    two identical rows in a table look like a copying error; the note says the runs themselves agree, split by
+    split. Groups compare only when they ran the same seeds (at least one).
+
+    >>> from pathlib import Path
+    >>> def run(group, seed, acc):
+    ...     r = JobRecord(group, group, seed, 0, Path("."), finished=True)
+    ...     r.result = {"eval": {"summary": {"id_accuracy": acc}}}
+    ...     return r
+    >>> groups = {g: _group_stats(g, [run(g, 0, a), run(g, 1, 0.5)]) for g, a in (("a", 0.9), ("b", 0.9), ("c", 0.8))}
+    >>> identical_groups(groups)  # doctest: +NORMALIZE_WHITESPACE
+    {('a', 'b'): 'a and b: the same evaluation on each of their 2 seeds (every split, every metric):
+    the rows agree because the runs do.'}
+    """
+    by_outcome: dict[tuple[Any, ...], list[str]] = {}
+    for g, stats in groups.items():
+        if stats.ablation is not None or not stats.runs:
+            continue
+        runs = sorted(stats.runs, key=lambda r: r.seed)
+        key = tuple((r.seed, *_evaluation(r)) for r in runs)
+        by_outcome.setdefault(key, []).append(g)
+    notes = {}
+    for key, names in by_outcome.items():
+        if len(names) > 1:
+            names = sorted(names)
+            seeds = f"each of their {len(key)} seeds" if len(key) > 1 else "their only seed"
+            notes[tuple(names)] = (
+                f"{', '.join(names[:-1])} and {names[-1]}: the same evaluation on {seeds} "
+                "(every split, every metric): the rows agree because the runs do."
+            )
+    return notes
+
+
 def aggregate(selected: Iterable[JobRecord], *, select: str = "val") -> Aggregate:
     """Per-group statistics of the selected runs, plus the derived ERM-relative columns."""
     groups = {g: _group_stats(g, runs) for g, runs in by_group(selected).items()}
@@ -136,6 +180,7 @@ def aggregate(selected: Iterable[JobRecord], *, select: str = "val") -> Aggregat
         groups=groups,
         families=sorted(families),
         oracle_note=oracle_note,
+        identical_notes=identical_groups(groups),
         # lodo selects on jobs outside the table: the column shows the ordinary validation accuracy then.
         val_metric="val_accuracy" if select == "lodo" else SELECTION_METRICS[select],
     )

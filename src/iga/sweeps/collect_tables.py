@@ -63,19 +63,20 @@ def _overall_row(
     ]
 
 
-def _overall_notes(agg: Aggregate) -> list[str]:
+def _overall_notes(agg: Aggregate, shown: Sequence[str]) -> list[str]:
     notes = [
         "ERM→oracle gap closed = (OOD_g − OOD_erm) / (OOD_oracle − OOD_erm) on seed means; "
         "step time ×ERM = mean train.step_time_s / that of erm (both without CI). LCS: lower is more consistent."
     ]
-    return notes + ([agg.oracle_note] if agg.oracle_note else [])
+    same = [note for names, note in agg.identical_notes.items() if set(names) <= set(shown)]
+    return notes + ([agg.oracle_note] if agg.oracle_note else []) + same
 
 
 def _overall_table(title: str, agg: Aggregate, rows: Sequence[tuple[str, str]]) -> ResultTable:
     dagger = FewSeedCells()
     cols = _overall_columns(agg)
     body = [_overall_row(agg.groups[g], label, dagger, cols, agg.val_metric) for g, label in rows]
-    return ResultTable(title, cols, body, dagger.line(), _overall_notes(agg))
+    return ResultTable(title, cols, body, dagger.line(), _overall_notes(agg, [g for g, _ in rows]))
 
 
 SHORTCUT_COLUMNS = (
