@@ -115,6 +115,54 @@ def test_ensure_caches_and_prefers_the_shipped_copy(tmp_path, monkeypatch):
     )
 
 
+def test_an_interrupted_base_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path):
+    from safetensors.torch import load_file
+
+    from iga.models.micro_base import CHECKPOINT
+
+    cfg = dataclasses.replace(TINY, steps=4, warmup_steps=2)
+    whole = train_micro_base(cfg, tmp_path / "whole", checkpoint_every=0)
+    part = tmp_path / "part"
+    train_micro_base(cfg, part, checkpoint_every=1, stop_after=1)  # stops after step 1 of 4
+    assert (part / CHECKPOINT).is_file() and not (part / BASE_MARKER).exists()
+    train_micro_base(cfg, part, stop_after=1)  # steps 2 (checkpoint at the stop)
+    train_micro_base(cfg, part)  # steps 3-4, then the base
+    assert not (part / CHECKPOINT).exists()
+    a, b = load_file(whole / "model.safetensors"), load_file(part / "model.safetensors")
+    assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a)
+    info_a, info_b = (json.loads((d / BASE_MARKER).read_text()) for d in (whole, part))
+    assert info_a["loss_curve"] == info_b["loss_curve"] and info_a["final_loss"] == info_b["final_loss"]
+    assert info_a["resumed_from_steps"] == [] and info_b["resumed_from_steps"] == [1, 2]
+
+
+def test_a_checkpoint_of_another_base_is_refused_naming_the_file(tmp_path):
+    from iga.models.micro_base import CHECKPOINT
+
+    train_micro_base(dataclasses.replace(TINY, steps=3), tmp_path, stop_after=1)
+    with pytest.raises(ValueError, match=f"{CHECKPOINT}: checkpoint of another base"):
+        train_micro_base(dataclasses.replace(TINY, steps=3, lr=1e-3), tmp_path)
+
+
+def test_ensure_resumes_a_partial_build_and_starts_over_without_a_checkpoint(tmp_path, monkeypatch):
+    import iga.models.micro_base as mb
+
+    cfg = dataclasses.replace(TINY, steps=3)
+    partial = micro_base_path(cfg, cache_dir=tmp_path).with_name(
+        micro_base_path(cfg, cache_dir=tmp_path).name + ".partial"
+    )
+    train_micro_base(cfg, partial, stop_after=2)
+    seen = []
+    real = mb.train_micro_base
+    monkeypatch.setattr(
+        mb,
+        "train_micro_base",
+        lambda c, out, **k: seen.append((out / mb.CHECKPOINT).is_file()) or real(c, out, **k),
+    )
+    path, built = ensure_micro_base(cfg, cache_dir=tmp_path)
+    info = json.loads((path / BASE_MARKER).read_text())
+    assert built and seen == [True] and info["resumed_from_steps"] == [2]
+
+
 def test_no_base_is_shipped_for_an_unknown_name():
     assert shipped_base("micro-tiny-0000000000000000") is None
 

@@ -263,6 +263,34 @@ def _backward_by_length(model: Any, batch: Mapping[str, Any], chunks: int = 2) -
     return total
 
 
+CHECKPOINT = "checkpoint.pt"
+
+
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """``torch.save`` to a temporary name, then rename: an interruption leaves the previous checkpoint whole."""
+    import torch
+
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _load_checkpoint(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any] | None:
+    """The checkpoint at ``path`` when it was written for ``fingerprint`` (config and vocabulary); None without
+    one; ValueError naming the file when it belongs to another base (resuming it would mix two bases)."""
+    import torch
+
+    if not path.is_file():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state.get("fingerprint") != fingerprint:
+        raise ValueError(
+            f"{path}: checkpoint of another base (its config or vocabulary differs from this one's); delete it to "
+            "train this base from the start"
+        )
+    return state
+
+
 def train_micro_base(
     cfg: MicroBaseConfig,
     out_dir: str | os.PathLike,
@@ -270,8 +298,16 @@ def train_micro_base(
     domains_dir: str | None = None,
     progress: Callable[[int, int, float], None] | None = None,
     on_step: Callable[[int, Any, Any], None] | None = None,
+    checkpoint_every: int = 250,
+    stop_after: int | None = None,
 ) -> Path:
     """Build the word-level tokenizer, train the base from scratch, save both to ``out_dir`` (HF folders).
+
+    Resumable: every ``checkpoint_every`` steps (0: never) the model, optimizer, schedule, torch RNG and loss
+    history go to ``out_dir/checkpoint.pt`` (atomically); a call that finds one continues from it, to the same
+    weights as an uninterrupted run (the rows are a function of the step; tested). ``stop_after``: return after
+    that many steps of this call, leaving the checkpoint (for tests and time-boxed sessions); the finished base
+    has no checkpoint.
 
     ``on_step(step, model, tokenizer)`` runs after every optimizer step (a probe may evaluate the model; it must
     leave it in train mode)."""
@@ -296,9 +332,24 @@ def train_micro_base(
         betas=(0.9, 0.98),
     )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg))
-    model.train()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint = out_dir / CHECKPOINT
+    vocab = vocab_hash(list(tok.convert_ids_to_tokens(list(range(len(tok))))))
+    fingerprint = {"config": asdict(cfg), "vocab_hash": vocab}
     losses: list[float] = []
-    for step in range(cfg.steps):
+    start, seconds_before, resumed_from = 0, 0.0, []
+    state = _load_checkpoint(checkpoint, fingerprint)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        losses, start = list(state["losses"]), int(state["step"])
+        seconds_before, resumed_from = float(state["seconds"]), [*state["resumed_from"], start]
+    model.train()
+    end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
+    for step in range(start, end):
         loss = _backward_by_length(model, rows.batch(step))
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -309,9 +360,25 @@ def train_micro_base(
             progress(step + 1, cfg.steps, losses[-1])
         if on_step is not None:
             on_step(step + 1, model, tok)
+        done = step + 1
+        if done < cfg.steps and ((checkpoint_every and done % checkpoint_every == 0) or done == end):
+            _save_checkpoint(
+                checkpoint,
+                {
+                    "fingerprint": fingerprint,
+                    "step": done,
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "torch_rng": torch.get_rng_state(),
+                    "losses": losses,
+                    "seconds": seconds_before + time.perf_counter() - t0,
+                    "resumed_from": resumed_from,
+                },
+            )
+    if end < cfg.steps:
+        return out_dir
     model.eval()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
@@ -326,19 +393,22 @@ def train_micro_base(
             "student_spec": spec_dict(cfg.student),
             "num_parameters": sum(p.numel() for p in model.parameters()),
             "vocab_size": len(tok),
-            "vocab_hash": vocab_hash(list(tok.convert_ids_to_tokens(list(range(len(tok)))))),
+            "vocab_hash": vocab,
             "first_loss": losses[0],
             "final_loss": sum(tail) / len(tail),
             "loss_curve": [
                 round(sum(losses[i : i + 50]) / len(losses[i : i + 50]), 4) for i in range(0, len(losses), 50)
             ],
-            "seconds": round(time.perf_counter() - t0, 2),
+            # over every call that trained it (a resumed base adds each call's time, start-up included)
+            "seconds": round(seconds_before + time.perf_counter() - t0, 2),
+            "resumed_from_steps": resumed_from,
             "torch_threads": torch.get_num_threads(),
             "command": "iga pretrain --regime micro"
             + ("" if cfg == MicroBaseConfig() else f"  # {asdict(cfg)}"),
             "provenance": provenance(),
         },
     )
+    checkpoint.unlink(missing_ok=True)
     return out_dir
 
 
@@ -382,15 +452,17 @@ def ensure_micro_base(
     progress: Callable[[int, int, float], None] | None = None,
 ) -> tuple[Path, bool]:
     """The cached base for ``cfg``: the cache's, else the shipped copy (copied into the cache), else trained now
-    (into a ``.partial`` folder, then renamed). Returns ``(path, trained_now)``."""
+    (into a ``.partial`` folder, then renamed; an interrupted build resumes from the checkpoint it left there).
+    Returns ``(path, trained_now)``."""
     import shutil
 
     path = micro_base_path(cfg, cache_dir=cache_dir, domains_dir=domains_dir)
     if (path / BASE_MARKER).exists():
         return path, False
     tmp = path.with_name(path.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
     shipped = shipped_base(path.name)
+    if shipped is not None or not (tmp / CHECKPOINT).is_file():
+        shutil.rmtree(tmp, ignore_errors=True)
     if shipped is not None:
         shutil.copytree(shipped, tmp)
         if not path.exists():
