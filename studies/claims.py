@@ -12,6 +12,10 @@ excess wrong-cue following (share of answers equal to a wrong cue's value, shown
 Where the sweep ran IGA and ERM under the same changed data (ablation groups ``iga:S`` and ``erm:S``: no cues,
 stronger cues, fewer training domains), IGA − ERM per setting (:func:`same_setting_comparison`).
 
+Every verdict is one test at the 5 % level, and the file makes many (three metrics against every other method,
+plus the claims): :func:`multiple_comparisons` counts them, says how many would come out by chance alone, and
+which of the significant ones survive Holm's step-down correction over all of them.
+
 Run: ``python studies/claims.py runs/study --out docs/results/claims.md`` (also writes ``claims.json``).
 
 Example:
@@ -45,6 +49,8 @@ METRICS = {
     "ood_accuracy": ("eval", "summary", "ood_accuracy"),
     "id_accuracy": ("eval", "summary", "id_accuracy"),
     "lcs": ("eval", "lcs", "canonical"),
+    # LCS of the same model with the domains' rows randomly paired: what "no consistency" scores
+    "lcs_permutation": ("eval", "lcs", "permutation_mean"),
 }
 #: Shortcut reliance, per run: metric -> (minuend, subtrahend) in eval.summary.
 SHORTCUT_METRICS = {
@@ -117,6 +123,7 @@ def same_setting_comparison(
                     baseline: mean_ci(b.values()).to_json(),
                     "difference": d.to_json(),
                     "verdict": _verdict(d, higher_is_better=higher),
+                    "p": paired_p_value(d),
                 }
         rows.append(row)
     return rows
@@ -125,6 +132,80 @@ def same_setting_comparison(
 def paired_difference(a: Mapping[int, float], b: Mapping[int, float]) -> MeanCI:
     """Mean ± 95% CI of ``a[s] − b[s]`` over the seeds both have."""
     return mean_ci([a[s] - b[s] for s in sorted(set(a) & set(b))])
+
+
+def paired_p_value(diff: MeanCI) -> float | None:
+    """Two-sided p-value of the paired t-test behind ``diff`` (the test whose 95 % interval the verdict reads);
+    None below 2 seeds. Equal differences on every seed (no spread) give 0, or 1 when they are all 0.
+
+    >>> round(paired_p_value(paired_difference({0: 0.3, 1: 0.33, 2: 0.30}, {0: 0.2, 1: 0.22, 2: 0.18})), 4)
+    0.0027
+    """
+    if diff.n < 2 or diff.ci95 is None or diff.mean is None:
+        return None
+    if diff.ci95 == 0:
+        return 1.0 if diff.mean == 0 else 0.0
+    from scipy import stats
+
+    t = diff.mean / (diff.ci95 / stats.t.ppf(0.975, diff.n - 1))
+    return float(2 * stats.t.sf(abs(t), diff.n - 1))
+
+
+def holm(p_values: Mapping[str, float], *, alpha: float = 0.05) -> set[str]:
+    """Holm's step-down procedure: the tests (keys) rejected at family-wise level ``alpha``.
+
+    >>> sorted(holm({"a": 0.001, "b": 0.02, "c": 0.03, "d": 0.5}))  # 0.001 < .05/4; 0.02 > .05/3 stops
+    ['a']
+    """
+    rejected: set[str] = set()
+    for rank, (name, p) in enumerate(sorted(p_values.items(), key=lambda kv: kv[1])):
+        if p > alpha / (len(p_values) - rank):
+            break
+        rejected.add(name)
+    return rejected
+
+
+def multiple_comparisons(claims: Mapping[str, Any], *, alpha: float = 0.05) -> dict[str, Any]:
+    """Every test the claims make (a verdict with a p-value), how many are significant one by one, how many
+    would be by chance alone if nothing differed (``alpha`` × tests), and those that survive Holm's correction.
+    """
+    tests: dict[str, tuple[float, str]] = {}
+    m = claims["method"]
+    named = [
+        (f"{m} − erm, OOD-surface", claims["ood_gain_over_erm"]),
+        (f"{m} − erm, LCS", claims["lcs"]),
+        *((f"{m} − erm, {SHORTCUT_LABELS[k]}", v) for k, v in claims.get("shortcut", {}).items()),
+        *(
+            (f"{m} − {other}, {METRIC_LABELS[metric]}", cell)
+            for other, row in claims["versus"].items()
+            for metric, cell in row.items()
+        ),
+        # the other data settings (the main one is the claims' own iga − erm)
+        *(
+            (f"{m} − erm under {row['setting']}, {SETTING_LABELS[metric]}", row[metric])
+            for row in claims.get("settings", [])
+            if row["setting"] != "main"
+            for metric in SETTING_METRICS
+            if metric in row
+        ),
+    ]
+    # the claims' iga − erm tests reappear in the table against every method: one name, counted once
+    for name, cell in named:
+        if cell.get("p") is not None:
+            tests[name] = (cell["p"], cell["verdict"])
+    significant = sorted(n for n, (_, verdict) in tests.items() if verdict in ("better", "worse"))
+    kept = holm({n: p for n, (p, _) in tests.items()}, alpha=alpha)
+    return {
+        "alpha": alpha,
+        "tests": len(tests),
+        "expected_by_chance": alpha * len(tests),
+        "significant_one_by_one": significant,
+        "significant_after_holm": sorted(kept),
+    }
+
+
+METRIC_LABELS = {"ood_accuracy": "OOD-surface", "id_accuracy": "ID", "lcs": "LCS"}
+SETTING_LABELS = {**METRIC_LABELS, "cue_gain": "cue gain"}
 
 
 def _verdict(diff: MeanCI, *, higher_is_better: bool = True) -> str:
@@ -159,13 +240,20 @@ def check_claims(
                 "erm": mean_ci(erm.values()).to_json(),
                 "difference": d.to_json(),
                 "verdict": _verdict(d, higher_is_better=False),
+                "p": paired_p_value(d),
             }
     vs = {}
     for other in sorted(g for g in data if g != method):
         vs[other] = {}
         for metric, higher in (("ood_accuracy", True), ("id_accuracy", True), ("lcs", False)):
             d = paired_difference(data[method][metric], data[other][metric])
-            vs[other][metric] = {**d.to_json(), "verdict": _verdict(d, higher_is_better=higher)}
+            vs[other][metric] = {
+                **d.to_json(),
+                "verdict": _verdict(d, higher_is_better=higher),
+                "p": paired_p_value(d),
+            }
+    lcs_diff = paired_difference(data[method]["lcs"], data["erm"]["lcs"])
+    permutation = {g: mean_ci(data[g].get("lcs_permutation", {}).values()).mean for g in ("erm", method)}
     return {
         "method": method,
         "ood_gain_over_erm": {
@@ -173,6 +261,7 @@ def check_claims(
             "points": None if gain.mean is None else 100 * gain.mean,
             "paper_points": PAPER_OOD_GAIN_POINTS,
             "verdict": _verdict(gain),
+            "p": paired_p_value(gain),
         },
         "lcs": {
             "erm": lcs_erm.to_json(),
@@ -181,9 +270,10 @@ def check_claims(
                 lcs_erm.mean / lcs_method.mean if lcs_erm.mean and lcs_method.mean else None
             ),
             "paper": {"erm": PAPER_LCS_ERM, "iga": PAPER_LCS_IGA, "ratio": PAPER_LCS_ERM / PAPER_LCS_IGA},
-            "verdict": _verdict(
-                paired_difference(data[method]["lcs"], data["erm"]["lcs"]), higher_is_better=False
-            ),
+            # mean permutation baseline of each group's runs (None when the runs did not record one)
+            "permutation": permutation,
+            "verdict": _verdict(lcs_diff, higher_is_better=False),
+            "p": paired_p_value(lcs_diff),
         },
         "shortcut": shortcut,
         "versus": vs,
@@ -213,7 +303,7 @@ def render_claims(claims: Mapping[str, Any]) -> str:
         f"| OOD-surface gain over ERM-SFT (points) | up to +{gain['paper_points']} | {_pm(gain)} | {gain['verdict']} |",
         f"| LCS ERM / {m} (lower LCS = more consistent) | {lcs['paper']['erm']} / {lcs['paper']['iga']} "
         f"(ratio {lcs['paper']['ratio']:.1f}) | {_fmt(lcs['erm']['mean'])} / {_fmt(lcs[m]['mean'])} "
-        f"(ratio {'–' if ratio is None else f'{ratio:.2f}'}) | {lcs['verdict']} |",
+        f"(ratio {'–' if ratio is None else f'{ratio:.2f}'}{_permutation_text(lcs, m)}) | {lcs['verdict']} |",
         *(
             f"| less shortcut reliance than ERM-SFT: {SHORTCUT_LABELS[k]} (points, {m} − ERM) | the mechanism (no number) | "
             f"{_pm(v[m], digits=1).split(' (')[0]} vs {_pm(v['erm'], digits=1).split(' (')[0]}: "
@@ -232,9 +322,41 @@ def render_claims(claims: Mapping[str, Any]) -> str:
             f"{_pm(row['id_accuracy'])} | {row['id_accuracy']['verdict']} | "
             f"{_pm(row['lcs'], 1.0, 3)} | {row['lcs']['verdict']} |"
         )
+    if claims.get("multiple_comparisons"):
+        lines += render_multiple_comparisons(claims["multiple_comparisons"])
     if claims.get("settings"):
         lines += render_settings(claims["settings"], method=m)
     return "\n".join(lines) + "\n"
+
+
+def _permutation_text(lcs: Mapping[str, Any], method: str) -> str:
+    perm = lcs.get("permutation") or {}
+    if perm.get("erm") is None or perm.get(method) is None:
+        return ""
+    return f"; rows paired at random: {perm['erm']:.3f} / {perm[method]:.3f}"
+
+
+def render_multiple_comparisons(mc: Mapping[str, Any]) -> list[str]:
+    """The paragraph that says how many tests the verdicts above are, and what survives Holm's correction."""
+    one, holm_kept = mc["significant_one_by_one"], mc["significant_after_holm"]
+    if not mc["tests"]:
+        return [
+            "",
+            "## Multiple comparisons",
+            "",
+            "No verdict above is a test yet: each needs two seeds or more.",
+        ]
+    return [
+        "",
+        "## Multiple comparisons",
+        "",
+        f"The verdicts above are {mc['tests']} paired t-tests at the {100 * mc['alpha']:.0f} % level, each read on "
+        f"its own; if no method differed from any other, about {mc['expected_by_chance']:.1f} of them would still "
+        f'read "better" or "worse". {len(one)} do'
+        + (f" ({'; '.join(one)})" if one else "")
+        + f". Holm's step-down correction over all {mc['tests']} (family-wise level {100 * mc['alpha']:.0f} %) "
+        f"keeps {len(holm_kept)}" + (f": {'; '.join(holm_kept)}." if holm_kept else "."),
+    ]
 
 
 def _means(cell: Mapping[str, Any] | None, method: str, baseline: str) -> str:
@@ -294,6 +416,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     kept = _kept_runs(args.sweep_dir, args.select)  # read once: the main comparison, then every group
     claims = check_claims(_per_seed(r for r in kept if r.ablation is None), method=args.method)
     claims["settings"] = same_setting_comparison(_per_seed(kept), method=args.method)
+    claims["multiple_comparisons"] = multiple_comparisons(claims)
     claims["model_selection"] = selection_line(args.select)
     text = render_claims(claims)
     if args.out:

@@ -121,10 +121,72 @@ def test_same_setting_comparison_pairs_ablation_groups_of_both_methods(sweep, tm
     text = "\n".join(render_settings(rows, method="iga"))
     assert "| cues=off | 12.0 / 50.0 | -18.0 ± " in text and "— no significant difference | – | – |" in text
     out = tmp_path / "claims.md"
-    main([str(sweep), "--out", str(out)])
+    claims = main([str(sweep), "--out", str(out)])
     assert "| cues=off |" in out.read_text()
+    # the cues=off setting's OOD and ID differences are tests too; the main setting's are the claims' own
+    mc = claims["multiple_comparisons"]
+    assert mc["tests"] == 2 * 3 + 2
+    assert not any("under main" in name for name in mc["significant_one_by_one"])
+
+
+def test_a_sweep_of_one_seed_makes_no_test_and_says_so(tmp_path):
+    for group, ood in (("erm", 0.2), ("iga", 0.3)):
+        _job(tmp_path, group, group, 0, ood, 0.5, 0.2)
+    claims = main([str(tmp_path)])
+    assert claims["multiple_comparisons"]["tests"] == 0
+    assert "No verdict above is a test yet" in render_claims(claims)
 
 
 def test_doctests():
     outcome = doctest.testmod(claims_module)
     assert outcome.attempted >= 2 and outcome.failed == 0
+
+
+def test_p_value_is_scipys_paired_t_test_and_agrees_with_the_interval(sweep):
+    from scipy import stats
+
+    from claims import paired_p_value
+
+    a, b = {0: 0.30, 1: 0.33, 2: 0.29}, {0: 0.20, 1: 0.22, 2: 0.25}
+    p = paired_p_value(paired_difference(a, b))
+    assert p == pytest.approx(stats.ttest_rel(list(a.values()), list(b.values())).pvalue, rel=1e-9)
+    # The verdict reads the 95 % interval: it excludes 0 exactly when p < 0.05.
+    for other, row in check_claims(per_seed(sweep))["versus"].items():
+        for cell in row.values():
+            assert (cell["p"] < 0.05) == (cell["verdict"] in ("better", "worse")), (other, cell)
+    assert paired_p_value(paired_difference({0: 0.3}, {0: 0.1})) is None  # one seed: no test
+    assert paired_p_value(paired_difference({0: 0.5, 1: 0.75}, {0: 0.25, 1: 0.5})) == 0.0  # no spread
+    assert paired_p_value(paired_difference({0: 0.5, 1: 0.75}, {0: 0.5, 1: 0.75})) == 1.0
+
+
+def test_holm_rejects_in_order_and_stops_at_the_first_failure():
+    from claims import holm
+
+    assert holm({}) == set()
+    assert holm({"a": 0.01, "b": 0.02}) == {"a", "b"}  # 0.01 ≤ .05/2, then 0.02 ≤ .05/1
+    assert holm({"a": 0.03, "b": 0.04}) == set()  # 0.03 > .05/2: nothing
+    assert holm({"a": 0.001, "b": 0.9, "c": 0.012}) == {"a", "c"}  # .001 ≤ .05/3, .012 ≤ .05/2, .9 > .05
+
+
+def test_multiple_comparisons_count_every_test_and_say_what_survives(sweep, tmp_path):
+    claims = main([str(sweep), "--out", str(tmp_path / "claims.md")])
+    mc = claims["multiple_comparisons"]
+    # iga against erm and vrex on three metrics (the claims' iga − erm OOD and LCS tests are two of them, counted
+    # once); id_accuracy differences are all 0 (no spread, mean 0: p = 1) and still count as tests.
+    assert mc["tests"] == 2 * 3
+    assert mc["expected_by_chance"] == pytest.approx(0.3)
+    assert "iga − erm, OOD-surface" in mc["significant_one_by_one"]
+    assert set(mc["significant_after_holm"]) <= set(mc["significant_one_by_one"])
+    text = (tmp_path / "claims.md").read_text()
+    assert "## Multiple comparisons" in text and f"are {mc['tests']} paired t-tests" in text
+
+
+def test_the_lcs_row_shows_the_permutation_baseline_when_the_runs_recorded_one(sweep):
+    assert "rows paired at random" not in render_claims(check_claims(per_seed(sweep)))
+    for path in sweep.glob("jobs/*/result.json"):
+        result = json.loads(path.read_text())
+        result["eval"]["lcs"]["permutation_mean"] = 0.5 if "erm" in path.parent.name else 0.4
+        path.write_text(json.dumps(result))
+    claims = check_claims(per_seed(sweep))
+    assert claims["lcs"]["permutation"] == pytest.approx({"erm": 0.5, "iga": 0.4})
+    assert "; rows paired at random: 0.500 / 0.400)" in render_claims(claims)
