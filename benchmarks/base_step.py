@@ -4,14 +4,10 @@
 row (``_backward_by_length``: the same gradient, tested in float64). This script measures what that saves, side by
 side in one interleaved run on the default ``MicroBaseConfig`` rows (batch 64, the ``tiny`` student, a fresh
 model): forward + backward + clip + AdamW step, with the whole padded batch (``one_batch``: one group) and with 2 and 4
-groups (``by_length_2``, ``by_length_4``); row generation (``rows``) is timed apart. A second interleaved run
-times blocks of ``--block`` whole steps as ``train_micro_base`` takes them (rows rendered, then the 2-group step):
-rows rendered inline before each step (``rows_inline``) against rows rendered on a worker thread during the
-previous step (``rows_prefetched``, what ``train_micro_base`` does; the first batch of a block is not overlapped).
+groups (``by_length_2``, ``by_length_4``); row generation (``rows``) is timed apart.
 
 Usage: ``python benchmarks/base_step.py --out runs/bench/base_step.json`` (idle machine; threads follow
-``OMP_NUM_THREADS``). The last lines print ``ratio by_length_2/one_batch``, the padding share of the batches and
-``ratio rows_prefetched/rows_inline`` (per step, rows included).
+``OMP_NUM_THREADS``). The last lines print ``ratio by_length_2/one_batch`` and the padding share of the batches.
 """
 
 from __future__ import annotations
@@ -29,14 +25,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--block", type=int, default=10, help="steps per timed block of the rows comparison")
     parser.add_argument("--out", default="runs/bench/base_step.json")
     args = parser.parse_args()
 
     import torch
 
     from iga.isomers.domains import load_domains
-    from iga.models.micro_base import MicroBaseConfig, MicroRows, _backward_by_length, _prefetched
+    from iga.models.micro_base import MicroBaseConfig, MicroRows, _backward_by_length
     from iga.models.students import build_student
     from iga.models.word_tokenizer import build_word_tokenizer
 
@@ -68,46 +63,16 @@ def main() -> None:
     }
     wall, cpu = time_round_robin(variants, args.warmup, args.repeats)
     median = {name: statistics.median(v) for name, v in wall.items()}
-
-    # Whole steps, rows included: both variants take the same steps (block b: steps b·B … b·B + B − 1).
-    blocks = {"rows_inline": 0, "rows_prefetched": 0}
-
-    def block(name: str) -> None:
-        first = blocks[name] * args.block
-        blocks[name] += 1
-        steps = range(first, first + args.block)
-        for batch in _prefetched(rows.batch, steps, enabled=name == "rows_prefetched"):
-            step(name, lambda _, b=batch: _backward_by_length(model, b, 2))
-
-    counters.update(blocks)
-    block_wall, block_cpu = time_round_robin(
-        {name: (lambda n=name: block(n)) for name in blocks}, 1, args.repeats
-    )
-    for name, samples in block_wall.items():
-        wall[name] = [t / args.block for t in samples]
-        cpu[name] = [t / args.block for t in block_cpu[name]]
-        median[name] = statistics.median(wall[name])
     padding = statistics.mean(1 - float(b["attention_mask"].float().mean()) for b in batches)
     result = {
-        "config": {
-            "micro_base": "MicroBaseConfig()",
-            "warmup": args.warmup,
-            "repeats": args.repeats,
-            "block": args.block,
-        },
+        "config": {"micro_base": "MicroBaseConfig()", "warmup": args.warmup, "repeats": args.repeats},
         "environment": environment(),
         "median_seconds": median,
         "median_cpu_seconds": {name: statistics.median(v) for name, v in cpu.items()},
         "samples": wall,
         "rows_seconds": rows_seconds,
         "padding_share": padding,
-        "ratios": {
-            **{
-                f"{name}/one_batch": median[name] / median["one_batch"]
-                for name in ("one_batch", "by_length_2", "by_length_4")
-            },
-            "rows_prefetched/rows_inline": median["rows_prefetched"] / median["rows_inline"],
-        },
+        "ratios": {f"{name}/one_batch": median[name] / median["one_batch"] for name in median},
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -118,7 +83,6 @@ def main() -> None:
     print(f"padding share of the padded batches: {padding:.3f}")
     for name in ("by_length_2", "by_length_4"):
         print(f"ratio {name}/one_batch {result['ratios'][name + '/one_batch']:.3f}")
-    print(f"ratio rows_prefetched/rows_inline {result['ratios']['rows_prefetched/rows_inline']:.3f}")
 
 
 if __name__ == "__main__":

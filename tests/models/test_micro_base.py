@@ -331,23 +331,3 @@ def test_the_default_base_is_shipped_for_the_current_config_and_domain_files():
     assert shipped is not None, f"no shipped base named {name}: run `make shipped-base`"
     meta = json.loads((shipped / BASE_MARKER).read_text())
     assert meta["micro_base_config"] == json.loads(json.dumps(dataclasses.asdict(MicroBaseConfig())))
-
-
-def test_prefetching_rows_on_a_thread_gives_the_same_base(tmp_path):
-    from safetensors.torch import load_file
-
-    cfg = dataclasses.replace(TINY, steps=3)
-    inline = train_micro_base(cfg, tmp_path / "inline", prefetch=False)
-    ahead = train_micro_base(cfg, tmp_path / "ahead", prefetch=True)
-    a, b = load_file(inline / "model.safetensors"), load_file(ahead / "model.safetensors")
-    assert all(a[k].equal(b[k]) for k in a)
-    info = [json.loads((d / BASE_MARKER).read_text()) for d in (inline, ahead)]
-    assert info[0]["loss_curve"] == info[1]["loss_curve"]
-
-
-def test_prefetched_yields_every_step_in_order_and_nothing_for_an_empty_range():
-    from iga.models.micro_base import _prefetched
-
-    assert list(_prefetched(str, range(0))) == []
-    assert list(_prefetched(str, range(3, 7))) == ["3", "4", "5", "6"]
-    assert list(_prefetched(str, range(3, 7), enabled=False)) == ["3", "4", "5", "6"]

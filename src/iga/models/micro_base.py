@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -291,27 +291,6 @@ def _load_checkpoint(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any] 
     return state
 
 
-def _prefetched(make: Callable[[int], Any], steps: range, *, enabled: bool = True) -> Iterator[Any]:
-    """``make(step)`` for each step, in order; with ``enabled`` the next one is made on a worker thread while the
-    caller uses the current one (one ahead, so at most two batches are alive).
-
-    >>> list(_prefetched(lambda s: s * s, range(2, 5)))
-    [4, 9, 16]
-    """
-    if not enabled:
-        yield from map(make, steps)
-        return
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="micro-rows") as pool:
-        ahead = pool.submit(make, steps[0]) if steps else None
-        for i in range(len(steps)):
-            assert ahead is not None
-            current = ahead.result()
-            ahead = pool.submit(make, steps[i + 1]) if i + 1 < len(steps) else None
-            yield current
-
-
 def train_micro_base(
     cfg: MicroBaseConfig,
     out_dir: str | os.PathLike,
@@ -321,7 +300,6 @@ def train_micro_base(
     on_step: Callable[[int, Any, Any], None] | None = None,
     checkpoint_every: int = 250,
     stop_after: int | None = None,
-    prefetch: bool = True,
 ) -> Path:
     """Build the word-level tokenizer, train the base from scratch, save both to ``out_dir`` (HF folders).
 
@@ -329,8 +307,7 @@ def train_micro_base(
     history go to ``out_dir/checkpoint.pt`` (atomically); a call that finds one continues from it, to the same
     weights as an uninterrupted run (the rows are a function of the step; tested). ``stop_after``: return after
     that many steps of this call, leaving the checkpoint (for tests and time-boxed sessions); the finished base
-    has no checkpoint. ``prefetch``: render the next batch on a worker thread during each step (the same rows, so
-    the same weights; tested).
+    has no checkpoint.
 
     ``on_step(step, model, tokenizer)`` runs after every optimizer step (a probe may evaluate the model; it must
     leave it in train mode)."""
@@ -372,12 +349,8 @@ def train_micro_base(
         seconds_before, resumed_from = float(state["seconds"]), [*state["resumed_from"], start]
     model.train()
     end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
-    # The next batch's rows are rendered on a worker thread while this step computes (the rows are a function of
-    # the step, so the numbers do not change). Not beside a probe: it may use the tokenizer, which is not
-    # reentrant across threads.
-    batches = _prefetched(rows.batch, range(start, end), enabled=prefetch and on_step is None)
-    for step, batch in zip(range(start, end), batches, strict=True):
-        loss = _backward_by_length(model, batch)
+    for step in range(start, end):
+        loss = _backward_by_length(model, rows.batch(step))
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
