@@ -94,3 +94,43 @@ def test_a_copy_interrupted_before_the_done_marker_is_not_a_finished_job(tmp_pat
 
 def test_docstring_example():
     assert doctest.testmod(records_module).failed == 0
+
+
+def _base(folder, weights=b"w" * 32):
+    folder.mkdir(parents=True)
+    (folder / "model.safetensors").write_bytes(weights)
+    (folder / "base.json").write_text(json.dumps({"kind": "micro"}))
+    return folder
+
+
+def test_a_base_that_is_not_shipped_is_kept_once_and_copied_back_into_an_empty_cache(tmp_path):
+    from iga.sweeps.records import restore_bases, save_base
+
+    records = tmp_path / "records"
+    base = _base(tmp_path / "cache" / "micro-small-0123456789abcdef")
+    (base / "checkpoint.pt").write_bytes(b"stale")  # never kept
+    assert save_base(base, records) is True
+    kept = records / "bases" / base.name
+    assert sorted(p.name for p in kept.iterdir()) == ["base.json", "model.safetensors"]
+    assert save_base(base, records) is False  # kept already
+    assert save_base(tmp_path / "cache" / "micro-small-unfinished", records) is False  # no base.json
+    fresh = tmp_path / "fresh_cache"
+    (fresh / f"{base.name}.partial").mkdir(parents=True)  # an interrupted copy is replaced
+    assert restore_bases(records, fresh) == [base.name]
+    assert (fresh / base.name / "model.safetensors").read_bytes() == b"w" * 32
+    assert restore_bases(records, fresh) == []  # the cache has it now
+    assert restore_bases(tmp_path / "no_records", fresh) == []
+
+
+def test_a_cached_base_is_never_overwritten_and_the_shipped_base_is_never_kept(tmp_path):
+    from iga.models.micro_base import MicroBaseConfig, micro_base_path
+    from iga.sweeps.records import restore_bases, save_base
+
+    records = tmp_path / "records"
+    _base(records / "bases" / "micro-small-0123456789abcdef", b"kept")
+    cache = tmp_path / "cache"
+    mine = _base(cache / "micro-small-0123456789abcdef", b"mine")
+    assert restore_bases(records, cache) == [] and (mine / "model.safetensors").read_bytes() == b"mine"
+    shipped_name = micro_base_path(MicroBaseConfig()).name  # the package ships the default base
+    assert save_base(_base(tmp_path / "other" / shipped_name), records) is False
+    assert not (records / "bases" / shipped_name).exists()

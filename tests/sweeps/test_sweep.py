@@ -418,3 +418,53 @@ def test_a_finished_job_whose_defaults_changed_since_stops_the_sweep(tmp_path):
     assert (
         prepare_sweep(pinned, tmp_path, base_dir="B")[0].job_id != job.job_id
     )  # pinned: a new job, no clash
+
+
+@pytest.mark.slow
+def test_cli_keeps_a_base_that_is_not_shipped_with_the_records_and_a_new_machine_trains_from_it(
+    tmp_path, monkeypatch
+):
+    """A micro sweep on a base the package does not ship: the records keep the base, and a machine with an empty
+    cache copies it back instead of training another."""
+    import yaml
+
+    import iga.models.micro_base as micro_base_module
+
+    monkeypatch.setattr(micro_base_module, "DEFAULT_CACHE", tmp_path / "cache")
+    micro = {"student": "micro", "steps": 2, "batch_size": 4, "warmup_steps": 1}
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "kept_base",
+                "data": {"preset": "micro", "skeletons": ["M01_arith_walk"]},
+                "micro_base": micro,
+                "train": {"steps": 1, "sets_per_batch": 1, "log_every": 1, "checkpoint_every": 1},
+                "eval_per_skeleton": 1,
+                "algorithms": ["erm"],
+                "seeds": [0],
+                "oracle": False,
+            }
+        )
+    )
+    records, runner = tmp_path / "records", CliRunner()
+    res = runner.invoke(
+        app, ["sweep", str(spec_path), "--out", str(tmp_path / "a"), "--records", str(records)]
+    )
+    assert res.exit_code == 0, res.output
+    name = micro_base_module.micro_base_path(micro_base_module.MicroBaseConfig(**micro)).name
+    assert "skill base kept in" in " ".join(res.output.split())
+    assert (records / "bases" / name / "base.json").is_file()
+    # Another machine: an empty cache; training a base would fail the test.
+    monkeypatch.setattr(micro_base_module, "DEFAULT_CACHE", tmp_path / "cache2")
+    monkeypatch.setattr(
+        micro_base_module, "train_micro_base", lambda *a, **k: pytest.fail("retrained the base")
+    )
+    res = runner.invoke(
+        app, ["sweep", str(spec_path), "--out", str(tmp_path / "b"), "--records", str(records)]
+    )
+    assert res.exit_code == 0, res.output
+    said = " ".join(res.output.split())  # rich wraps long lines
+    assert f"skill base {name} copied back" in said and "1 already done, 0 to run" in said
+    kept = (records / "bases" / name / "model.safetensors").read_bytes()
+    assert (tmp_path / "cache2" / name / "model.safetensors").read_bytes() == kept

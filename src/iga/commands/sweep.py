@@ -55,15 +55,23 @@ def sweep_cmd(
     runner = make_launcher(launcher, **options)
     console = Console()
     if records is not None and records.exists() and not dry_run:
-        from iga.sweeps.records import restore_records
+        from iga.models.micro_base import DEFAULT_CACHE
+        from iga.sweeps.records import restore_bases, restore_records
 
         restored = restore_records(records, out)
         if restored:
             console.print(f"{restored} finished job(s) copied back from {records}")
+        for name in restore_bases(records, DEFAULT_CACHE) if spec.micro_base is not None else []:
+            console.print(f"skill base {name} copied back from {records}")
     if dry_run:
         jobs = plan_jobs(spec, out, base_dir=sweep_base_dir(spec, build=False))
     else:
         jobs = prepare_sweep(spec, out)
+        if records is not None and spec.micro_base is not None:
+            from iga.sweeps.records import save_base
+
+            if save_base(sweep_base_dir(spec, build=False), records):
+                console.print(f"skill base kept in {records} (not shipped with the package)")
     if only:
         unknown = sorted(set(only) - {j.group for j in jobs})
         if unknown:

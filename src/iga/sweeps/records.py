@@ -12,6 +12,11 @@ and copies each job into ``RECORDS`` as it finishes. ``RECORDS`` is itself a swe
 Checkpoints, adapters, completions and TensorBoard events stay behind (a micro-regime job keeps ~25 KB of its
 3.5 MB). The ``done`` marker is copied last, so an interrupted copy is never read as a finished job.
 
+A micro-regime sweep whose skill base is not shipped with the package (another student, another base config) keeps
+that base too, once: ``RECORDS/bases/<name>/`` (:func:`save_base`), copied into the base cache before planning
+(:func:`restore_bases`), so that another machine trains from the same weights instead of retraining them (the
+base of a larger student takes hours on 2 cores, and a retrained one would be another base).
+
 Example:
     >>> import json, tempfile
     >>> from pathlib import Path
@@ -98,4 +103,52 @@ def restore_records(records_dir: str | os.PathLike, sweep_dir: str | os.PathLike
         shutil.rmtree(target, ignore_errors=True)
         _copy_job(job, target)
         restored += 1
+    return restored
+
+
+#: The folder of ``RECORDS`` that holds kept skill bases, one sub-folder per base (its cache name).
+BASES_DIR = "bases"
+
+
+def _copy_tree_atomically(source: Path, target: Path) -> None:
+    """Copy the folder ``source`` to ``target`` through ``target.partial`` and one rename."""
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(source, partial)
+    os.replace(partial, target)
+
+
+def save_base(base_dir: str | os.PathLike, records_dir: str | os.PathLike) -> bool:
+    """Keep the micro skill base at ``base_dir`` in ``records_dir/bases/`` unless the package ships it or it is
+    kept already; True if copied. Only finished bases (with their ``base.json``) are kept."""
+    from iga.models.micro_base import BASE_MARKER, CHECKPOINT, shipped_base
+
+    base_dir = Path(base_dir)
+    target = Path(records_dir) / BASES_DIR / base_dir.name
+    if not (base_dir / BASE_MARKER).is_file() or shipped_base(base_dir.name) is not None:
+        return False
+    if (target / BASE_MARKER).is_file():
+        return False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _copy_tree_atomically(base_dir, target)
+    (target / CHECKPOINT).unlink(missing_ok=True)
+    return True
+
+
+def restore_bases(records_dir: str | os.PathLike, cache_dir: str | os.PathLike) -> list[str]:
+    """Copy every base kept in ``records_dir/bases/`` that ``cache_dir`` lacks into it; the names copied."""
+    from iga.models.micro_base import BASE_MARKER
+
+    kept = Path(records_dir) / BASES_DIR
+    if not kept.is_dir():
+        return []
+    restored = []
+    for base in sorted(p for p in kept.iterdir() if (p / BASE_MARKER).is_file()):
+        target = Path(cache_dir) / base.name
+        if (target / BASE_MARKER).is_file():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(target, ignore_errors=True)
+        _copy_tree_atomically(base, target)
+        restored.append(base.name)
     return restored
