@@ -123,43 +123,58 @@ def _oracle_share(groups: Mapping[str, GroupStats]) -> tuple[float | None, float
     return erm, denominator, ""
 
 
-def _evaluation(run: JobRecord) -> tuple[str, str]:
-    """What a run's evaluation gave, as comparable text: the whole summary and the canonical LCS."""
-    return json.dumps(run.summary, sort_keys=True), json.dumps(run.lcs.get("canonical"))
+#: Two LCS values are "the same" within this (the tables print three decimals). The LCS is read from hidden
+#: states, so two runs that give the same answers can still differ in its last digits by float rounding.
+LCS_TOLERANCE = 5e-4
+
+
+def _lcs_close(a: list[float | None], b: list[float | None]) -> bool:
+    return all(
+        (x is None) == (y is None) and (x is None or y is None or abs(x - y) <= LCS_TOLERANCE)
+        for x, y in zip(a, b, strict=True)
+    )
 
 
 def identical_groups(groups: Mapping[str, GroupStats]) -> dict[tuple[str, ...], str]:
-    """The sets of main-comparison groups whose runs gave the same evaluation on every seed.
+    """The sets of main-comparison groups whose runs gave the same evaluation on every seed: the same summary
+    (every accuracy, rate and breakdown, exactly: they count answers) and the same LCS within
+    :data:`LCS_TOLERANCE`.
 
     Two methods can coincide at some options (SAND-mask is AND-mask when its smoothing makes no difference), and
     two identical rows in a table look like a copying error; the note says the runs themselves agree, split by
     split. Groups compare only when they ran the same seeds (at least one).
 
     >>> from pathlib import Path
-    >>> def run(group, seed, acc):
+    >>> def run(group, seed, acc, lcs=0.5):
     ...     r = JobRecord(group, group, seed, 0, Path("."), finished=True)
-    ...     r.result = {"eval": {"summary": {"id_accuracy": acc}}}
+    ...     r.result = {"eval": {"summary": {"id_accuracy": acc}, "lcs": {"canonical": lcs}}}
     ...     return r
-    >>> groups = {g: _group_stats(g, [run(g, 0, a), run(g, 1, 0.5)]) for g, a in (("a", 0.9), ("b", 0.9), ("c", 0.8))}
+    >>> runs = {"a": (0.9, 0.5), "b": (0.9, 0.50001), "c": (0.8, 0.5), "d": (0.9, 0.6)}
+    >>> groups = {g: _group_stats(g, [run(g, 0, a, lcs), run(g, 1, 0.5)]) for g, (a, lcs) in runs.items()}
     >>> identical_groups(groups)  # doctest: +NORMALIZE_WHITESPACE
-    {('a', 'b'): 'a and b: the same evaluation on each of their 2 seeds (every split, every metric):
-    the rows agree because the runs do.'}
+    {('a', 'b'): 'a and b: the same answers on each of their 2 seeds (every split, every accuracy and rate) and
+    the same LCS to three decimals: the rows agree because the runs do.'}
     """
-    by_outcome: dict[tuple[Any, ...], list[str]] = {}
+    by_summary: dict[tuple[Any, ...], list[tuple[str, list[float | None]]]] = {}
     for g, stats in groups.items():
         if stats.ablation is not None or not stats.runs:
             continue
         runs = sorted(stats.runs, key=lambda r: r.seed)
-        key = tuple((r.seed, *_evaluation(r)) for r in runs)
-        by_outcome.setdefault(key, []).append(g)
+        key = tuple((r.seed, json.dumps(r.summary, sort_keys=True)) for r in runs)
+        by_summary.setdefault(key, []).append((g, [r.metric("eval", "lcs", "canonical") for r in runs]))
     notes = {}
-    for key, names in by_outcome.items():
-        if len(names) > 1:
-            names = sorted(names)
+    for key, members in by_summary.items():
+        while members:
+            (first, lcs), rest = members[0], members[1:]
+            same = [first] + [g for g, other in rest if _lcs_close(lcs, other)]
+            members = [(g, other) for g, other in rest if g not in same]
+            if len(same) < 2:
+                continue
+            names = sorted(same)
             seeds = f"each of their {len(key)} seeds" if len(key) > 1 else "their only seed"
             notes[tuple(names)] = (
-                f"{', '.join(names[:-1])} and {names[-1]}: the same evaluation on {seeds} "
-                "(every split, every metric): the rows agree because the runs do."
+                f"{', '.join(names[:-1])} and {names[-1]}: the same answers on {seeds} (every split, every "
+                "accuracy and rate) and the same LCS to three decimals: the rows agree because the runs do."
             )
     return notes
 
