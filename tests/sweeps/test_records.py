@@ -108,7 +108,7 @@ def test_a_base_that_is_not_shipped_is_kept_once_and_copied_back_into_an_empty_c
 
     records = tmp_path / "records"
     base = _base(tmp_path / "cache" / "micro-small-0123456789abcdef")
-    (base / "checkpoint.pt").write_bytes(b"stale")  # never kept
+    (base / "base_training_state.pt").write_bytes(b"stale")  # never kept
     assert save_base(base, records) is True
     kept = records / "bases" / base.name
     assert sorted(p.name for p in kept.iterdir()) == ["base.json", "model.safetensors"]

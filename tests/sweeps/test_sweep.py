@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -455,16 +456,19 @@ def test_cli_keeps_a_base_that_is_not_shipped_with_the_records_and_a_new_machine
     name = micro_base_module.micro_base_path(micro_base_module.MicroBaseConfig(**micro)).name
     assert "skill base kept in" in " ".join(res.output.split())
     assert (records / "bases" / name / "base.json").is_file()
-    # Another machine: an empty cache; training a base would fail the test.
-    monkeypatch.setattr(micro_base_module, "DEFAULT_CACHE", tmp_path / "cache2")
+    # Another machine: an empty cache (at the same path, as `.iga_cache` is on every clone: the base's path is in
+    # the job ids); training a base would fail the test.
+    shutil.rmtree(tmp_path / "cache")
     monkeypatch.setattr(
         micro_base_module, "train_micro_base", lambda *a, **k: pytest.fail("retrained the base")
     )
     res = runner.invoke(
-        app, ["sweep", str(spec_path), "--out", str(tmp_path / "b"), "--records", str(records)]
+        app,
+        ["sweep", str(spec_path), "--out", str(tmp_path / "b"), "--records", str(records)],
+        env={"COLUMNS": "1000"},  # one message, one line
     )
     assert res.exit_code == 0, res.output
-    said = " ".join(res.output.split())  # rich wraps long lines
+    said = " ".join(res.output.split())
     assert f"skill base {name} copied back" in said and "1 already done, 0 to run" in said
     kept = (records / "bases" / name / "model.safetensors").read_bytes()
-    assert (tmp_path / "cache2" / name / "model.safetensors").read_bytes() == kept
+    assert (tmp_path / "cache" / name / "model.safetensors").read_bytes() == kept

@@ -263,7 +263,8 @@ def _backward_by_length(model: Any, batch: Mapping[str, Any], chunks: int = 2) -
     return total
 
 
-CHECKPOINT = "checkpoint.pt"
+#: The interrupted build's state (model, optimizer, schedule, RNG, losses); not a run folder's checkpoint.
+CHECKPOINT = "base_training_state.pt"
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
