@@ -40,6 +40,7 @@ from iga.sweeps.sweep_results import (
     select_models,
     selection_line,
     summary_difference,
+    t_quantile_975,
 )
 
 PAPER_OOD_GAIN_POINTS = 14.3
@@ -147,8 +148,8 @@ def paired_p_value(diff: MeanCI) -> float | None:
         return 1.0 if diff.mean == 0 else 0.0
     from scipy import stats
 
-    t = diff.mean / (diff.ci95 / stats.t.ppf(0.975, diff.n - 1))
-    return float(2 * stats.t.sf(abs(t), diff.n - 1))
+    standard_error = diff.ci95 / t_quantile_975(diff.n - 1)  # the interval is mean ± t(0.975, n−1)·SE
+    return float(2 * stats.t.sf(abs(diff.mean) / standard_error, diff.n - 1))
 
 
 def holm(p_values: Mapping[str, float], *, alpha: float = 0.05) -> set[str]:

@@ -61,8 +61,9 @@ def sweep_cmd(
         restored = restore_records(records, out)
         if restored:
             console.print(f"{restored} finished job(s) copied back from {records}")
-        for name in restore_bases(records, DEFAULT_CACHE) if spec.micro_base is not None else []:
-            console.print(f"skill base {name} copied back from {records}")
+        if spec.micro_base is not None:
+            for name in restore_bases(records, DEFAULT_CACHE):
+                console.print(f"skill base {name} copied back from {records}")
     if dry_run:
         jobs = plan_jobs(spec, out, base_dir=sweep_base_dir(spec, build=False))
     else:

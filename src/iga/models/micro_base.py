@@ -305,7 +305,7 @@ def train_micro_base(
     """Build the word-level tokenizer, train the base from scratch, save both to ``out_dir`` (HF folders).
 
     Resumable: every ``checkpoint_every`` steps (0: never) the model, optimizer, schedule, torch RNG and loss
-    history go to ``out_dir/checkpoint.pt`` (atomically); a call that finds one continues from it, to the same
+    history go to ``out_dir/`` :data:`CHECKPOINT` (atomically); a call that finds one continues from it, to the same
     weights as an uninterrupted run (the rows are a function of the step; tested). ``stop_after``: return after
     that many steps of this call, leaving the checkpoint (for tests and time-boxed sessions); the finished base
     has no checkpoint.

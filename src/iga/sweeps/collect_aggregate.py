@@ -130,7 +130,7 @@ LCS_TOLERANCE = 5e-4
 
 def _lcs_close(a: list[float | None], b: list[float | None]) -> bool:
     return all(
-        (x is None) == (y is None) and (x is None or y is None or abs(x - y) <= LCS_TOLERANCE)
+        (x is None and y is None) or (x is not None and y is not None and abs(x - y) <= LCS_TOLERANCE)
         for x, y in zip(a, b, strict=True)
     )
 
