@@ -103,6 +103,7 @@ def train_and_eval(
         if len(domains) <= 4
         else max(1, args.sets * 4 // len(domains)),  # same rows/step
         lr=args.lr,
+        lr_floor=args.lr_floor,
         lora={"r": args.rank, "alpha": 2 * args.rank},
         warmup_steps=30,
         checkpoint_every=max(1, args.steps // 4),
@@ -210,6 +211,7 @@ def run(kind: str, args: Any) -> None:
             "step_time_s": result["train"]["step_time_s"],
             "steps": args.steps,
             "lr": args.lr,
+            "lr_floor": args.lr_floor,
             "rank": args.rank,
             "sets_per_batch": args.sets,
             "wall_seconds": round(time.perf_counter() - t0, 1),
@@ -583,6 +585,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=1100, help="LoRA steps (1 100: ~280 s on 2 cores)")
     parser.add_argument("--sets", type=int, default=8, help="isomer sets per step (x 4 or 8 domains = rows)")
     parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--lr-floor", type=float, default=0.1, help="the cosine's last LR as a share of --lr")
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(

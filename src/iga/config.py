@@ -52,6 +52,7 @@ class TrainConfig(_Strict):
     weight_decay: float = Field(0.0, ge=0)
     warmup_steps: int = Field(10, ge=0)
     schedule: Literal["cosine", "constant"] = "cosine"
+    lr_floor: float = Field(0.1, ge=0, le=1)  # cosine: the last step's LR as a share of ``lr``
     max_grad_norm: float | None = Field(1.0, gt=0)
     max_length: int = Field(384, ge=8)
     seed: int = 0

@@ -55,6 +55,29 @@ def test_each_algorithm_trains_and_logs(dataset, micro_base, tmp_path, algorithm
     assert out["summary"]["steps_this_run"] == 4
 
 
+@pytest.mark.parametrize("lr_floor", [0.0, 0.1, 0.5])
+def test_cosine_ends_at_the_configured_lr_floor(dataset, micro_base, tmp_path, lr_floor):
+    from iga.training.schedule import lr_lambda
+
+    out = tmp_path / f"floor{lr_floor}"
+    train(_cfg(dataset, micro_base, out, algorithm="erm", lr_floor=lr_floor), progress=False)
+    logged = [json.loads(x)["lr"] for x in (out / "log.jsonl").read_text().splitlines()]
+    # each row logs the LR the scheduler set after that step, i.e. the next step's
+    want = [
+        1e-2 * lr_lambda(s, warmup_steps=1, total_steps=4, schedule="cosine", floor=lr_floor)
+        for s in range(1, 5)
+    ]
+    assert logged == pytest.approx(want, rel=1e-12)
+    assert logged[-1] == pytest.approx(1e-2 * lr_floor, abs=1e-15)
+
+
+def test_lr_floor_outside_unit_interval_names_the_field():
+    from iga.config import build_config
+
+    with pytest.raises(ValueError, match="lr_floor: Input should be less than or equal to 1"):
+        build_config(TrainConfig, {"data_dir": "d", "out_dir": "o", "lr_floor": 1.5})
+
+
 def test_lora_weights_move_and_base_stays_frozen(dataset, micro_base, tmp_path):
     from iga.training.setup import load_student
 

@@ -199,7 +199,11 @@ def prepare_run(cfg: TrainConfig) -> Run:
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = algorithm.build_optimizer(model, trainable, capture, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = build_scheduler(
-        optimizer, warmup_steps=cfg.warmup_steps, total_steps=cfg.steps, schedule=cfg.schedule
+        optimizer,
+        warmup_steps=cfg.warmup_steps,
+        total_steps=cfg.steps,
+        schedule=cfg.schedule,
+        floor=cfg.lr_floor,
     )
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     return Run(
