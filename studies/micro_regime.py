@@ -9,6 +9,7 @@ Commands (each resumable: a finished run is read back, not retrained; ``--fresh`
     python studies/micro_regime.py train-base --set steps=2000 --name NAME  # a base variant, probed as it trains
     python studies/micro_regime.py base-table --out docs/results/micro_base  # the probed bases, one row each
     python studies/micro_regime.py shift --run RUN_DIR --out docs/results/micro_regime  # templates or words?
+    python studies/micro_regime.py misses --run RUN_DIR[,RUN_DIR]  # why M01's in-domain answers were wrong
 
 Every run uses the cached micro base (``iga pretrain --regime micro``), the ``micro`` preset (50 evaluation sets
 per skeleton: 200 answers per skeleton and split) and LoRA on all linear layers; ``--steps``/``--lr``/``--rank``
@@ -20,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -566,11 +569,92 @@ def shift_table(payload: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+_STEP = re.compile(r"(\d+) ([+-]) (\d+) = (\d+)")
+
+
+def arith_miss_kind(completion: str, trace: list[dict[str, Any]]) -> tuple[str, str | None]:
+    """Why an M01 (``arith_walk``) answer was wrong: ``("wrong sum", "a op b = c")`` for the first step whose
+    arithmetic is false, else ``("chain length", None)`` when the number of steps differs from the gold trace,
+    else ``("copy", None)`` (right sums, a wrong operand copied from the question).
+
+    >>> arith_miss_kind("step 1 : 21 + 7 = 27. the answer is 27.", [{"op": "add", "args": [21, 7], "out": 28}])
+    ('wrong sum', '21 + 7 = 27')
+    """
+    steps = _STEP.findall(completion)
+    for a, op, b, c in steps:
+        if (int(a) + int(b) if op == "+" else int(a) - int(b)) != int(c):
+            return "wrong sum", f"{a} {op} {b} = {c}"
+    return ("chain length", None) if len(steps) != len(trace) else ("copy", None)
+
+
+def misses(args: Any) -> None:
+    """M01's in-domain misses of each run folder in ``--run`` (comma-separated), by kind, with the false sums
+    that recur most (a fact wrong in all four training domains' renderings of one problem counts 4)."""
+    from collections import Counter
+
+    from iga.utils.io import read_jsonl
+
+    if not args.run:
+        raise SystemExit("misses: give --run DIR[,DIR...] (finished run folders with completions.jsonl)")
+    for run_dir in map(Path, args.run.split(",")):
+        data = Path(json.loads((run_dir / "config.json").read_text())["data_dir"])
+        records = {r["id"]: r for r in read_jsonl(data / "id_test.jsonl")}
+        kinds: Counter[str] = Counter()
+        sums: Counter[str] = Counter()
+        answered = 0
+        for c in read_jsonl(run_dir / "completions.jsonl"):
+            r = records.get(c["id"])
+            if r is None or r["skeleton"] != "M01_arith_walk" or r["domain"] not in TRAIN_DOMAINS:
+                continue
+            answered += 1
+            if not c["strict"]:
+                kind, fact = arith_miss_kind(c["completion"], r["canonical_trace"])
+                kinds[kind] += 1
+                sums.update([fact] if fact else [])
+        pool = _pool_fact_counts(data / "train.jsonl")
+        # (first operand, occurrences of the fact in the training pool) of every false sum
+        pairs = sorted((_fact_key(f)[0], pool.get(_fact_key(f), 0)) for f in sums.elements())
+        low = statistics.median(n for (a, _, _), n in pool.items() if a < 20)
+        high = statistics.median(n for (a, _, _), n in pool.items() if a >= 20)
+        print(
+            f"{run_dir}: M01 in-domain misses {sum(kinds.values())} of {answered}: "
+            + ", ".join(f"{k} {v}" for k, v in kinds.most_common())
+            + "; most frequent false sums: "
+            + ", ".join(f"{f} ×{n}" for f, n in sums.most_common(5))
+            + (
+                "; (first operand, the fact's occurrences in the training pool) of each false sum: "
+                + " ".join(f"({a}, {n})" for a, n in pairs)
+            )
+            + f"; pool median occurrences of a fact with first operand < 20: {low}, >= 20: {high}"
+        )
+
+
+def _fact_key(fact: str) -> tuple[int, str, int]:
+    a, op, b = fact.split()[:3]
+    return int(a), "add" if op == "+" else "sub", int(b)
+
+
+def _pool_fact_counts(train_path: Path) -> dict[tuple[int, str, int], int]:
+    """How often each ``a ± b`` step occurs in the M01 problems of a training file (each problem once, not once
+    per domain rendering)."""
+    from collections import Counter
+
+    from iga.utils.io import read_jsonl
+
+    counts: Counter[tuple[int, str, int]] = Counter()
+    problems = set()
+    for r in read_jsonl(train_path):
+        if r["skeleton"] == "M01_arith_walk" and r["instance_id"] not in problems:
+            problems.add(r["instance_id"])
+            counts.update((t["args"][0], t["op"], t["args"][1]) for t in r["canonical_trace"])
+    return dict(counts)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
         "command",
-        choices=["learnability", "shortcut", "table", "base", "train-base", "base-table", "shift"],
+        choices=["learnability", "shortcut", "table", "base", "train-base", "base-table", "shift", "misses"],
     )
     parser.add_argument(
         "--base", default=None, help="a base folder (default: the cached default base, trained if missing)"
@@ -593,7 +677,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--only", default="", help="comma-separated run names, e.g. erm:clean")
     parser.add_argument("--fresh", action="store_true", help="retrain runs that already finished")
-    parser.add_argument("--run", default=None, help="shift: the run folder whose model answers")
+    parser.add_argument(
+        "--run",
+        default=None,
+        help="shift: the run folder whose model answers; misses: run folders, comma-separated",
+    )
     args = parser.parse_args(argv)
     if args.command == "base-table":
         print(base_table(Path(args.out)))
@@ -601,6 +689,8 @@ def main(argv: list[str] | None = None) -> None:
         train_base_probed(args)
     elif args.command == "shift":
         shift(args)
+    elif args.command == "misses":
+        misses(args)
     elif args.command == "base":
         base_skill(args.base, args.domains.split(","), args.n, args.seed)
     elif args.command == "table":

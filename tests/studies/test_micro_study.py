@@ -85,3 +85,19 @@ def test_hybrid_domain_keeps_one_domains_sentences_and_takes_the_others_words():
     math_things = set(math.sections["M03_order"].words["things"])
     used = set(text.replace(".", " ").replace(",", " ").replace("?", " ").split())
     assert used & finance_things and not (used & (math_things - finance_things))
+
+
+def test_arith_misses_are_told_apart_by_the_first_false_step():
+    trace = [{"op": "add", "args": [17, 9], "out": 26}, {"op": "add", "args": [26, 8], "out": 34}]
+    assert study.arith_miss_kind("step 1 : 17 + 9 = 26. step 2 : 26 + 8 = 35.", trace) == (
+        "wrong sum",
+        "26 + 8 = 35",
+    )
+    assert study.arith_miss_kind("step 1 : 17 - 9 = 9. step 2 : 9 + 8 = 16.", trace) == (
+        "wrong sum",
+        "17 - 9 = 9",
+    )
+    # every sum right, one step missing: the chain stopped early
+    assert study.arith_miss_kind("step 1 : 17 + 9 = 26. the answer is 26.", trace) == ("chain length", None)
+    # every sum right and as many steps: an operand was copied wrong
+    assert study.arith_miss_kind("step 1 : 17 + 8 = 25. step 2 : 25 + 8 = 33.", trace) == ("copy", None)
