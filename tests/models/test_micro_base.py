@@ -13,6 +13,7 @@ from iga.models.micro_base import (
     BASE_MARKER,
     MicroBaseConfig,
     MicroRows,
+    _keyed_config,
     ensure_micro_base,
     micro_base_path,
     shipped_base,
@@ -80,6 +81,7 @@ def test_narratives_cover_every_domain(rows):
         ({"late_skill_words": "letters"}, "late_skill_words"),
         ({"drill_share": 1.2}, "drill_share"),
         ({"drill_reverse_share": -0.5}, "drill_reverse_share"),
+        ({"fact_drill_share": 1.5}, "fact_drill_share"),
     ],
 )
 def test_bad_config_names_the_field(change, field):
@@ -287,6 +289,42 @@ def test_drill_rows_repeat_pooled_words_and_leave_the_other_rows_unchanged(rows)
     assert {"fever", "orvex"} <= {w.lower() for w in drilled.drill_words}
 
 
+def test_fact_drills_are_true_sums_over_the_whole_table_with_the_loss_on_the_results(rows):
+    import dataclasses
+    import re
+
+    from iga.isomers.rng import HashRng
+    from iga.isomers.skeletons.m01_arith_walk import CAP
+
+    drilled = MicroRows(dataclasses.replace(rows.cfg, fact_drill_share=0.5), rows.tok, rows.domains)
+    tok, eos = rows.tok, rows.tok.eos_token_id
+    firsts = set()
+    for i in range(300):
+        ids, labels = drilled.fact_row(HashRng(0, "facts", i))
+        facts = re.findall(r"(\d+) ([+-]) (\d+) = (\d+) \.", tok.decode(ids[:-1]).replace(".", " ."))
+        assert 6 <= len(facts) <= 10 and ids[-1] == eos
+        for a, op, b, c in facts:
+            assert int(c) == (int(a) + int(b) if op == "+" else int(a) - int(b)) and 0 <= int(c) <= CAP
+            assert 1 <= int(b) <= 9
+            firsts.add(int(a))
+        # the loss is on each result and its full stop, then EOS; the question half is masked
+        want = [t for _, _, _, c in facts for t in tok(f"{c} .", add_special_tokens=False)["input_ids"]]
+        assert [lab for lab in labels if lab != -100] == [*want, eos]
+    assert firsts == set(range(CAP + 1))  # every first operand, the rare ones (>= 20) included
+    n_fact = 0
+    for i in range(64):  # a row is a fact drill about half the time; every other row is unchanged
+        got = drilled.row(2, i)
+        if got != rows.row(2, i):
+            n_fact += 1
+            assert got == drilled.fact_row(HashRng(rows.cfg.seed, "micro-base", 2, i).child("fact-row"))
+    assert 20 <= n_fact <= 44
+
+
+def test_fact_drill_share_keys_the_cache_only_when_set():
+    assert micro_base_path(MicroBaseConfig(fact_drill_share=0.0)) == micro_base_path(MicroBaseConfig())
+    assert micro_base_path(MicroBaseConfig(fact_drill_share=0.1)) != micro_base_path(MicroBaseConfig())
+
+
 def test_late_drill_share_replaces_the_drill_share_in_the_second_phase(rows):
     import dataclasses
 
@@ -330,4 +368,5 @@ def test_the_default_base_is_shipped_for_the_current_config_and_domain_files():
     shipped = shipped_base(name)
     assert shipped is not None, f"no shipped base named {name}: run `make shipped-base`"
     meta = json.loads((shipped / BASE_MARKER).read_text())
-    assert meta["micro_base_config"] == json.loads(json.dumps(dataclasses.asdict(MicroBaseConfig())))
+    # fields added since (micro_base._KEYED_WHEN_SET) are recorded, like keyed, only when set
+    assert meta["micro_base_config"] == json.loads(json.dumps(_keyed_config(MicroBaseConfig())))

@@ -71,6 +71,11 @@ class MicroBaseConfig:
     # the last one written). Tried for M04, whose first CoT line copies backwards ("5 ys" → "ys 5"): it did not
     # help (docs/student-recipes.md), so it is off.
     drill_reverse_share: float = 0.0
+    # Share of rows that are an arithmetic drill: 6-10 facts ``a + b = c .`` / ``a - b = c .`` drawn uniformly over
+    # M01's table (a in 0..CAP, b in its training range), the loss on each ``c``. M01's skill rows reach a first
+    # operand of 20 or more in one step of eight, so those facts are rare, and they are the ones the LoRA runs got
+    # wrong (docs/student-recipes.md, "Why M01 misses"); the drill covers the whole table.
+    fact_drill_share: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.skill_share <= 1.0:
@@ -89,7 +94,14 @@ class MicroBaseConfig:
                 name == "late_skill_words" and value is None
             ):
                 raise ValueError(f"{name}: expected 'skill_domain' or 'all_domains', got {value!r}")
-        for name in ("hold_fraction", "late_start", "drill_share", "late_drill_share", "drill_reverse_share"):
+        for name in (
+            "hold_fraction",
+            "late_start",
+            "drill_share",
+            "late_drill_share",
+            "drill_reverse_share",
+            "fact_drill_share",
+        ):
             if name == "late_drill_share" and self.late_drill_share is None:
                 continue
             if not 0.0 <= getattr(self, name) <= 1.0:
@@ -165,6 +177,27 @@ class MicroRows:
         repeat = [*body, tok.eos_token_id]
         return first + repeat, [-100] * len(first) + repeat
 
+    def fact_row(self, rng: Any) -> tuple[list[int], list[int]]:
+        """An arithmetic drill: 6-10 facts ``a ± b = c .`` of M01's table + EOS, the loss on each ``c`` and EOS.
+        ``a`` is uniform over ``0..CAP`` (not over the values M01's walks pass through), ``b`` over M01's training
+        ``num_range``, the result stays in ``0..CAP``."""
+        from iga.isomers.skeletons.m01_arith_walk import CAP
+
+        lo, hi = self.knobs["M01_arith_walk"].num_range
+        tok = self.tok
+        ids: list[int] = []
+        labels: list[int] = []
+        for _ in range(rng.randint(6, 10)):
+            a = rng.randint(0, CAP)
+            op = rng.choice([o for o, ok in (("+", a + lo <= CAP), ("-", a - lo >= 0)) if ok])
+            b = rng.randint(lo, min(hi, CAP - a) if op == "+" else min(hi, a))
+            c = a + b if op == "+" else a - b
+            head = tok(f"{a} {op} {b} =", add_special_tokens=False)["input_ids"]
+            tail = tok(f"{c} .", add_special_tokens=False)["input_ids"]
+            ids += head + tail
+            labels += [-100] * len(head) + tail
+        return [*ids, tok.eos_token_id], [*labels, tok.eos_token_id]
+
     def row(self, step: int, i: int) -> tuple[list[int], list[int]]:
         from iga.isomers.render import render, render_narrative
         from iga.isomers.rng import HashRng
@@ -177,6 +210,8 @@ class MicroRows:
             drill = self.cfg.late_drill_share
         if drill and rng.child("drill").random() < drill:
             return self.drill_row(rng.child("drill-row"))
+        if self.cfg.fact_drill_share and rng.child("fact").random() < self.cfg.fact_drill_share:
+            return self.fact_row(rng.child("fact-row"))
         late = late and self.cfg.late_weights is not None
         weights = self.cfg.late_weights if late else self.cfg.skeleton_weights
         u = rng.child("skeleton").random() * sum(weights)
@@ -390,7 +425,7 @@ def train_micro_base(
         out_dir / BASE_MARKER,
         {
             "kind": "micro",
-            "micro_base_config": asdict(cfg),
+            "micro_base_config": _keyed_config(cfg),  # the fields that name the base
             "student_spec": spec_dict(cfg.student),
             "num_parameters": sum(p.numel() for p in model.parameters()),
             "vocab_size": len(tok),
@@ -416,6 +451,16 @@ def train_micro_base(
 DEFAULT_CACHE = Path(os.environ.get("IGA_CACHE", ".iga_cache")) / "bases"
 
 
+#: Fields added after the cache key's version 2: they enter the key only when set to something other than their
+#: default, so every base built before them (the shipped one included) keeps its folder name.
+_KEYED_WHEN_SET = ("fact_drill_share",)
+
+
+def _keyed_config(cfg: MicroBaseConfig) -> dict[str, Any]:
+    default = MicroBaseConfig()
+    return {k: v for k, v in asdict(cfg).items() if k not in _KEYED_WHEN_SET or v != getattr(default, k)}
+
+
 def micro_base_path(
     cfg: MicroBaseConfig, *, cache_dir: str | os.PathLike | None = None, domains_dir: str | None = None
 ) -> Path:
@@ -425,7 +470,7 @@ def micro_base_path(
 
     domains = load_domains(domains_dir)
     # version 2: the step backpropagates in two length-sorted halves (same gradient, other rounding)
-    key = stable_hash({"config": asdict(cfg), "domains": domain_texts(domains), "version": 2})
+    key = stable_hash({"config": _keyed_config(cfg), "domains": domain_texts(domains), "version": 2})
     return Path(cache_dir or DEFAULT_CACHE) / f"micro-{cfg.student}-{key}"
 
 
