@@ -82,6 +82,7 @@ def test_narratives_cover_every_domain(rows):
         ({"drill_share": 1.2}, "drill_share"),
         ({"drill_reverse_share": -0.5}, "drill_reverse_share"),
         ({"fact_drill_share": 1.5}, "fact_drill_share"),
+        ({"late_fact_drill_share": -0.1}, "late_fact_drill_share"),
     ],
 )
 def test_bad_config_names_the_field(change, field):
@@ -323,6 +324,10 @@ def test_fact_drills_are_true_sums_over_the_whole_table_with_the_loss_on_the_res
 def test_fact_drill_share_keys_the_cache_only_when_set():
     assert micro_base_path(MicroBaseConfig(fact_drill_share=0.0)) == micro_base_path(MicroBaseConfig())
     assert micro_base_path(MicroBaseConfig(fact_drill_share=0.1)) != micro_base_path(MicroBaseConfig())
+    assert micro_base_path(MicroBaseConfig(late_fact_drill_share=None)) == micro_base_path(MicroBaseConfig())
+    assert micro_base_path(
+        MicroBaseConfig(fact_drill_share=0.1, late_fact_drill_share=0.0)
+    ) != micro_base_path(MicroBaseConfig(fact_drill_share=0.1))
 
 
 def test_late_drill_share_replaces_the_drill_share_in_the_second_phase(rows):
@@ -335,6 +340,21 @@ def test_late_drill_share_replaces_the_drill_share_in_the_second_phase(rows):
         return sum(_is_drill(drilled, step, i) for i in range(32))
 
     assert drills(2) > 5 and drills(7) == 0
+
+
+def test_late_fact_drill_share_replaces_the_fact_drill_share_in_the_second_phase(rows):
+    import dataclasses
+
+    cfg = dataclasses.replace(
+        rows.cfg, steps=10, late_start=0.5, fact_drill_share=0.5, late_fact_drill_share=0.0
+    )
+    drilled = MicroRows(cfg, rows.tok, rows.domains)
+    plain = MicroRows(dataclasses.replace(cfg, fact_drill_share=0.0), rows.tok, rows.domains)
+
+    def facts(step: int) -> int:
+        return sum(drilled.row(step, i) != plain.row(step, i) for i in range(32))
+
+    assert facts(2) > 5 and facts(7) == 0
 
 
 def _is_drill(rows_, step, i):
