@@ -76,8 +76,9 @@ class MicroBaseConfig:
     # operand of 20 or more in one step of eight, so those facts are rare, and they are the ones the LoRA runs got
     # wrong (docs/student-recipes.md, "Why M01 misses"); the drill covers the whole table.
     fact_drill_share: float = 0.0
-    # The second phase's arithmetic-drill share (None: as ``fact_drill_share``). Measured: drills in both phases
-    # left M04 (learned in the second phase) at .45 with words, against .97 without drills.
+    # The second phase's arithmetic-drill share (None: as ``fact_drill_share``). Measured with 0.1: M04, learned
+    # late in the second phase, did not form by step 3 000 with drills in both phases (.45 with words, against .97
+    # without drills) nor with 0.02 in the second (.49), so both stay off by default.
     late_fact_drill_share: float | None = None
 
     def __post_init__(self) -> None:
