@@ -83,6 +83,7 @@ def test_narratives_cover_every_domain(rows):
         ({"drill_reverse_share": -0.5}, "drill_reverse_share"),
         ({"fact_drill_share": 1.5}, "fact_drill_share"),
         ({"late_fact_drill_share": -0.1}, "late_fact_drill_share"),
+        ({"fact_drill_rows": "m04"}, "fact_drill_rows"),
     ],
 )
 def test_bad_config_names_the_field(change, field):
@@ -319,6 +320,29 @@ def test_fact_drills_are_true_sums_over_the_whole_table_with_the_loss_on_the_res
             n_fact += 1
             assert got == drilled.fact_row(HashRng(rows.cfg.seed, "micro-base", 2, i).child("fact-row"))
     assert 20 <= n_fact <= 44
+
+
+def test_fact_drills_from_m01_rows_replace_only_m01_skill_rows(rows):
+    import dataclasses
+    import re
+
+    from iga.isomers.rng import HashRng
+
+    cfg = dataclasses.replace(rows.cfg, fact_drill_share=1.0, fact_drill_rows="m01")
+    drilled = MicroRows(cfg, rows.tok, rows.domains)
+    replaced = 0
+    for i in range(96):
+        plain, got = rows.row(3, i), drilled.row(3, i)
+        # an M01 skill row: a question (its prompt is masked) whose chain of thought opens with a sum (M04's
+        # steps write sums too, after a name: "step 1 : xs 8 - 3 = 5")
+        text = rows.tok.decode([t for t, lab in zip(*plain, strict=True) if lab != -100])
+        m01_skill = plain[1][0] == -100 and re.match(r"\s*step 1 : \d+ [+-] \d+ = \d+", text) is not None
+        # with share 1, every M01 skill row becomes a drill and every other row is the plain base's
+        assert (got != plain) == m01_skill
+        if m01_skill:
+            replaced += 1
+            assert got == drilled.fact_row(HashRng(cfg.seed, "micro-base", 3, i).child("fact-row"))
+    assert replaced >= 3
 
 
 def test_fact_drill_share_keys_the_cache_only_when_set():

@@ -80,6 +80,9 @@ class MicroBaseConfig:
     # late in the second phase, did not form by step 3 000 with drills in both phases (.45 with words, against .97
     # without drills) nor with 0.02 in the second (.49), so both stay off by default.
     late_fact_drill_share: float | None = None
+    # Which rows the arithmetic drills replace: "any" (a share of all rows, drawn before the skeleton) or "m01" (a
+    # share of M01's skill rows only, so every other skeleton's rows are those of the base without drills).
+    fact_drill_rows: str = "any"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.skill_share <= 1.0:
@@ -98,6 +101,8 @@ class MicroBaseConfig:
                 name == "late_skill_words" and value is None
             ):
                 raise ValueError(f"{name}: expected 'skill_domain' or 'all_domains', got {value!r}")
+        if self.fact_drill_rows not in ("any", "m01"):
+            raise ValueError(f"fact_drill_rows: expected 'any' or 'm01', got {self.fact_drill_rows!r}")
         for name in (
             "hold_fraction",
             "late_start",
@@ -218,7 +223,7 @@ class MicroRows:
         fact = self.cfg.fact_drill_share
         if late and self.cfg.late_fact_drill_share is not None:
             fact = self.cfg.late_fact_drill_share
-        if fact and rng.child("fact").random() < fact:
+        if fact and self.cfg.fact_drill_rows == "any" and rng.child("fact").random() < fact:
             return self.fact_row(rng.child("fact-row"))
         late = late and self.cfg.late_weights is not None
         weights = self.cfg.late_weights if late else self.cfg.skeleton_weights
@@ -227,6 +232,9 @@ class MicroRows:
         params, difficulty = sk.sample(rng.child("sample"), self.knobs[sk.id])
         tok = self.tok
         if rng.child("kind").random() < self.cfg.skill_share:
+            m01_drill = fact and self.cfg.fact_drill_rows == "m01" and sk.id == "M01_arith_walk"
+            if m01_drill and rng.child("fact").random() < fact:
+                return self.fact_row(rng.child("fact-row"))
             inst = sk.instance_from(params, {"regime": "train", **difficulty})
             text = render(inst, self.late_skill_domain if late else self.skill_domain, rng.child("render"))
             prompt = tok(PromptFormat().prompt({"question": text.question}), add_special_tokens=False)[
@@ -461,7 +469,7 @@ DEFAULT_CACHE = Path(os.environ.get("IGA_CACHE", ".iga_cache")) / "bases"
 
 #: Fields added after the cache key's version 2: they enter the key only when set to something other than their
 #: default, so every base built before them (the shipped one included) keeps its folder name.
-_KEYED_WHEN_SET = ("fact_drill_share", "late_fact_drill_share")
+_KEYED_WHEN_SET = ("fact_drill_share", "late_fact_drill_share", "fact_drill_rows")
 
 
 def _keyed_config(cfg: MicroBaseConfig) -> dict[str, Any]:
