@@ -83,7 +83,7 @@ class MicroBaseConfig:
     # Which rows the arithmetic drills replace: "any" (a share of all rows, drawn before the skeleton) or "m01" (a
     # share of M01's skill rows only, so every other skeleton's rows are those of the base without drills).
     # Measured with share 0.5: M04 still did not form (.30 with words): the shipped base's M04 is a fragile
-    # transition that a change of the trajectory alone loses (docs/student-recipes.md).
+    # transition that a change of the trajectory alone can lose (docs/student-recipes.md).
     fact_drill_rows: str = "any"
 
     def __post_init__(self) -> None:
