@@ -14,8 +14,6 @@ def lr_lambda(step: int, *, warmup_steps: int, total_steps: int, schedule: str, 
     >>> round(lr_lambda(5, warmup_steps=2, total_steps=6, schedule="cosine", floor=0.0), 3)
     0.0
     """
-    if not 0.0 <= floor <= 1.0:
-        raise ValueError(f"floor must be in [0, 1] (a share of the base LR), got {floor!r}")
     if step < warmup_steps:
         return (step + 1) / warmup_steps
     if schedule == "constant":
@@ -33,6 +31,8 @@ def build_scheduler(
 
     import torch
 
+    if not 0.0 <= floor <= 1.0:  # checked once here, not in lr_lambda at every step
+        raise ValueError(f"floor must be in [0, 1] (a share of the base LR), got {floor!r}")
     fn = partial(
         lr_lambda, warmup_steps=warmup_steps, total_steps=total_steps, schedule=schedule, floor=floor
     )
