@@ -31,7 +31,8 @@ def main() -> None:
     import torch
 
     from iga.isomers.domains import load_domains
-    from iga.models.micro_base import MicroBaseConfig, MicroRows, _backward_by_length
+    from iga.models.micro_base import MicroBaseConfig, _backward_by_length
+    from iga.models.micro_rows import MicroRows
     from iga.models.students import build_student
     from iga.models.word_tokenizer import build_word_tokenizer
 

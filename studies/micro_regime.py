@@ -309,7 +309,8 @@ def base_skill(base_dir: str | None, domains: list[str], n: int, seed: int) -> d
     import torch
 
     from iga.isomers.domains import load_domains
-    from iga.models.micro_base import MicroBaseConfig, MicroRows, micro_base_path
+    from iga.models.micro_base import MicroBaseConfig, micro_base_path
+    from iga.models.micro_rows import MicroRows
     from iga.models.pretrain import load_base
 
     torch.set_flush_denormal(True)
@@ -368,7 +369,14 @@ def train_base_probed(args: Any) -> None:
     import torch
 
     from iga.isomers.domains import load_domains
-    from iga.models.micro_base import MicroBaseConfig, MicroRows, train_micro_base
+    from iga.models.micro_base import (
+        MicroBaseConfig,
+        ensure_micro_base,
+        parent_config,
+        polish_micro_base,
+        train_micro_base,
+    )
+    from iga.models.micro_rows import MicroRows
     from iga.utils.io import atomic_write_json
     from iga.utils.provenance import provenance
 
@@ -380,8 +388,12 @@ def train_base_probed(args: Any) -> None:
     clock = {"train": 0.0, "t": time.perf_counter()}
     state: dict[str, Any] = {}
 
+    total = (
+        cfg.polish_steps or cfg.steps
+    )  # a polished base: the polish's own steps, from its parent's weights
+
     def probe(step: int, model: Any, tok: Any) -> None:
-        if step % args.probe_every and step != cfg.steps:
+        if step % args.probe_every and step != total:
             return
         clock["train"] += time.perf_counter() - clock["t"]
         if "recs" not in state:
@@ -395,7 +407,11 @@ def train_base_probed(args: Any) -> None:
         print(step, f"{clock['train']:.0f}s", *(f"{name} {_short(a)}" for name, a in acc.items()), flush=True)
         clock["t"] = time.perf_counter()
 
-    train_micro_base(cfg, folder, on_step=probe)
+    if cfg.polish_steps:
+        parent, _ = ensure_micro_base(parent_config(cfg))  # the cached (or shipped) base below the polish
+        polish_micro_base(cfg, parent, folder, on_step=probe)
+    else:
+        train_micro_base(cfg, folder, on_step=probe)
     from iga.models.pretrain import load_base
 
     model, tok = load_base(folder)
@@ -506,7 +522,8 @@ def shift(args: Any) -> None:
     import torch
 
     from iga.isomers.domains import load_domains
-    from iga.models.micro_base import MicroBaseConfig, MicroRows
+    from iga.models.micro_base import MicroBaseConfig
+    from iga.models.micro_rows import MicroRows
     from iga.runs.evaluate import load_run
 
     torch.set_flush_denormal(True)

@@ -12,13 +12,13 @@ from iga.isomers.domains import load_domains
 from iga.models.micro_base import (
     BASE_MARKER,
     MicroBaseConfig,
-    MicroRows,
     _keyed_config,
     ensure_micro_base,
     micro_base_path,
     shipped_base,
     train_micro_base,
 )
+from iga.models.micro_rows import MicroRows
 from iga.models.word_tokenizer import build_word_tokenizer
 
 TINY = MicroBaseConfig(student="micro", steps=2, batch_size=4, warmup_steps=1)
@@ -414,3 +414,64 @@ def test_the_default_base_is_shipped_for_the_current_config_and_domain_files():
     meta = json.loads((shipped / BASE_MARKER).read_text())
     # fields added since (micro_base._KEYED_WHEN_SET) are recorded, like keyed, only when set
     assert meta["micro_base_config"] == json.loads(json.dumps(_keyed_config(MicroBaseConfig())))
+
+
+def test_polish_settings_key_the_cache_only_with_a_polish_phase():
+    from iga.models.micro_base import parent_config
+
+    plain = micro_base_path(MicroBaseConfig())
+    assert micro_base_path(MicroBaseConfig(polish_lr=1e-3, polish_fact_drill_share=0.5)) == plain
+    polished = MicroBaseConfig(polish_steps=400)
+    assert micro_base_path(polished) != plain
+    assert micro_base_path(dataclasses.replace(polished, polish_lr=1e-3)) != micro_base_path(polished)
+    assert parent_config(dataclasses.replace(polished, polish_lr=1e-3, lr=1e-3)) == MicroBaseConfig(lr=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("polish_steps", -1), ("polish_lr", 0.0), ("polish_fact_drill_share", 1.5)]
+)
+def test_bad_polish_settings_name_the_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        MicroBaseConfig(**{field: value})
+
+
+def test_polish_rows_follow_the_base_s_and_carry_arithmetic_drills(rows):
+    from iga.isomers.rng import HashRng
+
+    cfg = dataclasses.replace(rows.cfg, steps=10, polish_steps=5, polish_fact_drill_share=0.5)
+    polished = MicroRows(cfg, rows.tok, rows.domains)
+    plain = MicroRows(dataclasses.replace(cfg, polish_steps=0), rows.tok, rows.domains)
+    # the base's own steps are the unpolished base's rows, whatever the polish settings
+    assert all(polished.row(s, i) == plain.row(s, i) for s in (0, 9) for i in range(32))
+    drills = [
+        i
+        for i in range(64)
+        if polished.row(11, i) == polished.fact_row(HashRng(cfg.seed, "micro-base", 11, i).child("fact-row"))
+    ]
+    assert 20 <= len(drills) <= 44
+    # every other polish row is the second phase's row of that step
+    assert all(polished.row(11, i) == plain.row(11, i) for i in range(64) if i not in drills)
+
+
+def test_a_polished_base_is_its_parent_plus_the_polish(tmp_path):
+    from safetensors.torch import load_file
+
+    from iga.models.micro_base import parent_config, polish_micro_base
+
+    cfg = dataclasses.replace(TINY, polish_steps=2)
+    with pytest.raises(ValueError, match="polish_steps"):
+        train_micro_base(cfg, tmp_path / "refused")
+    path, built = ensure_micro_base(cfg, cache_dir=tmp_path / "cache")
+    parent = micro_base_path(parent_config(cfg), cache_dir=tmp_path / "cache")
+    assert built and (parent / BASE_MARKER).is_file() and path != parent
+    info, parent_info = (json.loads((p / BASE_MARKER).read_text()) for p in (path, parent))
+    assert info["parent"] == parent.name and info["micro_base_config"]["polish_steps"] == 2
+    assert info["seconds"] == pytest.approx(parent_info["seconds"] + info["polish_seconds"], abs=0.02)
+    weights, parent_weights = (load_file(p / "model.safetensors") for p in (path, parent))
+    assert weights.keys() == parent_weights.keys()
+    assert any(not (weights[k] == parent_weights[k]).all() for k in weights)
+    assert ensure_micro_base(cfg, cache_dir=tmp_path / "cache") == (path, False)
+    # a polish on top of another base is refused, naming the folder
+    other = dataclasses.replace(cfg, lr=1e-3)
+    with pytest.raises(ValueError, match=parent.name):
+        polish_micro_base(other, parent, tmp_path / "wrong")

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from iga.models.micro_rows import MicroRows
 from iga.utils.io import atomic_write_json, stable_hash
 
 BASE_MARKER = "base.json"
@@ -85,6 +86,14 @@ class MicroBaseConfig:
     # Measured with share 0.5: M04 still did not form (.30 with words): the shipped base's M04 is a fragile
     # transition that a change of the trajectory alone can lose (docs/student-recipes.md).
     fact_drill_rows: str = "any"
+    # A polish phase on top of the finished base (0: none): ``polish_steps`` more steps from its weights with a
+    # fresh optimizer at a constant ``polish_lr`` (after a 20-step warm-up), on the second phase's rows with
+    # ``polish_fact_drill_share`` of them arithmetic drills. The base's own trajectory (and the state look-up that
+    # forms late in it) is left as it is; the drills only come after it (docs/student-recipes.md). The base below
+    # the polish is the config with these three fields at their defaults: cached (or shipped) on its own.
+    polish_steps: int = 0
+    polish_lr: float = 2e-4
+    polish_fact_drill_share: float = 0.2
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.skill_share <= 1.0:
@@ -113,6 +122,7 @@ class MicroBaseConfig:
             "drill_reverse_share",
             "fact_drill_share",
             "late_fact_drill_share",
+            "polish_fact_drill_share",
         ):
             if getattr(self, name) is None and name in ("late_drill_share", "late_fact_drill_share"):
                 continue
@@ -127,143 +137,21 @@ class MicroBaseConfig:
         for name in ("steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)!r}")
+        if self.polish_steps < 0:
+            raise ValueError(f"polish_steps: expected an integer >= 0, got {self.polish_steps!r}")
+        if not self.polish_lr > 0:
+            raise ValueError(f"polish_lr: expected a positive number, got {self.polish_lr!r}")
 
 
-def with_pooled_words(domain: Any, domains: list[Any]) -> Any:
-    """``domain`` with each word pool of its sections replaced by the union of that pool over ``domains``."""
+_POLISH_FIELDS = ("polish_steps", "polish_lr", "polish_fact_drill_share")
+
+
+def parent_config(cfg: MicroBaseConfig) -> MicroBaseConfig:
+    """The base that ``cfg``'s polish phase starts from: ``cfg`` without the polish."""
     from dataclasses import replace
 
-    sections = {}
-    for sk_id, section in domain.sections.items():
-        words = dict(section.words)
-        for name, pool in section.words.items():
-            if isinstance(pool, tuple):
-                words[name] = tuple(
-                    sorted({w for d in domains if d.covers(sk_id) for w in d.pool(sk_id, name)})
-                )
-        sections[sk_id] = replace(section, words=words)
-    return replace(domain, sections=sections)
-
-
-class MicroRows:
-    """The base's training rows, a pure function of ``(config, step)``: ``(input_ids, labels)`` per row."""
-
-    def __init__(self, cfg: MicroBaseConfig, tokenizer: Any, domains: Mapping[str, Any]) -> None:
-        from iga.isomers.presets import make_config
-        from iga.isomers.skeletons import get_skeleton, list_skeletons
-
-        if cfg.skill_domain not in domains:
-            raise ValueError(
-                f"skill_domain: {cfg.skill_domain!r} is not a loaded domain ({', '.join(domains)})"
-            )
-        self.cfg, self.tok, self.domains = cfg, tokenizer, domains
-        suite = make_config("micro")
-        self.skeletons = [get_skeleton(s) for s in list_skeletons("micro")]
-        self.knobs = {sk.id: suite.knobs(sk.id, "train") for sk in self.skeletons}
-        self.narrative_domains = [
-            d for d in domains.values() if all(d.covers(sk.id) for sk in self.skeletons)
-        ]
-        pooled = with_pooled_words(domains[cfg.skill_domain], self.narrative_domains)
-        self.skill_domain = pooled if cfg.skill_words == "all_domains" else domains[cfg.skill_domain]
-        late_words = cfg.late_skill_words or cfg.skill_words
-        self.late_skill_domain = pooled if late_words == "all_domains" else domains[cfg.skill_domain]
-        self.drill_words = sorted(
-            {
-                w
-                for section in pooled.sections.values()
-                for pool in section.words.values()
-                if isinstance(pool, tuple)
-                for w in pool
-            }
-        )
-
-    def drill_row(self, rng: Any) -> tuple[list[int], list[int]]:
-        """A copy drill: ``w1 … wn . w1 … wn`` (or, for ``drill_reverse_share`` of them, ``… . wn … w1``) + EOS,
-        the loss on the repeat."""
-        words = rng.sample(self.drill_words, rng.randint(6, 12))
-        tok = self.tok
-        first = tok(" ".join(words) + " .", add_special_tokens=False)["input_ids"]
-        body = first[:-1]
-        if self.cfg.drill_reverse_share and rng.child("reverse").random() < self.cfg.drill_reverse_share:
-            body = body[::-1]  # token by token: a word of two tokens comes out reversed too
-        repeat = [*body, tok.eos_token_id]
-        return first + repeat, [-100] * len(first) + repeat
-
-    def fact_row(self, rng: Any) -> tuple[list[int], list[int]]:
-        """An arithmetic drill: 6-10 facts ``a ± b = c .`` of M01's table + EOS, the loss on each ``c`` and EOS.
-        ``a`` is uniform over ``0..CAP`` (not over the values M01's walks pass through), ``b`` over M01's training
-        ``num_range``, the result stays in ``0..CAP``."""
-        from iga.isomers.skeletons.m01_arith_walk import CAP
-
-        lo, hi = self.knobs["M01_arith_walk"].num_range
-        tok = self.tok
-        ids: list[int] = []
-        labels: list[int] = []
-        for _ in range(rng.randint(6, 10)):
-            a = rng.randint(0, CAP)
-            op = rng.choice([o for o, ok in (("+", a + lo <= CAP), ("-", a - lo >= 0)) if ok])
-            b = rng.randint(lo, min(hi, CAP - a) if op == "+" else min(hi, a))
-            c = a + b if op == "+" else a - b
-            head = tok(f"{a} {op} {b} =", add_special_tokens=False)["input_ids"]
-            tail = tok(f"{c} .", add_special_tokens=False)["input_ids"]
-            ids += head + tail
-            labels += [-100] * len(head) + tail
-        return [*ids, tok.eos_token_id], [*labels, tok.eos_token_id]
-
-    def row(self, step: int, i: int) -> tuple[list[int], list[int]]:
-        from iga.isomers.render import render, render_narrative
-        from iga.isomers.rng import HashRng
-        from iga.models.prompting import PromptFormat
-
-        rng = HashRng(self.cfg.seed, "micro-base", step, i)
-        late = step >= self.cfg.late_start * self.cfg.steps
-        drill = self.cfg.drill_share
-        if late and self.cfg.late_drill_share is not None:
-            drill = self.cfg.late_drill_share
-        if drill and rng.child("drill").random() < drill:
-            return self.drill_row(rng.child("drill-row"))
-        fact = self.cfg.fact_drill_share
-        if late and self.cfg.late_fact_drill_share is not None:
-            fact = self.cfg.late_fact_drill_share
-        if fact and self.cfg.fact_drill_rows == "any" and rng.child("fact").random() < fact:
-            return self.fact_row(rng.child("fact-row"))
-        late = late and self.cfg.late_weights is not None
-        weights = self.cfg.late_weights if late else self.cfg.skeleton_weights
-        u = rng.child("skeleton").random() * sum(weights)
-        sk = self.skeletons[next((k for k in range(3) if u < sum(weights[: k + 1])), 3)]
-        params, difficulty = sk.sample(rng.child("sample"), self.knobs[sk.id])
-        tok = self.tok
-        if rng.child("kind").random() < self.cfg.skill_share:
-            m01_drill = fact and self.cfg.fact_drill_rows == "m01" and sk.id == "M01_arith_walk"
-            if m01_drill and rng.child("fact").random() < fact:
-                return self.fact_row(rng.child("fact-row"))
-            inst = sk.instance_from(params, {"regime": "train", **difficulty})
-            text = render(inst, self.late_skill_domain if late else self.skill_domain, rng.child("render"))
-            prompt = tok(PromptFormat().prompt({"question": text.question}), add_special_tokens=False)[
-                "input_ids"
-            ]
-            cot = tok(text.gold_cot, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
-            return prompt + cot, [-100] * len(prompt) + cot
-        domain = self.narrative_domains[rng.child("domain").randint(0, len(self.narrative_domains) - 1)]
-        ids = tok(render_narrative(sk, params, domain, rng.child("render")), add_special_tokens=False)[
-            "input_ids"
-        ]
-        ids = [*ids, tok.eos_token_id]
-        return ids, list(ids)
-
-    def batch(self, step: int) -> dict[str, Any]:
-        import torch
-
-        rows = [self.row(step, i) for i in range(self.cfg.batch_size)]
-        width = max(len(ids) for ids, _ in rows)
-        input_ids = torch.full((len(rows), width), self.tok.pad_token_id, dtype=torch.long)
-        labels = torch.full((len(rows), width), -100, dtype=torch.long)
-        attention = torch.zeros((len(rows), width), dtype=torch.long)
-        for r, (ids, lab) in enumerate(rows):
-            input_ids[r, : len(ids)] = torch.tensor(ids)
-            labels[r, : len(lab)] = torch.tensor(lab)
-            attention[r, : len(ids)] = 1
-        return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+    default = MicroBaseConfig()
+    return replace(cfg, **{name: getattr(default, name) for name in _POLISH_FIELDS})
 
 
 def _lr_factor(step: int, cfg: MicroBaseConfig) -> float:
@@ -367,6 +255,11 @@ def train_micro_base(
     leave it in train mode)."""
     import torch
 
+    if cfg.polish_steps:
+        raise ValueError(
+            "polish_steps: train_micro_base trains the base below the polish (parent_config(cfg)); "
+            "polish_micro_base (or ensure_micro_base) adds the polish phase"
+        )
     from iga.isomers.domains import load_domains
     from iga.models.students import build_student, spec_dict
     from iga.models.word_tokenizer import build_word_tokenizer, vocab_hash
@@ -466,16 +359,103 @@ def train_micro_base(
     return out_dir
 
 
+def polish_micro_base(
+    cfg: MicroBaseConfig,
+    parent_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    domains_dir: str | None = None,
+    progress: Callable[[int, int, float], None] | None = None,
+    on_step: Callable[[int, Any, Any], None] | None = None,
+) -> Path:
+    """Train ``cfg``'s polish phase on the finished base in ``parent_dir`` (built for :func:`parent_config`) and
+    save the result to ``out_dir``: ``cfg.polish_steps`` steps with a fresh AdamW at ``polish_lr`` (linear warm-up
+    over 20 steps, then constant), on rows ``cfg.steps … cfg.steps + polish_steps - 1`` of :class:`MicroRows`.
+
+    Not checkpointed: it takes a few minutes, and an interrupted polish starts over from the parent.
+    ``progress(step, total, loss)`` and ``on_step(step, model, tokenizer)`` count the polish's own steps."""
+    import json
+
+    import torch
+
+    from iga.isomers.domains import load_domains
+    from iga.models.pretrain import load_base
+    from iga.models.word_tokenizer import vocab_hash
+    from iga.utils.provenance import provenance
+
+    if not cfg.polish_steps:
+        raise ValueError("polish_steps: 0 (no polish phase to train); use train_micro_base")
+    parent_dir = Path(parent_dir)
+    parent_info = json.loads((parent_dir / BASE_MARKER).read_text())
+    if parent_info.get("micro_base_config") != json.loads(json.dumps(_keyed_config(parent_config(cfg)))):
+        raise ValueError(f"{parent_dir}: not the base below this polish (its micro_base_config differs)")
+    torch.set_flush_denormal(True)
+    t0 = time.perf_counter()
+    model, tok = load_base(parent_dir)
+    rows = MicroRows(cfg, tok, load_domains(domains_dir))
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.polish_lr,
+        betas=(0.9, 0.98),
+    )
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 20))
+    losses: list[float] = []
+    model.train()
+    for i in range(cfg.polish_steps):
+        losses.append(_backward_by_length(model, rows.batch(cfg.steps + i)))
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        if progress is not None:
+            progress(i + 1, cfg.polish_steps, losses[-1])
+        if on_step is not None:
+            on_step(i + 1, model, tok)
+    model.eval()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    tok.save_pretrained(out_dir)
+    seconds = time.perf_counter() - t0
+    tail = losses[-min(50, len(losses)) :]
+    atomic_write_json(
+        out_dir / BASE_MARKER,
+        {
+            **{k: parent_info[k] for k in ("kind", "student_spec", "num_parameters", "vocab_size")},
+            "micro_base_config": _keyed_config(cfg),
+            "vocab_hash": vocab_hash(list(tok.convert_ids_to_tokens(list(range(len(tok)))))),
+            "parent": parent_dir.name,
+            "parent_seconds": parent_info["seconds"],
+            "polish_seconds": round(seconds, 2),
+            "first_loss": losses[0],
+            "final_loss": sum(tail) / len(tail),
+            "loss_curve": [
+                round(sum(losses[i : i + 50]) / len(losses[i : i + 50]), 4) for i in range(0, len(losses), 50)
+            ],
+            # the base's whole cost: its parent's training and the polish
+            "seconds": round(parent_info["seconds"] + seconds, 2),
+            "torch_threads": torch.get_num_threads(),
+            "command": f"iga pretrain --regime micro  # {asdict(cfg)}",
+            "provenance": provenance(),
+        },
+    )
+    return out_dir
+
+
 DEFAULT_CACHE = Path(os.environ.get("IGA_CACHE", ".iga_cache")) / "bases"
 
 
 #: Fields added after the cache key's version 2: they enter the key only when set to something other than their
 #: default, so every base built before them (the shipped one included) keeps its folder name.
-_KEYED_WHEN_SET = ("fact_drill_share", "late_fact_drill_share", "fact_drill_rows")
+_KEYED_WHEN_SET = ("fact_drill_share", "late_fact_drill_share", "fact_drill_rows", *_POLISH_FIELDS)
 
 
 def _keyed_config(cfg: MicroBaseConfig) -> dict[str, Any]:
     default = MicroBaseConfig()
+    if not cfg.polish_steps:  # without a polish phase its settings shape nothing
+        cfg = parent_config(cfg)
     return {k: v for k, v in asdict(cfg).items() if k not in _KEYED_WHEN_SET or v != getattr(default, k)}
 
 
@@ -525,6 +505,17 @@ def ensure_micro_base(
         return path, False
     tmp = path.with_name(path.name + ".partial")
     shipped = shipped_base(path.name)
+    if cfg.polish_steps and shipped is None:
+        parent, _ = ensure_micro_base(
+            parent_config(cfg), cache_dir=cache_dir, domains_dir=domains_dir, progress=progress
+        )
+        shutil.rmtree(tmp, ignore_errors=True)
+        polish_micro_base(cfg, parent, tmp, domains_dir=domains_dir, progress=progress)
+        if path.exists():  # a concurrent builder finished first; keep theirs
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+        return path, True
     if shipped is not None or not (tmp / CHECKPOINT).is_file():
         shutil.rmtree(tmp, ignore_errors=True)
     if shipped is not None:
@@ -534,8 +525,6 @@ def ensure_micro_base(
         return path, False
     train_micro_base(cfg, tmp, domains_dir=domains_dir, progress=progress)
     if path.exists():  # a concurrent builder finished first; keep theirs
-        import shutil
-
         shutil.rmtree(tmp, ignore_errors=True)
     else:
         os.replace(tmp, path)
