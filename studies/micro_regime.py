@@ -328,7 +328,7 @@ def base_skill(base_dir: str | None, domains: list[str], n: int, seed: int) -> d
 def probe_records(rows: Any, n: int) -> dict[str, list[dict]]:
     """The base's probe problems in the neutral wording: with its letters P..Z, and with every domain's words in
     the slots (the wording a LoRA run must carry the skill to)."""
-    from iga.models.micro_base import with_pooled_words
+    from iga.models.micro_rows import with_pooled_words
 
     symbolic = rows.domains["symbolic"]
     return {
