@@ -82,12 +82,14 @@ long-study: $(STAMP)
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
 
-# The micro regime's default skill base, trained here (~15 min on 2 cores) and shipped in the package so that the
-# demo's first run need not train it; rerun after editing a domain file (tests/models/test_micro_base.py says so).
+# The micro regime's default skill base and its parent (the base below its polish phase), trained here (~18 min on
+# 2 cores) and shipped in the package so that the demo's first run need not train them; rerun after editing a
+# domain file (tests/models/test_micro_base.py says so).
 shipped-base: $(STAMP)
 	$(BIN)/iga pretrain --regime micro
 	rm -rf src/iga/models/shipped && mkdir -p src/iga/models/shipped
-	cp -r "$$($(BIN)/python -c 'from iga.models.micro_base import MicroBaseConfig, micro_base_path; print(micro_base_path(MicroBaseConfig()))')" src/iga/models/shipped/
+	$(BIN)/python -c 'from iga.models.micro_base import MicroBaseConfig as C, micro_base_path as p, parent_config; print(p(C())); print(p(parent_config(C())))' \
+		| while read -r base; do cp -r "$$base" src/iga/models/shipped/; done
 
 # docs/student-recipes.md: learnability, the held-out shift and the shortcut in the micro regime (~40 min).
 micro-study: $(STAMP)

@@ -446,6 +446,10 @@ FIELDS_BEFORE_THEY_EXISTED = {
     "drill_share": 0.0,
     "late_drill_share": None,
     "drill_reverse_share": 0.0,
+    "fact_drill_share": 0.0,
+    "late_fact_drill_share": None,
+    "fact_drill_rows": "any",
+    "polish_steps": 0,
 }
 
 
@@ -480,9 +484,9 @@ def base_table(folder: Path) -> str:
         )
         lines.append(
             f"| {path.parent.name if path.name == 'probe.json' else path.stem} | {changed or 'default'} "
-            f"| {p['train_seconds']:.0f} | {p['torch_threads']} | "
-            + " | ".join(f"{x:.2f}" for x in final)
-            + f" | {words} | {curve} |"
+            # a polished base's probe clock is its polish's only (its parent was trained, or shipped, before)
+            f"| {p['train_seconds']:.0f}{' (polish)' if p['config'].get('polish_steps') else ''} "
+            f"| {p['torch_threads']} | " + " | ".join(f"{x:.2f}" for x in final) + f" | {words} | {curve} |"
         )
     return "\n".join(lines)
 

@@ -55,7 +55,7 @@ def test_micro_demo_takes_the_micro_base_with_its_configured_steps(tmp_path, mon
     seen = []
 
     def fake_ensure(cfg, **kwargs):
-        seen.append(cfg.steps)
+        seen.append((cfg.steps, cfg.polish_steps))
         raise RuntimeError("stop after the base request")
 
     monkeypatch.setattr(micro_base, "ensure_micro_base", fake_ensure)
@@ -65,7 +65,8 @@ def test_micro_demo_takes_the_micro_base_with_its_configured_steps(tmp_path, mon
     ):
         with pytest.raises(RuntimeError, match="stop after the base request"):
             run_demo(cfg, say=lambda msg: None, progress=False)
-    assert seen == [7, MicroBaseConfig().steps]
+    # a base of another length has no polish phase; the demo's is the default, polish included
+    assert seen == [(7, 0), (MicroBaseConfig().steps, MicroBaseConfig().polish_steps)]
 
 
 def test_bad_regime_is_refused():

@@ -21,7 +21,7 @@ from iga.models.micro_base import (
 from iga.models.micro_rows import MicroRows
 from iga.models.word_tokenizer import build_word_tokenizer
 
-TINY = MicroBaseConfig(student="micro", steps=2, batch_size=4, warmup_steps=1)
+TINY = MicroBaseConfig(student="micro", steps=2, batch_size=4, warmup_steps=1, polish_steps=0)
 
 
 @pytest.fixture(scope="module")
@@ -412,19 +412,25 @@ def test_the_default_base_is_shipped_for_the_current_config_and_domain_files():
     shipped = shipped_base(name)
     assert shipped is not None, f"no shipped base named {name}: run `make shipped-base`"
     meta = json.loads((shipped / BASE_MARKER).read_text())
-    # fields added since (micro_base._KEYED_WHEN_SET) are recorded, like keyed, only when set
+    # fields added since (micro_base._KEYED_UNLESS) are recorded, like keyed, only when set
     assert meta["micro_base_config"] == json.loads(json.dumps(_keyed_config(MicroBaseConfig())))
 
 
 def test_polish_settings_key_the_cache_only_with_a_polish_phase():
     from iga.models.micro_base import parent_config
 
-    plain = micro_base_path(MicroBaseConfig())
-    assert micro_base_path(MicroBaseConfig(polish_lr=1e-3, polish_fact_drill_share=0.5)) == plain
+    plain = micro_base_path(MicroBaseConfig(polish_steps=0))
+    assert (
+        micro_base_path(MicroBaseConfig(polish_steps=0, polish_lr=1e-3, polish_fact_drill_share=0.5)) == plain
+    )
     polished = MicroBaseConfig(polish_steps=400)
     assert micro_base_path(polished) != plain
     assert micro_base_path(dataclasses.replace(polished, polish_lr=1e-3)) != micro_base_path(polished)
-    assert parent_config(dataclasses.replace(polished, polish_lr=1e-3, lr=1e-3)) == MicroBaseConfig(lr=1e-3)
+    assert parent_config(dataclasses.replace(polished, polish_lr=1e-3, lr=1e-3)) == MicroBaseConfig(
+        lr=1e-3, polish_steps=0
+    )
+    # the default's parent is the base shipped before the polish existed: same config, same folder name
+    assert micro_base_path(parent_config(MicroBaseConfig())).name == "micro-tiny-c9e981926ffb9845"
 
 
 @pytest.mark.parametrize(

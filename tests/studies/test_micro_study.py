@@ -47,7 +47,7 @@ def test_train_base_probes_and_base_table_renders_its_row(tmp_path):
             "train-base", "--out", str(tmp_path), "--name", "tiny_probe", "--probe-every", "2",
             "--probe-n", "1", "--n", "1",
             "--set", "student=micro", "--set", "steps=4", "--set", "batch_size=2", "--set", "warmup_steps=1",
-            "--set", "skeleton_weights=(1, 1, 1, 1)",
+            "--set", "skeleton_weights=(1, 1, 1, 1)", "--set", "polish_steps=0",
         ]
     )  # fmt: skip
     probe = json.loads((tmp_path / "base-probe" / "tiny_probe" / "probe.json").read_text())
@@ -57,6 +57,30 @@ def test_train_base_probes_and_base_table_renders_its_row(tmp_path):
     row = next(line for line in table.splitlines() if line.startswith("| tiny_probe"))
     assert "student micro" in row and "steps 4" in row and "skeleton_weights (1, 1, 1, 1)" in row
     assert "hold_fraction" not in row  # only the fields that differ from the default
+
+
+def test_train_base_polishes_the_cached_parent_and_the_table_says_so(tmp_path, monkeypatch):
+    import json
+
+    import iga.models.micro_base as micro_base
+
+    monkeypatch.setattr(micro_base, "DEFAULT_CACHE", tmp_path / "cache")
+    tiny = ["student=micro", "steps=3", "batch_size=2", "warmup_steps=1"]
+    study.main(
+        ["train-base", "--out", str(tmp_path), "--name", "polished", "--probe-every", "2", "--probe-n", "1",
+         "--n", "1", *(a for s in [*tiny, "polish_steps=2"] for a in ("--set", s))]
+    )  # fmt: skip
+    # the parent was built into the cache, then polished for 2 steps (the probe counts the polish's steps)
+    tiny_cfg = micro_base.MicroBaseConfig(**dict(map(study._parse_override, tiny)))
+    parent = micro_base.micro_base_path(micro_base.parent_config(tiny_cfg))
+    assert (parent / micro_base.BASE_MARKER).is_file()
+    folder = tmp_path / "base-probe" / "polished"
+    assert json.loads((folder / micro_base.BASE_MARKER).read_text())["parent"] == parent.name
+    assert [c["step"] for c in json.loads((folder / "probe.json").read_text())["curve"]] == [2]
+    row = next(
+        line for line in study.base_table(tmp_path / "base-probe").splitlines() if "| polished" in line
+    )
+    assert "polish_steps 2" in row and " (polish) |" in row
 
 
 def test_an_unknown_base_field_is_named_with_the_allowed_ones():

@@ -432,7 +432,7 @@ def test_cli_keeps_a_base_that_is_not_shipped_with_the_records_and_a_new_machine
     import iga.models.micro_base as micro_base_module
 
     monkeypatch.setattr(micro_base_module, "DEFAULT_CACHE", tmp_path / "cache")
-    micro = {"student": "micro", "steps": 2, "batch_size": 4, "warmup_steps": 1}
+    micro = {"student": "micro", "steps": 2, "batch_size": 4, "warmup_steps": 1, "polish_steps": 0}
     spec_path = tmp_path / "spec.yaml"
     spec_path.write_text(
         yaml.safe_dump(

@@ -23,7 +23,11 @@ def pretrain_cmd(
         help="standard: BPE tokenizer, domain text only (S01-S11). micro: word-level tokenizer, a skill base "
         "trained from scratch on neutral-wording M01-M04 problems + every domain's narratives (iga.models.micro_base).",
     ),
-    steps: int = typer.Option(None, "--steps", help="Pretraining steps (default: the student's preset)."),
+    steps: int = typer.Option(
+        None,
+        "--steps",
+        help="Pretraining steps (default: the student's preset; a micro base of another length has no polish phase).",
+    ),
     seed: int = typer.Option(0, "--seed"),
     cache_dir: str = typer.Option(
         None, "--cache-dir", help="Where bases are cached (default .iga_cache/bases)."
@@ -69,10 +73,11 @@ def _pretrain_micro(console, student: str, steps: int | None, seed: int, cache_d
     from iga.training.progress import StepProgress
 
     student_spec(student)
-    cfg = dataclasses.replace(
-        MicroBaseConfig(seed=seed, student=student), **({"steps": steps} if steps else {})
-    )
-    bar = StepProgress(total=cfg.steps, start=0, enabled=True, description=f"micro base ({student})")
+    cfg = MicroBaseConfig(seed=seed, student=student)
+    if steps:  # a base of another length is a try-out: no polish phase on top (it is tuned for the default's)
+        cfg = dataclasses.replace(cfg, steps=steps, polish_steps=0)
+    total = cfg.steps + cfg.polish_steps
+    bar = StepProgress(total=total, start=0, enabled=True, description=f"micro base ({student})")
     path, built = ensure_micro_base(
         cfg,
         cache_dir=cache_dir,

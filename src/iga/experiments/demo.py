@@ -111,7 +111,8 @@ def _base(cfg: DemoConfig) -> tuple[Path, bool]:
 
         base_cfg = MicroBaseConfig(student=cfg.student, seed=cfg.seed)
         if cfg.pretrain_steps is not None:
-            base_cfg = dataclasses.replace(base_cfg, steps=cfg.pretrain_steps)
+            # another length is a try-out (tests, --quick): no polish phase, which is tuned for the default's
+            base_cfg = dataclasses.replace(base_cfg, steps=cfg.pretrain_steps, polish_steps=0)
         return ensure_micro_base(base_cfg, cache_dir=cfg.cache_dir)
     from iga.models.pretrain import ensure_base, pretrain_config
 
