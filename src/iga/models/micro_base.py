@@ -83,8 +83,8 @@ class MicroBaseConfig:
     late_fact_drill_share: float | None = None
     # Which rows the arithmetic drills replace: "any" (a share of all rows, drawn before the skeleton) or "m01" (a
     # share of M01's skill rows only, so every other skeleton's rows are those of the base without drills).
-    # Measured with share 0.5: M04 still did not form (.30 with words): the shipped base's M04 is a fragile
-    # transition that a change of the trajectory alone can lose (docs/student-recipes.md).
+    # Measured with share 0.5: M04 still did not form (.30 with words): the first base's M04 is a fragile
+    # transition that a change of the trajectory alone can lose (docs/student-recipes.md); hence the polish below.
     fact_drill_rows: str = "any"
     # A polish phase on top of the finished base (0: none): ``polish_steps`` more steps from its weights with a
     # fresh optimizer at a constant ``polish_lr`` (after a 20-step warm-up), on the second phase's rows with
@@ -236,6 +236,19 @@ def _load_checkpoint(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any] 
     return state
 
 
+def _adamw(model: Any, *, lr: float, weight_decay: float) -> Any:
+    """AdamW with weight decay on the matrices only (not on norms and biases), β₂ 0.98."""
+    import torch
+
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=lr,
+        betas=(0.9, 0.98),
+    )
+
+
 def train_micro_base(
     cfg: MicroBaseConfig,
     out_dir: str | os.PathLike,
@@ -274,13 +287,7 @@ def train_micro_base(
     tok = build_word_tokenizer(max_int=cfg.max_int, domains=domains)
     rows = MicroRows(cfg, tok, domains)
     model = build_student(cfg.student, tok, seed=cfg.seed)
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr,
-        betas=(0.9, 0.98),
-    )
+    opt = _adamw(model, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -397,13 +404,7 @@ def polish_micro_base(
     t0 = time.perf_counter()
     model, tok = load_base(parent_dir)
     rows = MicroRows(cfg, tok, load_domains(domains_dir))
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.polish_lr,
-        betas=(0.9, 0.98),
-    )
+    opt = _adamw(model, lr=cfg.polish_lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 20))
     losses: list[float] = []
     model.train()
