@@ -139,15 +139,6 @@ class MicroRows:
         return ids, list(ids)
 
     def batch(self, step: int) -> dict[str, Any]:
-        import torch
+        from iga.utils.padding import right_pad
 
-        rows = [self.row(step, i) for i in range(self.cfg.batch_size)]
-        width = max(len(ids) for ids, _ in rows)
-        input_ids = torch.full((len(rows), width), self.tok.pad_token_id, dtype=torch.long)
-        labels = torch.full((len(rows), width), -100, dtype=torch.long)
-        attention = torch.zeros((len(rows), width), dtype=torch.long)
-        for r, (ids, lab) in enumerate(rows):
-            input_ids[r, : len(ids)] = torch.tensor(ids)
-            labels[r, : len(lab)] = torch.tensor(lab)
-            attention[r, : len(ids)] = 1
-        return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+        return right_pad([self.row(step, i) for i in range(self.cfg.batch_size)], self.tok.pad_token_id)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from iga.models.prompting import PromptFormat
+from iga.utils.padding import right_pad
 
 
 @dataclass(frozen=True)
@@ -139,23 +140,10 @@ class IsomerCollator:
                 domain_ids.append(k)
                 if aligned is not None:
                     logic.append(aligned[j][k])
-        width = max(len(ids) for ids, _ in rows)
-        pad = self.tokenizer.pad_token_id
-        input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        labels = torch.full((len(rows), width), -100, dtype=torch.long)
-        attention = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, (ids, lab) in enumerate(rows):
-            input_ids[i, : len(ids)] = torch.tensor(ids)
-            labels[i, : len(lab)] = torch.tensor(lab)
-            attention[i, : len(ids)] = 1
-        batch = {
-            "input_ids": input_ids,
-            "attention_mask": attention,
-            "labels": labels,
-            "domain_ids": torch.tensor(domain_ids, dtype=torch.long),
-        }
+        batch = right_pad(rows, self.tokenizer.pad_token_id)
+        batch["domain_ids"] = torch.tensor(domain_ids, dtype=torch.long)
         if aligned is not None:
-            batch["logic_labels"] = torch.full_like(labels, -100)
+            batch["logic_labels"] = torch.full_like(batch["labels"], -100)
             for i, lab in enumerate(logic):
                 batch["logic_labels"][i, : len(lab)] = torch.tensor(lab)
         return batch
