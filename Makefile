@@ -88,7 +88,7 @@ clean:
 shipped-base: $(STAMP)
 	$(BIN)/iga pretrain --regime micro
 	rm -rf src/iga/models/shipped && mkdir -p src/iga/models/shipped
-	$(BIN)/python -c 'from iga.models.micro_base import MicroBaseConfig as C, micro_base_path as p, parent_config; print(p(C())); print(p(parent_config(C())))' \
+	$(BIN)/python -c 'from iga.models.micro_base import MicroBaseConfig as C, parent_config; from iga.models.micro_base_cache import micro_base_path as p; print(p(C())); print(p(parent_config(C())))' \
 		| while read -r base; do cp -r "$$base" src/iga/models/shipped/; done
 
 # docs/student-recipes.md: learnability, the held-out shift and the shortcut in the micro regime (~40 min).

@@ -121,7 +121,8 @@ def _last_log(run_dir: Path) -> dict[str, Any]:
 def run(args: Any) -> None:
     import torch
 
-    from iga.models.micro_base import MicroBaseConfig, ensure_micro_base
+    from iga.models.micro_base import MicroBaseConfig
+    from iga.models.micro_base_cache import ensure_micro_base
     from iga.utils.io import atomic_write_json
     from iga.utils.provenance import provenance
 

@@ -182,7 +182,8 @@ def per_group(run_dir: Path, data_dirs: list[Path]) -> dict[str, Any]:
 def run(kind: str, args: Any) -> None:
     import torch
 
-    from iga.models.micro_base import MicroBaseConfig, ensure_micro_base
+    from iga.models.micro_base import MicroBaseConfig
+    from iga.models.micro_base_cache import ensure_micro_base
 
     torch.set_flush_denormal(True)
     out = Path(args.out)
@@ -309,7 +310,8 @@ def base_skill(base_dir: str | None, domains: list[str], n: int, seed: int) -> d
     import torch
 
     from iga.isomers.domains import load_domains
-    from iga.models.micro_base import MicroBaseConfig, micro_base_path
+    from iga.models.micro_base import MicroBaseConfig
+    from iga.models.micro_base_cache import micro_base_path
     from iga.models.micro_rows import MicroRows
     from iga.models.pretrain import load_base
 
@@ -369,13 +371,8 @@ def train_base_probed(args: Any) -> None:
     import torch
 
     from iga.isomers.domains import load_domains
-    from iga.models.micro_base import (
-        MicroBaseConfig,
-        ensure_micro_base,
-        parent_config,
-        polish_micro_base,
-        train_micro_base,
-    )
+    from iga.models.micro_base import MicroBaseConfig, parent_config, polish_micro_base, train_micro_base
+    from iga.models.micro_base_cache import ensure_micro_base
     from iga.models.micro_rows import MicroRows
     from iga.utils.io import atomic_write_json
     from iga.utils.provenance import provenance

@@ -48,7 +48,7 @@ def test_standard_quick_demo_still_runs(tmp_path, monkeypatch):
 
 
 def test_micro_demo_takes_the_micro_base_with_its_configured_steps(tmp_path, monkeypatch):
-    import iga.models.micro_base as micro_base
+    import iga.models.micro_base_cache as micro_base_cache
     from iga.experiments.demo import micro_demo_config, quick_demo_config, run_demo
     from iga.models.micro_base import MicroBaseConfig
 
@@ -58,7 +58,7 @@ def test_micro_demo_takes_the_micro_base_with_its_configured_steps(tmp_path, mon
         seen.append((cfg.steps, cfg.polish_steps))
         raise RuntimeError("stop after the base request")
 
-    monkeypatch.setattr(micro_base, "ensure_micro_base", fake_ensure)
+    monkeypatch.setattr(micro_base_cache, "ensure_micro_base", fake_ensure)
     for cfg in (
         quick_demo_config(str(tmp_path / "a"), pretrain_steps=7),
         micro_demo_config(out_dir=str(tmp_path / "b")),

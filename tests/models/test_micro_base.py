@@ -9,15 +9,8 @@ import json
 import pytest
 
 from iga.isomers.domains import load_domains
-from iga.models.micro_base import (
-    BASE_MARKER,
-    MicroBaseConfig,
-    _keyed_config,
-    ensure_micro_base,
-    micro_base_path,
-    shipped_base,
-    train_micro_base,
-)
+from iga.models.micro_base import BASE_MARKER, MicroBaseConfig, keyed_config, train_micro_base
+from iga.models.micro_base_cache import ensure_micro_base, micro_base_path, shipped_base
 from iga.models.micro_rows import MicroRows
 from iga.models.word_tokenizer import build_word_tokenizer
 
@@ -105,7 +98,7 @@ def test_train_saves_a_loadable_word_level_base(tmp_path):
 
 
 def test_ensure_caches_and_prefers_the_shipped_copy(tmp_path, monkeypatch):
-    import iga.models.micro_base as mb
+    import iga.models.micro_base_cache as mb
 
     path, built = ensure_micro_base(TINY, cache_dir=tmp_path / "cache")
     assert built and path == micro_base_path(TINY, cache_dir=tmp_path / "cache")
@@ -148,7 +141,7 @@ def test_a_checkpoint_of_another_base_is_refused_naming_the_file(tmp_path):
 
 
 def test_ensure_resumes_a_partial_build_and_starts_over_without_a_checkpoint(tmp_path, monkeypatch):
-    import iga.models.micro_base as mb
+    import iga.models.micro_base_cache as mb
 
     cfg = dataclasses.replace(TINY, steps=3)
     partial = micro_base_path(cfg, cache_dir=tmp_path).with_name(
@@ -412,8 +405,8 @@ def test_the_default_base_is_shipped_for_the_current_config_and_domain_files():
     shipped = shipped_base(name)
     assert shipped is not None, f"no shipped base named {name}: run `make shipped-base`"
     meta = json.loads((shipped / BASE_MARKER).read_text())
-    # fields added since (micro_base._KEYED_UNLESS) are recorded, like keyed, only when set
-    assert meta["micro_base_config"] == json.loads(json.dumps(_keyed_config(MicroBaseConfig())))
+    # fields added since (micro_base.KEYED_UNLESS) are recorded, like keyed, only when set
+    assert meta["micro_base_config"] == json.loads(json.dumps(keyed_config(MicroBaseConfig())))
 
 
 def test_polish_settings_key_the_cache_only_with_a_polish_phase():

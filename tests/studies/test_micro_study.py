@@ -63,8 +63,9 @@ def test_train_base_polishes_the_cached_parent_and_the_table_says_so(tmp_path, m
     import json
 
     import iga.models.micro_base as micro_base
+    import iga.models.micro_base_cache as micro_base_cache
 
-    monkeypatch.setattr(micro_base, "DEFAULT_CACHE", tmp_path / "cache")
+    monkeypatch.setattr(micro_base_cache, "DEFAULT_CACHE", tmp_path / "cache")
     tiny = ["student=micro", "steps=3", "batch_size=2", "warmup_steps=1"]
     study.main(
         ["train-base", "--out", str(tmp_path), "--name", "polished", "--probe-every", "2", "--probe-n", "1",
@@ -72,7 +73,7 @@ def test_train_base_polishes_the_cached_parent_and_the_table_says_so(tmp_path, m
     )  # fmt: skip
     # the parent was built into the cache, then polished for 2 steps (the probe counts the polish's steps)
     tiny_cfg = micro_base.MicroBaseConfig(**dict(map(study._parse_override, tiny)))
-    parent = micro_base.micro_base_path(micro_base.parent_config(tiny_cfg))
+    parent = micro_base_cache.micro_base_path(micro_base.parent_config(tiny_cfg))
     assert (parent / micro_base.BASE_MARKER).is_file()
     folder = tmp_path / "base-probe" / "polished"
     assert json.loads((folder / micro_base.BASE_MARKER).read_text())["parent"] == parent.name

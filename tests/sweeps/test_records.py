@@ -123,7 +123,8 @@ def test_a_base_that_is_not_shipped_is_kept_once_and_copied_back_into_an_empty_c
 
 
 def test_a_cached_base_is_never_overwritten_and_the_shipped_base_is_never_kept(tmp_path):
-    from iga.models.micro_base import MicroBaseConfig, micro_base_path
+    from iga.models.micro_base import MicroBaseConfig
+    from iga.models.micro_base_cache import micro_base_path
     from iga.sweeps.records import restore_bases, save_base
 
     records = tmp_path / "records"

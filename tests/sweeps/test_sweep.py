@@ -313,7 +313,8 @@ def test_pretrain_overrides_give_their_own_base_and_bad_fields_fail_at_load_time
 
 
 def test_micro_base_spec_trains_every_job_from_the_micro_skill_base():
-    from iga.models.micro_base import MicroBaseConfig, micro_base_path
+    from iga.models.micro_base import MicroBaseConfig
+    from iga.models.micro_base_cache import micro_base_path
     from iga.sweeps.sweep import sweep_base_dir
 
     spec = _spec(micro_base={}, data={"preset": "micro"})
@@ -430,8 +431,9 @@ def test_cli_keeps_a_base_that_is_not_shipped_with_the_records_and_a_new_machine
     import yaml
 
     import iga.models.micro_base as micro_base_module
+    import iga.models.micro_base_cache as micro_base_cache
 
-    monkeypatch.setattr(micro_base_module, "DEFAULT_CACHE", tmp_path / "cache")
+    monkeypatch.setattr(micro_base_cache, "DEFAULT_CACHE", tmp_path / "cache")
     micro = {"student": "micro", "steps": 2, "batch_size": 4, "warmup_steps": 1, "polish_steps": 0}
     spec_path = tmp_path / "spec.yaml"
     spec_path.write_text(
@@ -453,7 +455,7 @@ def test_cli_keeps_a_base_that_is_not_shipped_with_the_records_and_a_new_machine
         app, ["sweep", str(spec_path), "--out", str(tmp_path / "a"), "--records", str(records)]
     )
     assert res.exit_code == 0, res.output
-    name = micro_base_module.micro_base_path(micro_base_module.MicroBaseConfig(**micro)).name
+    name = micro_base_cache.micro_base_path(micro_base_module.MicroBaseConfig(**micro)).name
     assert "skill base kept in" in " ".join(res.output.split())
     assert (records / "bases" / name / "base.json").is_file()
     # Another machine: an empty cache (at the same path, as `.iga_cache` is on every clone: the base's path is in

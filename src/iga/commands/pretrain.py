@@ -68,7 +68,8 @@ def _pretrain_micro(console, student: str, steps: int | None, seed: int, cache_d
     import dataclasses
     import json
 
-    from iga.models.micro_base import BASE_MARKER, MicroBaseConfig, ensure_micro_base
+    from iga.models.micro_base import BASE_MARKER, MicroBaseConfig
+    from iga.models.micro_base_cache import ensure_micro_base
     from iga.models.students import student_spec
     from iga.training.progress import StepProgress
 

@@ -55,7 +55,7 @@ def sweep_cmd(
     runner = make_launcher(launcher, **options)
     console = Console()
     if records is not None and records.exists() and not dry_run:
-        from iga.models.micro_base import DEFAULT_CACHE
+        from iga.models.micro_base_cache import DEFAULT_CACHE
         from iga.sweeps.records import restore_bases, restore_records
 
         restored = restore_records(records, out)

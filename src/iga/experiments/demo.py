@@ -107,7 +107,8 @@ def _base(cfg: DemoConfig) -> tuple[Path, bool]:
     if cfg.regime == "micro":
         import dataclasses
 
-        from iga.models.micro_base import MicroBaseConfig, ensure_micro_base
+        from iga.models.micro_base import MicroBaseConfig
+        from iga.models.micro_base_cache import ensure_micro_base
 
         base_cfg = MicroBaseConfig(student=cfg.student, seed=cfg.seed)
         if cfg.pretrain_steps is not None:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from iga.models.micro_rows import MicroRows
-from iga.utils.io import atomic_write_json, stable_hash
+from iga.utils.io import atomic_write_json
 
 BASE_MARKER = "base.json"
 
@@ -346,7 +346,7 @@ def train_micro_base(
         out_dir / BASE_MARKER,
         {
             "kind": "micro",
-            "micro_base_config": _keyed_config(cfg),  # the fields that name the base
+            "micro_base_config": keyed_config(cfg),  # the fields that name the base
             "student_spec": spec_dict(cfg.student),
             "num_parameters": sum(p.numel() for p in model.parameters()),
             "vocab_size": len(tok),
@@ -398,7 +398,7 @@ def polish_micro_base(
         raise ValueError("polish_steps: 0 (no polish phase to train); use train_micro_base")
     parent_dir = Path(parent_dir)
     parent_info = json.loads((parent_dir / BASE_MARKER).read_text())
-    if parent_info.get("micro_base_config") != json.loads(json.dumps(_keyed_config(parent_config(cfg)))):
+    if parent_info.get("micro_base_config") != json.loads(json.dumps(keyed_config(parent_config(cfg)))):
         raise ValueError(f"{parent_dir}: not the base below this polish (its micro_base_config differs)")
     torch.set_flush_denormal(True)
     t0 = time.perf_counter()
@@ -429,7 +429,7 @@ def polish_micro_base(
         out_dir / BASE_MARKER,
         {
             **{k: parent_info[k] for k in ("kind", "student_spec", "num_parameters", "vocab_size")},
-            "micro_base_config": _keyed_config(cfg),
+            "micro_base_config": keyed_config(cfg),
             "vocab_hash": vocab_hash(list(tok.convert_ids_to_tokens(list(range(len(tok)))))),
             "parent": parent_dir.name,
             "parent_seconds": parent_info["seconds"],
@@ -449,13 +449,10 @@ def polish_micro_base(
     return out_dir
 
 
-DEFAULT_CACHE = Path(os.environ.get("IGA_CACHE", ".iga_cache")) / "bases"
-
-
 #: Fields added after the cache key's version 2, with the value every base built before them had: they enter the
 #: key only when set to something else, so those bases (the first shipped one, now the default's parent) keep
 #: their folder names.
-_KEYED_UNLESS = {
+KEYED_UNLESS = {
     "fact_drill_share": 0.0,
     "late_fact_drill_share": None,
     "fact_drill_rows": "any",
@@ -463,81 +460,9 @@ _KEYED_UNLESS = {
 }
 
 
-def _keyed_config(cfg: MicroBaseConfig) -> dict[str, Any]:
+def keyed_config(cfg: MicroBaseConfig) -> dict[str, Any]:
+    """The fields of ``cfg`` that name its base (the cache key's and ``base.json``'s ``micro_base_config``)."""
     fields = asdict(cfg)
     if not cfg.polish_steps:  # without a polish phase its settings shape nothing
         del fields["polish_lr"], fields["polish_fact_drill_share"]
-    return {k: v for k, v in fields.items() if k not in _KEYED_UNLESS or v != _KEYED_UNLESS[k]}
-
-
-def micro_base_path(
-    cfg: MicroBaseConfig, *, cache_dir: str | os.PathLike | None = None, domains_dir: str | None = None
-) -> Path:
-    """Where the base for ``cfg`` lives: keyed by the config, the vocabulary and every domain file's text."""
-    from iga.isomers.domains import load_domains
-    from iga.models.word_tokenizer import domain_texts
-
-    domains = load_domains(domains_dir)
-    # version 2: the step backpropagates in two length-sorted halves (same gradient, other rounding)
-    key = stable_hash({"config": _keyed_config(cfg), "domains": domain_texts(domains), "version": 2})
-    return Path(cache_dir or DEFAULT_CACHE) / f"micro-{cfg.student}-{key}"
-
-
-def shipped_base(name: str) -> Path | None:
-    """The base shipped with the package under ``name`` (the cache folder's name), if there is one.
-
-    The default base (``MicroBaseConfig()``) takes ~18 minutes on 2 cores, longer than the whole demo may take;
-    the package ships it and its parent (the base below its polish phase, :func:`parent_config`), trained by
-    ``iga pretrain --regime micro`` (each ``base.json`` records how and when). Its
-    folder name holds the hash of the config and of every domain file, so a change to either (a domain edited, a
-    new default) makes it unused: the base is then trained here, and ``tests/models/test_micro_base.py`` fails
-    until the shipped copy is rebuilt (``make shipped-base``).
-    """
-    from importlib import resources
-
-    folder = resources.files("iga.models") / "shipped" / name
-    path = Path(str(folder))
-    return path if (path / BASE_MARKER).is_file() else None
-
-
-def ensure_micro_base(
-    cfg: MicroBaseConfig,
-    *,
-    cache_dir: str | os.PathLike | None = None,
-    domains_dir: str | None = None,
-    progress: Callable[[int, int, float], None] | None = None,
-) -> tuple[Path, bool]:
-    """The cached base for ``cfg``: the cache's, else the shipped copy (copied into the cache), else trained now
-    (into a ``.partial`` folder, then renamed; an interrupted build resumes from the checkpoint it left there).
-    Returns ``(path, trained_now)``."""
-    import shutil
-
-    path = micro_base_path(cfg, cache_dir=cache_dir, domains_dir=domains_dir)
-    if (path / BASE_MARKER).exists():
-        return path, False
-    tmp = path.with_name(path.name + ".partial")
-    shipped = shipped_base(path.name)
-    if cfg.polish_steps and shipped is None:
-        parent, _ = ensure_micro_base(
-            parent_config(cfg), cache_dir=cache_dir, domains_dir=domains_dir, progress=progress
-        )
-        shutil.rmtree(tmp, ignore_errors=True)
-        polish_micro_base(cfg, parent, tmp, domains_dir=domains_dir, progress=progress)
-        if path.exists():  # a concurrent builder finished first; keep theirs
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-        return path, True
-    if shipped is not None or not (tmp / CHECKPOINT).is_file():
-        shutil.rmtree(tmp, ignore_errors=True)
-    if shipped is not None:
-        shutil.copytree(shipped, tmp)
-        if not path.exists():
-            os.replace(tmp, path)
-        return path, False
-    train_micro_base(cfg, tmp, domains_dir=domains_dir, progress=progress)
-    if path.exists():  # a concurrent builder finished first; keep theirs
-        shutil.rmtree(tmp, ignore_errors=True)
-    else:
-        os.replace(tmp, path)
-    return path, True
+    return {k: v for k, v in fields.items() if k not in KEYED_UNLESS or v != KEYED_UNLESS[k]}

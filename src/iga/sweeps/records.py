@@ -121,7 +121,8 @@ def _copy_tree_atomically(source: Path, target: Path) -> None:
 def save_base(base_dir: str | os.PathLike, records_dir: str | os.PathLike) -> bool:
     """Keep the micro skill base at ``base_dir`` in ``records_dir/bases/`` unless the package ships it or it is
     kept already; True if copied. Only finished bases (with their ``base.json``) are kept."""
-    from iga.models.micro_base import BASE_MARKER, CHECKPOINT, shipped_base
+    from iga.models.micro_base import BASE_MARKER, CHECKPOINT
+    from iga.models.micro_base_cache import shipped_base
 
     base_dir = Path(base_dir)
     target = Path(records_dir) / BASES_DIR / base_dir.name

@@ -409,7 +409,8 @@ def sweep_base_dir(spec: SweepSpec, *, build: bool) -> str:
     if spec.base_dir:
         return spec.base_dir
     if spec.micro_base is not None:
-        from iga.models.micro_base import MicroBaseConfig, ensure_micro_base, micro_base_path
+        from iga.models.micro_base import MicroBaseConfig
+        from iga.models.micro_base_cache import ensure_micro_base, micro_base_path
 
         micro = MicroBaseConfig(**spec.micro_base)
         return str(ensure_micro_base(micro)[0] if build else micro_base_path(micro))
