@@ -39,6 +39,25 @@ def test_step_order_is_deterministic_and_covers_every_set_each_epoch():
     ]
 
 
+def test_step_order_is_the_hash_keyed_order_across_epochs_and_interleaved_seeds():
+    """The cached epoch permutation gives the order the hash keys define (what every recorded run trained on),
+    whichever seeds and epochs were asked for before."""
+    import hashlib
+
+    def reference(n, per, step, seed):
+        def perm(epoch):
+            key = lambda i: hashlib.blake2b(f"{seed}|{epoch}|{i}".encode(), digest_size=8).digest()  # noqa: E731
+            return sorted(range(n), key=key)
+
+        return [perm(j // n)[j % n] for j in range(step * per, (step + 1) * per)]
+
+    n, per = 7, 3  # batches straddle epochs
+    asked = [(step, seed) for step in range(12) for seed in (0, 5, 0)]
+    assert [sets_for_step(n, per, step, seed) for step, seed in asked] == [
+        reference(n, per, step, seed) for step, seed in asked
+    ]
+
+
 def test_collator_is_domain_major_and_masks_prompts(micro_base):
     from iga.models.tokenizer import load_tokenizer
 

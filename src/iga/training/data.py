@@ -8,6 +8,7 @@ an uninterrupted run would have seen.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -63,12 +64,15 @@ def group_isomer_sets(
     return sets
 
 
-def _epoch_permutation(n: int, seed: int, epoch: int) -> list[int]:
-    # Hash-keyed sort: deterministic across Python/torch versions, no global RNG involved.
+@functools.lru_cache(maxsize=4)
+def _epoch_permutation(n: int, seed: int, epoch: int) -> tuple[int, ...]:
+    # Hash-keyed sort: deterministic across Python/torch versions, no global RNG involved. Cached: a step reads
+    # ``sets_per_batch`` positions of one or two epochs, and sorting 8 000 hashed keys took ~7 ms per position
+    # (~55 ms of the micro student's ~0.3 s step before the cache).
     def key(i: int) -> bytes:
         return hashlib.blake2b(f"{seed}|{epoch}|{i}".encode(), digest_size=8).digest()
 
-    return sorted(range(n), key=key)
+    return tuple(sorted(range(n), key=key))
 
 
 def sets_for_step(num_sets: int, sets_per_batch: int, step: int, seed: int) -> list[int]:
