@@ -77,6 +77,10 @@ PRESETS: dict[str, dict[str, int]] = {
            "rank": 8, "warmup": 1, "repeats": 5},
     "default": {"hidden": 256, "intermediate": 688, "layers": 4, "vocab": 512, "rows_per_domain": 4, "seq": 128,
                 "rank": 8, "warmup": 2, "repeats": 7},
+    # The micro regime's student and the study of record's batch: the tiny Llama (4 layers, word vocabulary of
+    # 1 804), LoRA r = 16, 8 isomer sets × 4 domains of ~100 tokens.
+    "micro": {"hidden": 128, "intermediate": 344, "layers": 4, "vocab": 1804, "rows_per_domain": 8, "seq": 100,
+              "rank": 16, "warmup": 2, "repeats": 7},
 }  # fmt: skip
 
 
