@@ -11,7 +11,8 @@ It plays the part of a pretrained model in the paper's setting (a skill base, th
 So after the base, every domain's words mean something (held-out ones included, as in a real pretrained model),
 the skills exist in one neutral wording, and no domain's question → CoT format has been seen: that is what the
 LoRA runs learn, on the training domains only. Problems are fresh every step, drawn from ``HashRng(seed, step,
-row)``: the base is a pure function of its config and the domain files, and is cached under a hash of both.
+row)``: the base is a pure function of its config and the domain files, and is cached under a hash of both
+(:mod:`iga.models.micro_base_cache`: the cache folder, the shipped copies, ``ensure_micro_base``).
 """
 
 from __future__ import annotations
