@@ -135,6 +135,7 @@ def test_pipeline_writes_result_with_provenance_and_metrics(dataset, micro_base,
     saved = json.loads((tmp_path / "run" / "result.json").read_text())
     assert saved["config"]["algorithm"] == "erm"
     assert saved["provenance"]["versions"]["torch"].startswith("2.")
+    assert len(saved["provenance"]["hardware"]["load_average"]) == 3  # 1, 5 and 15 minutes
     assert saved["data"] == {"content_hash": "synthetic", "seed": 0}
     summary = result["eval"]["summary"]
     assert 0 <= summary["id_accuracy"] <= 1 and 0 <= summary["ood_accuracy"] <= 1

@@ -55,6 +55,10 @@ def hardware() -> dict[str, object]:
         "cpu_count": os.cpu_count(),
         "processor": platform.processor() or platform.machine(),
     }
+    if hasattr(os, "getloadavg"):
+        # How busy the machine was over the last 1, 5 and 15 minutes when the file was written: a run's timings
+        # beside other work (load above its own thread count) read differently from an idle machine's.
+        info["load_average"] = [round(x, 2) for x in os.getloadavg()]
     if "torch" in sys.modules:  # never import torch just to describe the machine
         import torch
 
